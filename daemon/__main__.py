@@ -1,0 +1,5 @@
+"""Entry point for `python -m daemon`."""
+
+from daemon.cli import main
+
+main()

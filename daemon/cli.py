@@ -1,0 +1,467 @@
+"""The command line: the user's door to followthrough.
+
+Commands call the engine and ledger and print what they return. Exit codes: 0 fine, 1 something failed
+(a calendar, a send, a user error), 2 bad usage, 3 invalid config, 4 template errors, 130 hard stop.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from daemon import __version__, clock
+from daemon import config as config_module
+from daemon.config import Settings
+from daemon.errors import TemplateError, UserError
+from daemon.ledger import Ledger, SendRecord
+from daemon.model import Outcome, Status, parse_address
+
+EXIT_FAILED = 1
+EXIT_KILLED = 130
+log = logging.getLogger("daemon")
+
+
+def _settings(ctx: click.Context) -> Settings:
+    return config_module.load(ctx.obj["config"])
+
+
+def _engine(ctx: click.Context) -> Any:
+    from daemon.engine import Engine
+
+    return Engine(_settings(ctx))
+
+
+def local(moment: datetime | None, zone: ZoneInfo) -> str:
+    if moment is None:
+        return "-"
+    return moment.astimezone(zone).strftime("%a %d %b %Y %H:%M %Z")
+
+
+def _addresses(people: Iterable[Any]) -> list[str]:
+    return [p.email for p in people]
+
+
+def send_json(send: SendRecord) -> dict[str, Any]:
+    return {
+        "key": send.key,
+        "rule": send.rule,
+        "event_id": send.event_id,
+        "deal": send.deal,
+        "due": send.due.isoformat().replace("+00:00", "Z"),
+        "expires": send.expires.isoformat().replace("+00:00", "Z") if send.expires else None,
+        "to": _addresses(send.to),
+        "cc": _addresses(send.cc),
+        "subject": send.subject,
+        "status": Status(send.status).public,
+        "reason": send.reason,
+        "attempts": send.attempts,
+        "sent_at": send.sent_at.isoformat().replace("+00:00", "Z") if send.sent_at else None,
+        "refused": send.refused or {},
+    }
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    widths = [min(w, 60) for w in widths]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            (c if len(c) <= w else c[: w - 1] + "…").ljust(w) for c, w in zip(cells, widths, strict=True)
+        ).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+class Cli(click.Group):
+    """Turns our errors into one line and an exit code, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UserError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=Cli)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="FOLLOWTHROUGH_CONFIG",
+    default=config_module.DEFAULT_CONFIG,
+    show_default=True,
+    help="The TOML config file (env FOLLOWTHROUGH_CONFIG).",
+)
+@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="followthrough")
+@click.pass_context
+def cli(ctx: click.Context, config_path: Path, verbose: int) -> None:
+    """followthrough: the around-the-signature playbook, run from the calendar."""
+    ctx.ensure_object(dict)
+    ctx.obj["config"] = config_path
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+# -- run / tick ---------------------------------------------------------------------------
+@cli.command()
+@click.pass_context
+def run(ctx: click.Context) -> None:
+    """Run the daemon: sync on a timer, send when due, until SIGTERM or Ctrl-C."""
+    from daemon.scheduler import Daemon
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger().setLevel(logging.INFO)  # a daemon reports its progress
+    engine = _engine(ctx)
+    daemon = Daemon(engine)
+    stop = threading.Event()
+    signals = {"count": 0}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            log.warning("second signal: stopping now, without waiting for the current job")
+            os._exit(EXIT_KILLED)
+        log.info("signal %s: finishing the current job, then stopping (again to force)", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        daemon.stop(wait=True)
+        engine.close()
+
+
+@cli.command()
+@click.pass_context
+def tick(ctx: click.Context) -> None:
+    """One pass: sync every calendar, plan, send all that is due, then exit."""
+    engine = _engine(ctx)
+    try:
+        now = clock.now()
+        report = engine.tick(now)
+        zone = ZoneInfo(engine.settings.company.timezone)
+        print_pass(report, engine.ledger, zone, now)
+    finally:
+        engine.close()
+    if report.failed:
+        sys.exit(EXIT_FAILED)
+
+
+def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcoming: int = 10) -> None:
+    for cal in report.calendars:
+        if cal.error:
+            click.echo(f"calendar {cal.name}: FAILED: {cal.error}")
+        elif cal.unchanged:
+            click.echo(f"calendar {cal.name}: unchanged")
+        else:
+            click.echo(f"calendar {cal.name}: {cal.new} new, {cal.changed} changed, {cal.gone} gone")
+        if cal.problems:
+            click.echo(f"  {len(cal.problems)} event(s) could not be used:")
+            for problem in cal.problems[:20]:
+                click.echo(f"  - {problem}")
+            if len(cal.problems) > 20:
+                click.echo(f"  … and {len(cal.problems) - 20} more (run with -v to log them all)")
+    d = report.dispatch
+    click.echo(f"\nSent {len(d.sent)} email(s)" + (":" if d.sent else "."))
+    for send in d.sent:
+        final = ledger.send(send.key) or send
+        click.echo(f"  {final.rule:<22} to {', '.join(_addresses(final.to))}")
+        click.echo(f'  {"":<22} "{final.subject}"')
+    for label, items in (
+        ("Failed", d.failed),
+        ("Will retry", d.retrying),
+        ("Skipped", d.skipped),
+        ("Stopped", d.stopped),
+    ):
+        for send, reason in items:
+            click.echo(f"{label}: {send.key}: {reason}")
+    for key, reason in report.stopped:
+        click.echo(f"Stopped: {key}: {reason}")
+    pending = ledger.sends([Status.PLANNED])
+    click.echo(f"\nPlanned next ({len(pending)} pending):" if pending else "\nNothing else planned.")
+    for send in pending[:upcoming]:
+        click.echo(f"  {local(send.due, zone):<26} {send.rule:<22} to {', '.join(_addresses(send.to))}")
+    if len(pending) > upcoming:
+        click.echo(f"  … see `followthrough plan` for all {len(pending)}")
+
+
+# -- plan / history -----------------------------------------------------------------------
+STATUS_CHOICES = ["pending", "sent", "failed", "cancelled", "skipped", "stopped"]
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, times in UTC.")
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(STATUS_CHOICES),
+    help="Only sends in this state (repeatable).",
+)
+@click.pass_context
+def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
+    """What is pending, sent and cancelled, with due times in local time."""
+    settings = _settings(ctx)
+    ledger = Ledger(settings.store_url)
+    sends = [s for s in ledger.sends() if not statuses or Status(s.status).public in statuses]
+    if as_json:
+        click.echo(json.dumps([send_json(s) for s in sends], indent=2))
+        return
+    zone = ZoneInfo(settings.company.timezone)
+    if not sends:
+        click.echo("Nothing planned yet: run `followthrough tick` to read the calendars.")
+        return
+    rows = [
+        [
+            local(s.due, zone),
+            Status(s.status).public,
+            s.rule,
+            ", ".join(_addresses(s.to)),
+            s.subject or "",
+            s.event_id,
+        ]
+        for s in sends
+    ]
+    click.echo(_table(rows, ["due", "status", "rule", "to", "subject", "event"]))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="A JSON array, times in UTC.")
+@click.option("--key", help="The full life of one send, every state it passed through.")
+@click.pass_context
+def history(ctx: click.Context, as_json: bool, key: str | None) -> None:
+    """What was sent or failed, when, and to whom."""
+    settings = _settings(ctx)
+    ledger = Ledger(settings.store_url)
+    zone = ZoneInfo(settings.company.timezone)
+    if key:
+        moves = ledger.transitions(key)
+        if not moves:
+            raise UserError(f"no send with key {key!r} (see `followthrough plan`)")
+        if as_json:
+            click.echo(
+                json.dumps(
+                    [
+                        {
+                            "at": m.at.isoformat().replace("+00:00", "Z"),
+                            "from": m.from_status,
+                            "to": m.to_status,
+                            "reason": m.reason,
+                        }
+                        for m in moves
+                    ],
+                    indent=2,
+                )
+            )
+            return
+        for m in moves:
+            click.echo(
+                f"{local(m.at, zone):<26} {m.from_status or '-':>9} -> {m.to_status:<9} {m.reason or ''}"
+            )
+        return
+    sends = sorted(
+        ledger.sends([Status.SENT, Status.FAILED]), key=lambda s: s.sent_at or s.updated_at, reverse=True
+    )
+    if as_json:
+        click.echo(json.dumps([send_json(s) for s in sends], indent=2))
+        return
+    if not sends:
+        click.echo("Nothing sent yet.")
+        return
+    rows = [
+        [
+            local(s.sent_at or s.updated_at, zone),
+            s.status.value,
+            s.rule,
+            ", ".join(_addresses((*s.to, *s.cc))),
+            s.reason or s.subject or "",
+        ]
+        for s in sends
+    ]
+    click.echo(_table(rows, ["when", "status", "rule", "to / cc", "subject or reason"]))
+
+
+# -- preview / templates ------------------------------------------------------------------
+@cli.command()
+@click.argument("rule")
+@click.option("--event", "event_id", help="An event id (or a unique prefix); default: sample data.")
+@click.option("--html", is_flag=True, help="Show the HTML part instead of the text part.")
+@click.pass_context
+def preview(ctx: click.Context, rule: str, event_id: str | None, html: bool) -> None:
+    """Render one email as it would go out."""
+    from daemon.preview import preview_event, preview_sample
+
+    settings = _settings(ctx)
+    if event_id is None:
+        headers, rendered = preview_sample(settings, rule)
+    else:
+        headers, rendered = preview_event(settings, rule, event_id, clock.now())
+    for name, value in headers:
+        click.echo(f"{name}: {value}")
+    click.echo(f"Subject: {rendered.subject}\n")
+    click.echo(rendered.html if html else rendered.text)
+
+
+@cli.group()
+def templates() -> None:
+    """Check the email templates."""
+
+
+@templates.command("check")
+@click.pass_context
+def templates_check(ctx: click.Context) -> None:
+    """Render every template against sample data; name the file and line of each error."""
+    from daemon.preview import check_templates
+
+    settings = _settings(ctx)
+    errors, checked = check_templates(settings)
+    for error in errors:
+        click.echo(f"error: {error}", err=True)
+    if errors:
+        click.echo(f"{len(errors)} error(s) in {checked} template(s)", err=True)
+        sys.exit(TemplateError.exit_code)
+    click.echo(f"{checked} template(s) render cleanly.")
+
+
+# -- outcome / suppress -------------------------------------------------------------------
+@cli.command()
+@click.argument("event_id")
+@click.argument("result", type=click.Choice(["won", "lost"]))
+@click.pass_context
+def outcome(ctx: click.Context, event_id: str, result: str) -> None:
+    """Record that a closing call was won or lost."""
+    engine = _engine(ctx)
+    try:
+        full_id, counts = engine.record_outcome(event_id, Outcome(result), clock.now())
+        click.echo(f"Recorded: {full_id} {result}.")
+        zone = ZoneInfo(engine.settings.company.timezone)
+        for send in engine.ledger.sends([Status.PLANNED], event_id=full_id):
+            click.echo(f"  planned {send.rule:<22} {local(send.due, zone)}")
+        if counts["cancelled"]:
+            click.echo(f"  {counts['cancelled']} pending send(s) cancelled.")
+    finally:
+        engine.close()
+
+
+@cli.group()
+def suppress() -> None:
+    """The addresses (or whole domains) followthrough never writes to."""
+
+
+def _address(value: str) -> str:
+    address = parse_address(value)
+    if address is None and parse_address("x@" + value.lstrip("@")):
+        return value.lstrip("@").lower()  # a whole domain
+    if address is None:
+        raise UserError(f"not an email address or domain: {value!r}")
+    return address
+
+
+@suppress.command("add")
+@click.argument("address")
+@click.option("--reason", help="Why, for the record (e.g. 'asked to stop on 3 May').")
+@click.pass_context
+def suppress_add(ctx: click.Context, address: str, reason: str | None) -> None:
+    ledger = Ledger(_settings(ctx).store_url)
+    address = _address(address)
+    added = ledger.suppress(address, clock.now(), reason)
+    click.echo(f"{address} suppressed." if added else f"{address} was already suppressed.")
+
+
+@suppress.command("remove")
+@click.argument("address")
+@click.pass_context
+def suppress_remove(ctx: click.Context, address: str) -> None:
+    ledger = Ledger(_settings(ctx).store_url)
+    address = _address(address)
+    if not ledger.unsuppress(address):
+        raise UserError(f"{address} is not on the suppression list")
+    click.echo(f"{address} removed from the suppression list.")
+
+
+@suppress.command("list")
+@click.pass_context
+def suppress_list(ctx: click.Context) -> None:
+    settings = _settings(ctx)
+    ledger = Ledger(settings.store_url)
+    zone = ZoneInfo(settings.company.timezone)
+    entries = ledger.suppressed()
+    if not entries:
+        click.echo("The suppression list is empty.")
+    for address, added, reason in entries:
+        click.echo(f"{address:<40} {local(added, zone)}  {reason or ''}".rstrip())
+
+
+# -- init / demo --------------------------------------------------------------------------
+@cli.command()
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.pass_context
+def init(ctx: click.Context, force: bool) -> None:
+    """Write a starter config to --config."""
+    from daemon.starter import STARTER_CONFIG
+
+    path: Path = ctx.obj["config"]
+    if path.exists() and not force:
+        raise UserError(f"{path} already exists (use --force to overwrite)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    click.echo(
+        f"Wrote {path}. Edit [company], [[calendars]] and [mail], then run "
+        f"`followthrough --config {path} tick`."
+    )
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("var/demo"),
+    show_default=True,
+    help="Where the demo writes its state.",
+)
+def demo(directory: Path) -> None:
+    """Run one pass on the bundled demo calendar, its events placed around today."""
+    from daemon.demo import prepare
+    from daemon.engine import Engine
+
+    now = clock.now()
+    config_path = prepare(directory, now)
+    engine = Engine(config_module.load(config_path))
+    try:
+        report = engine.tick(now)
+        zone = ZoneInfo(engine.settings.company.timezone)
+        click.echo(f"Demo calendar: {directory / 'calendar.ics'} (events placed around now)\n")
+        print_pass(report, engine.ledger, zone, now, upcoming=20)
+        outbox = engine.settings.resolve(engine.settings.mail.outbox_dir)
+        click.echo(
+            f"\nThe emails are in {outbox}/ as .eml files. Try:\n"
+            f"  followthrough --config {config_path} plan\n"
+            f"  followthrough --config {config_path} preview closing-prep"
+        )
+    finally:
+        engine.close()
+    if report.failed:
+        sys.exit(EXIT_FAILED)
+
+
+def main() -> None:
+    cli(prog_name="followthrough")

@@ -1,0 +1,407 @@
+"""Configuration: a TOML file plus FOLLOWTHROUGH_* environment variables, validated at start-up.
+
+Every problem is reported at once, each naming the key and the file; secrets come only from the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from datetime import time, timedelta
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from daemon.errors import ConfigError
+from daemon.model import Anchor, Audience, Condition, Kind, Person, Rule, Sender
+from daemon.playbook import DEFAULT_RULES, BusinessHours, Policy, Tags
+
+DEFAULT_CONFIG = Path("config/followthrough.toml")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+BUNDLED_TEMPLATES = PACKAGE_ROOT / "templates" / "email"
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DURATION = re.compile(r"([+-])?\s*((?:\d+(?:\.\d+)?\s*[wdhms]\s*)+)")
+_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+_SECRET_KEYS = {"password", "secret", "token", "api_key"}
+
+
+def parse_duration(value: str | int | float) -> timedelta:
+    """`90d`, `-1h`, `1d12h`, `30m` or a number of seconds."""
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    match = _DURATION.fullmatch(value.strip().lower())
+    if not match:
+        raise ValueError(f"not a duration: {value!r} (write e.g. '24h', '-1h', '90d', '30m')")
+    seconds = sum(float(n) * _UNITS[u] for n, u in re.findall(r"(\d+(?:\.\d+)?)\s*([wdhms])", match.group(2)))
+    return timedelta(seconds=-seconds if match.group(1) == "-" else seconds)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def _check_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {value!r} (use an IANA name such as 'Europe/Berlin')") from None
+    return value
+
+
+def _check_person(value: str) -> str:
+    Person.parse(value)
+    return value
+
+
+class CompanyConfig(Section):
+    name: str
+    domains: list[str] = Field(min_length=1)
+    timezone: str = "UTC"
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        for domain in value:
+            if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)+", domain.lower()):
+                raise ValueError(f"not a domain name: {domain!r}")
+        return [d.lower() for d in value]
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: _check_zone(v)))
+
+
+class CalendarConfig(Section):
+    source: Literal["ics"]
+    name: str | None = None
+    path: Path | None = None
+    url: str | None = None
+    owner: str
+    window_past_days: int = Field(30, ge=0)
+    window_future_days: int = Field(400, ge=1)
+    timeout: float = Field(30.0, gt=0)
+
+    _owner = field_validator("owner")(classmethod(lambda cls, v: _check_person(v)))
+
+    @model_validator(mode="after")
+    def _one_location(self) -> CalendarConfig:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give exactly one of 'path' or 'url'")
+        if self.url and not re.match(r"https?://", self.url):
+            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or self.owner
+
+
+class SmtpConfig(Section):
+    host: str = "localhost"
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = True
+    ssl: bool = False
+    username: str | None = None
+    timeout: float = Field(30.0, gt=0)
+
+
+class MailConfig(Section):
+    transport: Literal["smtp", "outbox"] = "outbox"
+    from_: str = Field(alias="from")
+    outbox_dir: Path = Path("outbox")
+    unsubscribe: str | None = None  # where List-Unsubscribe mail goes; default: the sender
+    smtp: SmtpConfig = SmtpConfig()
+
+    _from = field_validator("from_")(classmethod(lambda cls, v: _check_person(v)))
+
+
+class StoreConfig(Section):
+    url: str = "sqlite:///followthrough.db"
+
+
+class TeamConfig(Section):
+    implementation: list[str] = []
+    per_rep: dict[str, list[str]] = {}
+
+    @field_validator("implementation")
+    @classmethod
+    def _people(cls, value: list[str]) -> list[str]:
+        return [_check_person(v) for v in value]
+
+    @field_validator("per_rep")
+    @classmethod
+    def _per_rep(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for rep, people in value.items():
+            _check_person(rep)
+            for person in people:
+                _check_person(person)
+        return value
+
+
+class ScheduleConfig(Section):
+    business_hours: str = "09:00-17:00"
+    business_days: list[Day] = list(DAYS[:5])
+    business_timezone: str = "event"  # "event": each event's own zone; or an IANA name
+    max_late_days: float = Field(3, ge=0)
+    poll_interval: timedelta = timedelta(minutes=5)
+    jitter: float = Field(0.1, ge=0, le=0.5)  # fraction of poll_interval
+
+    @field_validator("poll_interval", mode="before")
+    @classmethod
+    def _interval(cls, value: Any) -> timedelta:
+        interval = parse_duration(value) if isinstance(value, str | int | float) else value
+        if interval < timedelta(seconds=5):
+            raise ValueError("poll_interval must be at least 5s")
+        return interval
+
+    @field_validator("business_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        parse_hours(value)
+        return value
+
+    @field_validator("business_timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        return value if value == "event" else _check_zone(value)
+
+
+def parse_hours(value: str) -> tuple[time, time]:
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
+    if not match:
+        raise ValueError(f"write business hours as 'HH:MM-HH:MM', got {value!r}")
+    h1, m1, h2, m2 = map(int, match.groups())
+    if (h2, m2) == (24, 0):
+        end = time.max
+    elif h2 < 24 and m2 < 60:
+        end = time(h2, m2)
+    else:
+        raise ValueError(f"not a time of day: {h2:02}:{m2:02}")
+    if h1 > 23 or m1 > 59:
+        raise ValueError(f"not a time of day: {h1:02}:{m1:02}")
+    start = time(h1, m1)
+    if start >= end:
+        raise ValueError(f"business hours end before they start: {value!r}")
+    return start, end
+
+
+class TagsConfig(Section):
+    closing: list[str] = ["#closing"]
+    kickoff: list[str] = ["#kickoff"]
+    won: list[str] = ["#won", "#signed"]
+    lost: list[str] = ["#lost"]
+    deal_prefix: str = "#deal:"
+
+
+class RuleConfig(Section):
+    """Overrides a default rule by name, or adds a new one (then kind, anchor, offset, to)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    enabled: bool | None = None
+    kind: Kind | None = None
+    when: Condition | None = None
+    anchor: Anchor | None = None
+    offset: str | None = None
+    to: list[Audience] | None = None
+    cc: list[Audience] | None = None
+    sender: Sender | None = None
+    business_hours: bool | None = None
+    max_late: str | None = None
+    stop_on_reengagement: bool | None = None
+    template: str | None = None
+
+    @field_validator("offset", "max_late")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+class TemplatesConfig(Section):
+    dir: Path = BUNDLED_TEMPLATES
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FOLLOWTHROUGH_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        populate_by_name=True,
+    )
+    toml_path: ClassVar[Path | None] = None
+
+    company: CompanyConfig
+    calendars: list[CalendarConfig] = []
+    mail: MailConfig
+    store: StoreConfig = StoreConfig()
+    team: TeamConfig = TeamConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    tags: TagsConfig = TagsConfig()
+    rules: list[RuleConfig] = []
+    templates: TemplatesConfig = TemplatesConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file is the base; the environment overrides it.
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path)
+        return (init_settings, env_settings, toml)
+
+    @model_validator(mode="after")
+    def _unique_calendars(self) -> Settings:
+        labels = [c.label for c in self.calendars]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(f"two calendars share a name: {', '.join(duplicates)} (set 'name')")
+        return self
+
+    # -- derived values -------------------------------------------------------------------
+    base_dir: ClassVar[Path] = Path(".")
+
+    def resolve(self, path: Path) -> Path:
+        """Paths in the file are relative to the file's own folder."""
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    @property
+    def store_url(self) -> str:
+        url = self.store.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.resolve(Path(url[len(prefix) :])))
+        return url
+
+    @property
+    def sender(self) -> Person:
+        return Person.parse(self.mail.from_)
+
+    @property
+    def unsubscribe_address(self) -> str:
+        return Person.parse(self.mail.unsubscribe).email if self.mail.unsubscribe else self.sender.email
+
+    def policy(self) -> Policy:
+        start, end = parse_hours(self.schedule.business_hours)
+        return Policy(
+            company_domains=frozenset(self.company.domains),
+            company_timezone=self.company.timezone,
+            tags=Tags(
+                closing=tuple(self.tags.closing),
+                kickoff=tuple(self.tags.kickoff),
+                won=tuple(self.tags.won),
+                lost=tuple(self.tags.lost),
+                deal_prefix=self.tags.deal_prefix,
+            ),
+            rules=self._rules(),
+            implementation=tuple(Person.parse(p) for p in self.team.implementation),
+            implementation_by_rep={
+                Person.parse(rep).email: tuple(Person.parse(p) for p in people)
+                for rep, people in self.team.per_rep.items()
+            },
+            hours=BusinessHours(
+                start=start,
+                end=end,
+                days=frozenset(DAYS.index(d) for d in self.schedule.business_days),
+                timezone=None
+                if self.schedule.business_timezone == "event"
+                else self.schedule.business_timezone,
+            ),
+            max_late=timedelta(days=self.schedule.max_late_days),
+        )
+
+    def _rules(self) -> tuple[Rule, ...]:
+        rules = {rule.name: rule for rule in DEFAULT_RULES}
+        for i, override in enumerate(self.rules):
+            base = rules.get(override.name)
+            if base is None:
+                missing = [k for k in ("kind", "anchor", "offset", "to") if getattr(override, k) is None]
+                if missing:
+                    raise ConfigError(
+                        f"{self.toml_path}: rules[{i}] ({override.name!r}) is not a default rule, "
+                        f"so it needs {', '.join(missing)}"
+                    )
+            fields: dict[str, Any] = {
+                "kind": override.kind,
+                "condition": override.when,
+                "anchor": override.anchor,
+                "offset": parse_duration(override.offset) if override.offset else None,
+                "to": tuple(override.to) if override.to is not None else None,
+                "cc": tuple(override.cc) if override.cc is not None else None,
+                "sender": override.sender,
+                "business_hours": override.business_hours,
+                "max_late": parse_duration(override.max_late) if override.max_late else None,
+                "stop_on_reengagement": override.stop_on_reengagement,
+                "template": override.template,
+                "enabled": override.enabled,
+            }
+            given = {k: v for k, v in fields.items() if v is not None}
+            if base is None:
+                given.setdefault("condition", Condition.ALWAYS)
+                rules[override.name] = Rule(name=override.name, **given)
+            else:
+                rules[override.name] = Rule(**{**base.__dict__, **given})
+        return tuple(rules.values())
+
+
+def _find_secrets(data: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else key
+            if key.lower() in _SECRET_KEYS:
+                found.append(where)
+            found += _find_secrets(value, where)
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            found += _find_secrets(value, f"{path}[{i}]")
+    return found
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+    if error["type"] == "extra_forbidden":
+        return f"{where}: unknown key"
+    if error["type"] == "missing":
+        return f"{where}: required key is missing"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}"
+
+
+def load(path: Path | str | None = None) -> Settings:
+    """Read and validate the config; raise ConfigError listing every problem with its key."""
+    path = Path(path or os.environ.get("FOLLOWTHROUGH_CONFIG") or DEFAULT_CONFIG)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path} (write a starter one with `followthrough init`)")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    secrets = _find_secrets(raw)
+    if secrets:
+        raise ConfigError(
+            f"{path}: {', '.join(secrets)}: secrets are read only from the environment "
+            "(FOLLOWTHROUGH_SMTP_PASSWORD); remove them from the file"
+        )
+    bound = type("BoundSettings", (Settings,), {"toml_path": path, "base_dir": path.parent.resolve()})
+    try:
+        settings: Settings = bound()
+        settings.policy()
+    except ValidationError as exc:
+        problems = "\n  ".join(_describe(e) for e in exc.errors())
+        raise ConfigError(f"{path}: invalid configuration:\n  {problems}") from None
+    return settings

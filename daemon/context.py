@@ -1,0 +1,106 @@
+"""What a template sees: the send, its event, the deal and the people, as plain values.
+
+Times are already in the reader's zone: the customer's event zone for customer mail, the company's otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from daemon.model import Audience, CalendarEvent, Kind, Outcome, Person
+from daemon.playbook import Policy, classify, event_kind, event_zone, homework
+
+
+def person(p: Person) -> dict[str, str]:
+    return {"name": p.display_name, "first_name": p.first_name, "email": p.email}
+
+
+def people(group: Iterable[Person]) -> list[dict[str, str]]:
+    return [person(p) for p in group]
+
+
+def event_view(event: CalendarEvent, policy: Policy, zone: ZoneInfo) -> dict[str, Any]:
+    c = classify(event, policy)
+    notes = c.notes if c else policy.tags.strip(event.description)
+    return {
+        "id": event.id,
+        "title": policy.tags.strip(event.title) or "(no title)",
+        "start": event.start.astimezone(zone),
+        "end": event.end.astimezone(zone),
+        "all_day": event.all_day,
+        "timezone": zone.key,
+        "notes": notes,
+        "homework": list(homework(notes)),
+        "customer": people(c.deal.people) if c else [],
+        "internal": people(c.internal) if c else [],
+    }
+
+
+def related(
+    event: CalendarEvent, deal_events: Sequence[CalendarEvent], policy: Policy
+) -> tuple[CalendarEvent | None, CalendarEvent | None]:
+    """The deal's next kickoff after this event, and its latest closing call before it."""
+    kickoff = min(
+        (
+            e
+            for e in deal_events
+            if e.id != event.id and e.start > event.start and event_kind(e, policy.tags) is Kind.KICKOFF
+        ),
+        key=lambda e: e.start,
+        default=None,
+    )
+    closing = max(
+        (
+            e
+            for e in deal_events
+            if e.id != event.id and e.start < event.start and event_kind(e, policy.tags) is Kind.CLOSING
+        ),
+        key=lambda e: e.start,
+        default=None,
+    )
+    return kickoff, closing
+
+
+def build(
+    *,
+    rule: str,
+    event: CalendarEvent,
+    policy: Policy,
+    company: str,
+    audience: Audience,
+    to: Sequence[Person],
+    cc: Sequence[Person] = (),
+    deal_events: Sequence[CalendarEvent] = (),
+    outcome: Outcome | None = None,
+    sent_at: datetime | None = None,
+) -> dict[str, Any]:
+    c = classify(event, policy)
+    zone = event_zone(event, policy) if audience is Audience.CUSTOMER else ZoneInfo(policy.company_timezone)
+    rep = c.rep if c else (event.organizer or Person("unknown@invalid"))
+    implementation = policy.implementation_for(rep)
+    kickoff, closing = related(event, deal_events, policy)
+    return {
+        "rule": rule,
+        "company": {"name": company},
+        "rep": person(rep),
+        "deal": {
+            "name": c.deal.name if c else "",
+            "company": c.deal.company if c else "the customer",
+            "domains": list(c.deal.domains) if c else [],
+        },
+        "customer": people(c.deal.people) if c else [],
+        "internal": people(c.internal) if c else [],
+        "implementation": people(implementation),
+        "lead": person(implementation[0]) if implementation else None,
+        "recipients": people(to),
+        "copied": people(cc),
+        "event": event_view(event, policy, zone),
+        "kickoff": event_view(kickoff, policy, zone) if kickoff else None,
+        "closing": event_view(closing, policy, zone) if closing else None,
+        "outcome": outcome.value if outcome else None,
+        "zone": zone.key,
+        "now": sent_at.astimezone(zone) if sent_at else None,
+    }

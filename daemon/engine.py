@@ -1,0 +1,275 @@
+"""One pass of the pipeline: sync every calendar, re-plan what changed, send what is due.
+
+`tick` runs one pass; the scheduler calls the same methods on its own timetable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from daemon.config import Settings
+from daemon.dispatch import Dispatcher, DispatchReport, render_send
+from daemon.errors import ConfigError, SourceError, TemplateError, UserError
+from daemon.ledger import Ledger
+from daemon.mail import Transport
+from daemon.mail.outbox import OutboxTransport
+from daemon.mail.smtp import SmtpTransport
+from daemon.model import CalendarEvent, EventStatus, Outcome
+from daemon.playbook import Policy, classify, customer_domains, plan, tagged_outcome
+from daemon.sources import CalendarSource
+from daemon.sources.ics import IcsSource
+from daemon.templates import Templates
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CalendarReport:
+    name: str
+    error: str | None = None
+    unchanged: bool = False
+    new: int = 0
+    changed: int = 0
+    gone: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PassReport:
+    calendars: list[CalendarReport] = field(default_factory=list)
+    dispatch: DispatchReport = field(default_factory=DispatchReport)
+    replanned: int = 0
+    stopped: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return any(c.error for c in self.calendars) or self.dispatch.trouble
+
+
+def make_sources(settings: Settings) -> list[CalendarSource]:
+    sources: list[CalendarSource] = []
+    for cal in settings.calendars:
+        sources.append(
+            IcsSource(
+                cal.label,
+                path=settings.resolve(cal.path) if cal.path else None,
+                url=cal.url,
+                default_zone=settings.company.timezone,
+                window_past=timedelta(days=cal.window_past_days),
+                window_future=timedelta(days=cal.window_future_days),
+                timeout=cal.timeout,
+            )
+        )
+    return sources
+
+
+def make_transport(settings: Settings) -> Transport:
+    mail = settings.mail
+    if mail.transport == "outbox":
+        return OutboxTransport(settings.resolve(mail.outbox_dir))
+    password = os.environ.get("FOLLOWTHROUGH_SMTP_PASSWORD")
+    secret_file = os.environ.get("FOLLOWTHROUGH_SMTP_PASSWORD_FILE")
+    if password is None and secret_file:
+        try:
+            password = Path(secret_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"FOLLOWTHROUGH_SMTP_PASSWORD_FILE: cannot read {secret_file}: {exc.strerror}"
+            ) from None
+    if mail.smtp.username and password is None:
+        raise ConfigError(
+            "mail.smtp.username is set but no password: set FOLLOWTHROUGH_SMTP_PASSWORD "
+            "or FOLLOWTHROUGH_SMTP_PASSWORD_FILE"
+        )
+    return SmtpTransport(
+        mail.smtp.host,
+        mail.smtp.port,
+        starttls=mail.smtp.starttls,
+        use_ssl=mail.smtp.ssl,
+        username=mail.smtp.username,
+        password=password,
+        timeout=mail.smtp.timeout,
+    )
+
+
+def policy_digest(policy: Policy) -> str:
+    """Stable across processes: sets are sorted, since their order changes with hash seeds."""
+    stable = (
+        sorted(policy.company_domains),
+        policy.company_timezone,
+        policy.tags,
+        policy.rules,
+        policy.implementation,
+        sorted(policy.implementation_by_rep.items()),
+        (policy.hours.start, policy.hours.end, sorted(policy.hours.days), policy.hours.timezone),
+        policy.max_late,
+    )
+    return hashlib.blake2b(repr(stable).encode(), digest_size=12).hexdigest()
+
+
+class Engine:
+    """The pipeline wired from a config: sources, playbook, ledger, dispatcher."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        ledger: Ledger | None = None,
+        transport: Transport | None = None,
+        sources: list[CalendarSource] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = settings.policy()
+        self.ledger = ledger or Ledger(settings.store_url)
+        self.templates = Templates(settings.resolve(settings.templates.dir))
+        self.sources = sources if sources is not None else make_sources(settings)
+        self.dispatcher = Dispatcher(
+            self.ledger,
+            transport or make_transport(settings),
+            self.templates,
+            self.policy,
+            company=settings.company.name,
+            service_sender=settings.sender,
+            unsubscribe=settings.unsubscribe_address,
+        )
+
+    def close(self) -> None:
+        self.ledger.close()
+
+    # -- one pass -------------------------------------------------------------------------
+    def tick(self, now: datetime) -> PassReport:
+        report = PassReport()
+        report.replanned += self.replan_if_rules_changed(now)
+        for source in self.sources:
+            report.calendars.append(self.sync(source, now, report))
+        report.dispatch = self.dispatcher.dispatch_due(now)
+        return report
+
+    def sync_all(self, now: datetime) -> PassReport:
+        report = PassReport()
+        for source in self.sources:
+            report.calendars.append(self.sync(source, now, report))
+        return report
+
+    def sync(self, source: CalendarSource, now: datetime, report: PassReport) -> CalendarReport:
+        """Sync one calendar; its failure is reported and never stops the others."""
+        result = CalendarReport(source.name)
+        try:
+            batch = source.sync(self.ledger.cursor(source.name), now)
+        except SourceError as exc:
+            result.error = str(exc)
+            log.error("calendar %s: %s", source.name, exc)
+            return result
+        except Exception as exc:  # a bug or a surprise in one calendar must not stop the rest
+            result.error = f"calendar {source.name!r}: unexpected error: {type(exc).__name__}: {exc}"
+            log.exception("calendar %s: unexpected error", source.name)
+            return result
+        result.problems = batch.problems
+        for problem in batch.problems:
+            log.warning("calendar %s: %s", source.name, problem)
+        if batch.unchanged:
+            result.unchanged = True
+            return result
+        deals, domains = {}, {}
+        for ev in batch.upserted:
+            c = classify(ev, self.policy)
+            deals[ev.id] = c.deal.name if c else None
+            domains[ev.id] = customer_domains(ev, self.policy)
+        new, changed, gone = self.ledger.apply_sync(
+            source.name, batch.upserted, batch.removed, batch.state, deals, domains, now
+        )
+        result.new, result.changed, result.gone = len(new), len(changed), len(gone)
+        by_id = {ev.id: ev for ev in batch.upserted}
+        for event_id in (*new, *changed):
+            self._note_tagged_outcome(by_id[event_id], now)
+        for event_id in (*new, *changed, *gone):
+            self.replan(event_id, now)
+        report.replanned += len(new) + len(changed) + len(gone)
+        for event_id in new:
+            report.stopped += self._stop_on_reengagement(by_id[event_id], domains[event_id], now)
+        log.info("calendar %s: %d new, %d changed, %d gone", source.name, len(new), len(changed), len(gone))
+        return result
+
+    def _note_tagged_outcome(self, event: CalendarEvent, now: datetime) -> None:
+        outcome = tagged_outcome(event, self.policy.tags)
+        if outcome is not None:
+            if self.ledger.record_outcome(event.id, outcome, "tag", now):
+                log.info("event %s: outcome %s seen in its tags", event.id, outcome)
+        elif self.ledger.clear_outcome(event.id, "tag"):
+            log.info("event %s: outcome tag removed", event.id)
+
+    def _stop_on_reengagement(
+        self, event: CalendarEvent, domains: set[str], now: datetime
+    ) -> list[tuple[str, str]]:
+        """A new meeting with a lost customer ends the follow-up sequence at once."""
+        if not domains or event.status is EventStatus.CANCELLED:
+            return []
+        stopped = []
+        for send in self.ledger.pending_sequences(domains):
+            if send.event_id == event.id:
+                continue
+            outcome = self.ledger.outcome(send.event_id)
+            if outcome is None or outcome.seen_at >= now:
+                continue  # learned in this very pass: the meeting is not news after the loss
+            reason = f"customer re-engaged: new event {event.title!r} ({event.id})"
+            if self.ledger.stop_sequence(send.key, reason, now):
+                log.info("send %s stopped: %s", send.key, reason)
+                stopped.append((send.key, reason))
+        return stopped
+
+    # -- planning -------------------------------------------------------------------------
+    def replan(self, event_id: str, now: datetime) -> dict[str, int]:
+        stored = self.ledger.event(event_id)
+        if stored is None or stored.deleted:
+            return self.ledger.reconcile(
+                event_id, [], {}, {}, now, cancel_all_reason="event deleted from every calendar"
+            )
+        event = stored.event
+        c = classify(event, self.policy)
+        outcome = self.ledger.outcome(event_id)
+        result = plan(event, c, outcome, self.policy)
+        # A send already past its deadline when planned is not news: note why, keep `plan` clean.
+        dropped = dict(result.dropped)
+        sends = []
+        for send in result.sends:
+            if send.expires is not None and send.expires < now:
+                dropped[send.key] = f"already too late when planned (deadline {send.expires.isoformat()})"
+            else:
+                sends.append(send)
+        subjects = {}
+        for send in sends:
+            try:
+                rendered = render_send(
+                    self.ledger, self.templates, self.policy, self.settings.company.name, send, send.due
+                )
+                subjects[send.key] = rendered.subject
+            except TemplateError as exc:  # shown in `plan`; the send itself retries at its time
+                subjects[send.key] = f"(template error: {exc})"
+        cancelled = "event cancelled" if event.status is EventStatus.CANCELLED else None
+        return self.ledger.reconcile(event_id, sends, dropped, subjects, now, cancelled)
+
+    def replan_if_rules_changed(self, now: datetime) -> int:
+        """Edited rules apply to events already known, not only to the next change."""
+        digest = policy_digest(self.policy)
+        if self.ledger.get_meta("policy") == digest:
+            return 0
+        ids = self.ledger.all_event_ids()
+        for event_id in ids:
+            self.replan(event_id, now)
+        self.ledger.set_meta("policy", digest)
+        return len(ids)
+
+    def record_outcome(self, event_text: str, outcome: Outcome, now: datetime) -> tuple[str, dict[str, int]]:
+        stored = self.ledger.find_event(event_text)
+        if classify(stored.event, self.policy) is None:
+            raise UserError(
+                f"event {stored.event.id} was not organized by {', '.join(self.policy.company_domains)}: "
+                "followthrough does not act on it"
+            )
+        self.ledger.record_outcome(stored.event.id, outcome, "cli", now)
+        return stored.event.id, self.replan(stored.event.id, now)

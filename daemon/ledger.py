@@ -1,0 +1,758 @@
+"""The ledger: the one durable record of events, outcomes and every send's life.
+
+SQLAlchemy Core over SQLite (default) or PostgreSQL. A send moves planned -> claimed -> sent | failed |
+cancelled | skipped | stopped; every move is written to `transitions` with its time and reason.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+    and_,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from daemon.errors import UserError
+from daemon.model import CalendarEvent, Outcome, Person, PlannedSend, Status
+from daemon.playbook import OutcomeRecord
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+PENDING = (Status.PLANNED, Status.CLAIMED)
+REVIVABLE = (Status.PLANNED, Status.CANCELLED, Status.SKIPPED)  # re-planning may bring these back
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stored as naive UTC, always handed back aware: one convention on every database."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the ledger")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+metadata = MetaData()
+
+meta = Table("meta", metadata, Column("key", String(64), primary_key=True), Column("value", Text))
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(600), primary_key=True),
+    Column("data", JSON, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("deal", String(300), index=True),
+    Column("start", UTCDateTime, index=True),
+    Column("first_seen", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("deleted", Boolean, nullable=False, default=False),
+)
+
+# Which calendars hold each event: the same meeting in two reps' calendars is one event.
+event_sources = Table(
+    "event_sources",
+    metadata,
+    Column("event_id", String(600), primary_key=True),
+    Column("source", String(300), primary_key=True),
+)
+
+event_domains = Table(
+    "event_domains",
+    metadata,
+    Column("event_id", String(600), primary_key=True),
+    Column("domain", String(255), primary_key=True, index=True),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("event_id", String(600), primary_key=True),
+    Column("outcome", String(16), nullable=False),
+    Column("source", String(16), nullable=False),  # "tag" or "cli"
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+sends = Table(
+    "sends",
+    metadata,
+    Column("key", String(700), primary_key=True),
+    Column("rule", String(100), nullable=False),
+    Column("event_id", String(600), nullable=False, index=True),
+    Column("deal", String(300), index=True),
+    Column("status", String(16), nullable=False, index=True),
+    Column("due", UTCDateTime, nullable=False, index=True),
+    Column("expires", UTCDateTime),
+    Column("sender", JSON),
+    Column("reply_to", JSON),
+    Column("to", JSON, nullable=False),
+    Column("cc", JSON, nullable=False),
+    Column("audience", String(20), nullable=False),
+    Column("template", String(200), nullable=False),
+    Column("stop_on_reengagement", Boolean, nullable=False, default=False),
+    Column("subject", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt", UTCDateTime),
+    Column("attempt_id", String(40)),
+    Column("lease_until", UTCDateTime),
+    Column("message_id", String(300)),
+    Column("refused", JSON),
+    Column("reason", Text),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime),
+)
+
+transitions = Table(
+    "transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(700), nullable=False, index=True),
+    Column("from_status", String(16)),
+    Column("to_status", String(16), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("reason", Text),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("address", String(320), primary_key=True),
+    Column("added_at", UTCDateTime, nullable=False),
+    Column("reason", Text),
+)
+
+cursors = Table(
+    "cursors",
+    metadata,
+    Column("source", String(300), primary_key=True),
+    Column("state", JSON, nullable=False),
+    Column("synced_at", UTCDateTime, nullable=False),
+)
+
+
+def _people(people: Iterable[Person]) -> list[list[str]]:
+    return [[p.email, p.name] for p in people]
+
+
+def _person(value: list[str] | None) -> Person | None:
+    return Person(value[0], value[1]) if value else None
+
+
+@dataclass(frozen=True)
+class SendRecord:
+    """A send as the ledger holds it."""
+
+    key: str
+    rule: str
+    event_id: str
+    deal: str
+    status: Status
+    due: datetime
+    expires: datetime | None
+    sender: Person | None
+    reply_to: Person | None
+    to: tuple[Person, ...]
+    cc: tuple[Person, ...]
+    audience: str
+    template: str
+    stop_on_reengagement: bool
+    subject: str | None
+    attempts: int
+    next_attempt: datetime | None
+    attempt_id: str | None
+    message_id: str | None
+    refused: dict[str, str]
+    reason: str | None
+    updated_at: datetime
+    sent_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Any) -> SendRecord:
+        return cls(
+            key=row.key,
+            rule=row.rule,
+            event_id=row.event_id,
+            deal=row.deal,
+            status=Status(row.status),
+            due=row.due,
+            expires=row.expires,
+            sender=_person(row.sender),
+            reply_to=_person(row.reply_to),
+            to=tuple(Person(e, n) for e, n in row.to),
+            cc=tuple(Person(e, n) for e, n in row.cc),
+            audience=row.audience,
+            template=row.template,
+            stop_on_reengagement=row.stop_on_reengagement,
+            subject=row.subject,
+            attempts=row.attempts,
+            next_attempt=row.next_attempt,
+            attempt_id=row.attempt_id,
+            message_id=row.message_id,
+            refused=row.refused or {},
+            reason=row.reason,
+            updated_at=row.updated_at,
+            sent_at=row.sent_at,
+        )
+
+
+@dataclass(frozen=True)
+class Transition:
+    key: str
+    from_status: str | None
+    to_status: str
+    at: datetime
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event: CalendarEvent
+    first_seen: datetime
+    deleted: bool
+    sources: tuple[str, ...]
+
+
+def event_digest(event: CalendarEvent) -> str:
+    import hashlib
+
+    text = json.dumps(event.to_dict(), sort_keys=True, ensure_ascii=False)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+class Ledger:
+    """All reads and writes of the durable state. Each public method is one transaction."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise UserError(f"store url {url!r} cannot be used: {exc}") from None
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        try:
+            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                version = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+                if version is None:
+                    conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                elif int(version) > SCHEMA_VERSION:
+                    raise UserError(
+                        f"the ledger at {self._where} has schema version {version}, newer than this "
+                        f"followthrough understands ({SCHEMA_VERSION}): upgrade followthrough"
+                    )
+        except OperationalError as exc:
+            raise UserError(f"cannot open the ledger at {self._where}: {exc.orig}") from None
+
+    @property
+    def _where(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.engine.begin() as conn:
+            if conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount == 0:
+                conn.execute(insert(meta).values(key=key, value=value))
+
+    # -- cursors --------------------------------------------------------------------------
+    def cursor(self, source: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            return conn.execute(select(cursors.c.state).where(cursors.c.source == source)).scalar()
+
+    def _save_cursor(self, conn: Connection, source: str, state: dict[str, Any], at: datetime) -> None:
+        if conn.execute(select(cursors.c.source).where(cursors.c.source == source)).first():
+            conn.execute(update(cursors).where(cursors.c.source == source).values(state=state, synced_at=at))
+        else:
+            conn.execute(insert(cursors).values(source=source, state=state, synced_at=at))
+
+    # -- events ---------------------------------------------------------------------------
+    def apply_sync(
+        self,
+        source: str,
+        upserted: list[CalendarEvent],
+        removed: list[str],
+        state: dict[str, Any],
+        deals: dict[str, str | None],
+        domains: dict[str, set[str]],
+        at: datetime,
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Store one calendar's changes and its new cursor together.
+
+        Returns the ids of events that are new, changed, and gone from every calendar.
+        """
+        new: list[str] = []
+        changed: list[str] = []
+        gone: list[str] = []
+        with self.engine.begin() as conn:
+            ids = [e.id for e in upserted]
+            known: dict[str, tuple[str, bool]] = {}
+            for chunk in _chunks(ids, 500):
+                for row in conn.execute(
+                    select(events.c.id, events.c.digest, events.c.deleted).where(events.c.id.in_(chunk))
+                ):
+                    known[row.id] = (row.digest, row.deleted)
+            held: set[str] = set()
+            for chunk in _chunks(ids, 500):
+                held.update(
+                    conn.execute(
+                        select(event_sources.c.event_id).where(
+                            event_sources.c.source == source, event_sources.c.event_id.in_(chunk)
+                        )
+                    ).scalars()
+                )
+            new_rows, new_links, new_domains = [], [], []
+            for ev in upserted:
+                digest = event_digest(ev)
+                values = {
+                    "data": ev.to_dict(),
+                    "digest": digest,
+                    "deal": deals.get(ev.id),
+                    "start": ev.start,
+                    "updated_at": at,
+                    "deleted": False,
+                }
+                if ev.id not in known:
+                    new_rows.append({"id": ev.id, "first_seen": at, **values})
+                    new.append(ev.id)
+                    new_domains += [{"event_id": ev.id, "domain": d} for d in sorted(domains.get(ev.id, ()))]
+                elif known[ev.id] != (digest, False):
+                    conn.execute(update(events).where(events.c.id == ev.id).values(**values))
+                    conn.execute(delete(event_domains).where(event_domains.c.event_id == ev.id))
+                    new_domains += [{"event_id": ev.id, "domain": d} for d in sorted(domains.get(ev.id, ()))]
+                    changed.append(ev.id)
+                if ev.id not in held:
+                    new_links.append({"event_id": ev.id, "source": source})
+                    held.add(ev.id)
+            for chunk in _chunks(new_rows, 500):
+                conn.execute(insert(events), chunk)
+            for chunk in _chunks(new_links, 500):
+                conn.execute(insert(event_sources), chunk)
+            for chunk in _chunks(new_domains, 500):
+                conn.execute(insert(event_domains), chunk)
+            for event_id in removed:
+                conn.execute(
+                    delete(event_sources).where(
+                        event_sources.c.event_id == event_id, event_sources.c.source == source
+                    )
+                )
+                still = conn.execute(
+                    select(event_sources.c.source).where(event_sources.c.event_id == event_id)
+                ).first()
+                if still is None:
+                    result = conn.execute(
+                        update(events)
+                        .where(events.c.id == event_id, events.c.deleted.is_(False))
+                        .values(deleted=True, updated_at=at)
+                    )
+                    if result.rowcount:
+                        gone.append(event_id)
+            self._save_cursor(conn, source, state, at)
+        return new, changed, gone
+
+    def event(self, event_id: str) -> StoredEvent | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(events).where(events.c.id == event_id)).first()
+            if row is None:
+                return None
+            sources = conn.execute(
+                select(event_sources.c.source).where(event_sources.c.event_id == event_id)
+            ).scalars()
+            return StoredEvent(CalendarEvent.from_dict(row.data), row.first_seen, row.deleted, tuple(sources))
+
+    def find_event(self, text: str) -> StoredEvent:
+        """An event by its id, or by a unique prefix of it; UserError otherwise."""
+        found = self.event(text)
+        if found:
+            return found
+        with self.engine.connect() as conn:
+            pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            ids = (
+                conn.execute(select(events.c.id).where(events.c.id.like(pattern, escape="\\")).limit(6))
+                .scalars()
+                .all()
+            )
+        if len(ids) == 1:
+            stored = self.event(ids[0])
+            assert stored is not None
+            return stored
+        if not ids:
+            raise UserError(f"no event with id {text!r} (see `followthrough plan` for event ids)")
+        raise UserError(f"{text!r} matches several events: {', '.join(ids[:5])}; give more of the id")
+
+    def events_of_deal(self, deal: str) -> list[StoredEvent]:
+        with self.engine.connect() as conn:
+            ids = (
+                conn.execute(
+                    select(events.c.id)
+                    .where(events.c.deal == deal, events.c.deleted.is_(False))
+                    .order_by(events.c.start)
+                )
+                .scalars()
+                .all()
+            )
+        return [e for e in (self.event(i) for i in ids) if e]
+
+    def events_with_domains(self, domains: Iterable[str], seen_after: datetime) -> list[str]:
+        """Ids of live events with anyone from these domains, first seen after a moment."""
+        domains = list(domains)
+        if not domains:
+            return []
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    select(events.c.id)
+                    .join(event_domains, event_domains.c.event_id == events.c.id)
+                    .where(
+                        event_domains.c.domain.in_(domains),
+                        events.c.first_seen > seen_after,
+                        events.c.deleted.is_(False),
+                    )
+                    .distinct()
+                ).scalars()
+            )
+
+    def all_event_ids(self) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(events.c.id).where(events.c.deleted.is_(False))).scalars())
+
+    # -- outcomes -------------------------------------------------------------------------
+    def outcome(self, event_id: str) -> OutcomeRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(outcomes).where(outcomes.c.event_id == event_id)).first()
+        return OutcomeRecord(Outcome(row.outcome), row.recorded_at, row.source) if row else None
+
+    def record_outcome(self, event_id: str, outcome: Outcome, source: str, at: datetime) -> bool:
+        """Store an outcome; True if it is new or different from the one already known."""
+        with self.engine.begin() as conn:
+            row = conn.execute(select(outcomes).where(outcomes.c.event_id == event_id)).first()
+            if row is not None and row.outcome == outcome.value:
+                if source == "cli" and row.source != "cli":
+                    conn.execute(update(outcomes).where(outcomes.c.event_id == event_id).values(source="cli"))
+                return False
+            conn.execute(delete(outcomes).where(outcomes.c.event_id == event_id))
+            conn.execute(
+                insert(outcomes).values(
+                    event_id=event_id, outcome=outcome.value, source=source, recorded_at=at
+                )
+            )
+            return True
+
+    def clear_outcome(self, event_id: str, source: str) -> bool:
+        """Forget a tag's outcome once the tag is gone; an outcome from the command line stays."""
+        with self.engine.begin() as conn:
+            result = conn.execute(
+                delete(outcomes).where(outcomes.c.event_id == event_id, outcomes.c.source == source)
+            )
+            return bool(result.rowcount)
+
+    # -- sends ----------------------------------------------------------------------------
+    def _move(
+        self, conn: Connection, key: str, old: str | None, new: Status, at: datetime, reason: str | None
+    ) -> None:
+        conn.execute(
+            insert(transitions).values(key=key, from_status=old, to_status=new.value, at=at, reason=reason)
+        )
+
+    def reconcile(
+        self,
+        event_id: str,
+        planned: Iterable[PlannedSend],
+        dropped: dict[str, str],
+        subjects: dict[str, str],
+        at: datetime,
+        cancel_all_reason: str | None = None,
+    ) -> dict[str, int]:
+        """Bring an event's sends in line with its new plan. Sent mail is never touched.
+
+        A pending send whose rule no longer applies is cancelled with the reason; one that comes back
+        (the event moved again, the outcome changed back) is planned again under the same key.
+        """
+        counts = {"planned": 0, "updated": 0, "cancelled": 0}
+        planned = list(planned)
+        with self.engine.begin() as conn:
+            existing = {
+                row.key: row for row in conn.execute(select(sends).where(sends.c.event_id == event_id))
+            }
+            for send in planned:
+                values = {
+                    "rule": send.rule,
+                    "event_id": send.event_id,
+                    "deal": send.deal,
+                    "due": send.due,
+                    "expires": send.expires,
+                    "sender": [send.sender.email, send.sender.name] if send.sender else None,
+                    "reply_to": [send.reply_to.email, send.reply_to.name] if send.reply_to else None,
+                    "to": _people(send.to),
+                    "cc": _people(send.cc),
+                    "audience": send.audience.value,
+                    "template": send.template,
+                    "stop_on_reengagement": send.stop_on_reengagement,
+                    "subject": subjects.get(send.key),
+                    "updated_at": at,
+                }
+                row = existing.get(send.key)
+                if row is None:
+                    conn.execute(
+                        insert(sends).values(
+                            key=send.key, status=Status.PLANNED.value, attempts=0, created_at=at, **values
+                        )
+                    )
+                    self._move(conn, send.key, None, Status.PLANNED, at, f"due {send.due.isoformat()}")
+                    counts["planned"] += 1
+                elif row.status in REVIVABLE:
+                    comparable = {k: v for k, v in values.items() if k != "updated_at"}
+                    if row.status != Status.PLANNED.value or any(
+                        getattr(row, k) != v for k, v in comparable.items()
+                    ):
+                        conn.execute(
+                            update(sends)
+                            .where(sends.c.key == send.key, sends.c.status == row.status)
+                            .values(status=Status.PLANNED.value, reason=None, next_attempt=None, **values)
+                        )
+                        why = (
+                            f"moved to {send.due.isoformat()}"
+                            if row.due != send.due
+                            else "planned again"
+                            if row.status != Status.PLANNED.value
+                            else "details changed"
+                        )
+                        self._move(conn, send.key, row.status, Status.PLANNED, at, why)
+                        counts["updated"] += 1
+            keep = {s.key for s in planned}
+            for key, row in existing.items():
+                if key in keep or row.status != Status.PLANNED.value:
+                    continue
+                reason = cancel_all_reason or dropped.get(key) or "rule no longer applies"
+                conn.execute(
+                    update(sends)
+                    .where(sends.c.key == key, sends.c.status == Status.PLANNED.value)
+                    .values(status=Status.CANCELLED.value, reason=reason, updated_at=at)
+                )
+                self._move(conn, key, row.status, Status.CANCELLED, at, reason)
+                counts["cancelled"] += 1
+        return counts
+
+    def stop_sequence(self, key: str, reason: str, at: datetime) -> bool:
+        return self.finish(key, Status.STOPPED, at, reason, only_from=(Status.PLANNED,))
+
+    def pending_sequences(self, domains: Iterable[str]) -> list[SendRecord]:
+        """Pending sends that stop when the customer re-engages, for deals with these domains."""
+        domains = list(domains)
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(sends)
+                .join(event_domains, event_domains.c.event_id == sends.c.event_id)
+                .where(
+                    sends.c.status == Status.PLANNED.value,
+                    sends.c.stop_on_reengagement.is_(True),
+                    event_domains.c.domain.in_(domains),
+                )
+                .distinct()
+            ).all()
+        return [SendRecord.from_row(r) for r in rows]
+
+    def claim_due(self, now: datetime, lease: timedelta, limit: int = 100) -> list[SendRecord]:
+        """Atomically take the sends due now; each gets a fresh attempt id and a lease."""
+        claimed: list[SendRecord] = []
+        with self.engine.begin() as conn:
+            query = (
+                select(sends.c.key, sends.c.status)
+                .where(
+                    or_(
+                        and_(
+                            sends.c.status == Status.PLANNED.value,
+                            sends.c.due <= now,
+                            or_(sends.c.next_attempt.is_(None), sends.c.next_attempt <= now),
+                        ),
+                        # A claim whose lease ran out belongs to a process that died mid-send.
+                        and_(sends.c.status == Status.CLAIMED.value, sends.c.lease_until < now),
+                    )
+                )
+                .order_by(sends.c.due)
+                .limit(limit)
+            )
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            for row in conn.execute(query).all():
+                attempt = uuid.uuid4().hex
+                result = conn.execute(
+                    update(sends)
+                    .where(sends.c.key == row.key, sends.c.status == row.status)
+                    .values(
+                        status=Status.CLAIMED.value,
+                        attempt_id=attempt,
+                        lease_until=now + lease,
+                        attempts=sends.c.attempts + 1,
+                        updated_at=now,
+                    )
+                )
+                if result.rowcount:
+                    why = "claimed" if row.status == Status.PLANNED.value else "claimed again: lease expired"
+                    self._move(conn, row.key, row.status, Status.CLAIMED, now, why)
+                    claimed.append(self._get(conn, row.key))
+        return claimed
+
+    def _get(self, conn: Connection, key: str) -> SendRecord:
+        return SendRecord.from_row(conn.execute(select(sends).where(sends.c.key == key)).one())
+
+    def send(self, key: str) -> SendRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(sends).where(sends.c.key == key)).first()
+        return SendRecord.from_row(row) if row else None
+
+    def finish(
+        self,
+        key: str,
+        status: Status,
+        at: datetime,
+        reason: str | None = None,
+        *,
+        attempt_id: str | None = None,
+        only_from: tuple[Status, ...] = (Status.CLAIMED,),
+        **values: Any,
+    ) -> bool:
+        """Move a send to `status` if it is still where we left it; False if someone else moved it."""
+        with self.engine.begin() as conn:
+            condition = [sends.c.key == key, sends.c.status.in_([s.value for s in only_from])]
+            if attempt_id is not None:
+                condition.append(sends.c.attempt_id == attempt_id)
+            old = conn.execute(select(sends.c.status).where(*condition)).scalar()
+            if old is None:
+                return False
+            conn.execute(
+                update(sends)
+                .where(*condition)
+                .values(status=status.value, reason=reason, updated_at=at, lease_until=None, **values)
+            )
+            self._move(conn, key, old, status, at, reason)
+            return True
+
+    def retry_later(self, key: str, attempt_id: str, at: datetime, when: datetime, reason: str) -> bool:
+        return self.finish(
+            key,
+            Status.PLANNED,
+            at,
+            f"will retry at {when.isoformat()}: {reason}",
+            attempt_id=attempt_id,
+            next_attempt=when,
+        )
+
+    def next_due(self) -> datetime | None:
+        with self.engine.connect() as conn:
+            due = conn.execute(
+                select(func.min(func.coalesce(sends.c.next_attempt, sends.c.due))).where(
+                    sends.c.status == Status.PLANNED.value
+                )
+            ).scalar()
+            lease = conn.execute(
+                select(func.min(sends.c.lease_until)).where(sends.c.status == Status.CLAIMED.value)
+            ).scalar()
+        times = [t for t in (due, lease) if t is not None]
+        return min(times) if times else None
+
+    def sends(
+        self, statuses: Iterable[Status] | None = None, event_id: str | None = None
+    ) -> list[SendRecord]:
+        query = select(sends).order_by(sends.c.due, sends.c.key)
+        if statuses is not None:
+            query = query.where(sends.c.status.in_([s.value for s in statuses]))
+        if event_id is not None:
+            query = query.where(sends.c.event_id == event_id)
+        with self.engine.connect() as conn:
+            return [SendRecord.from_row(r) for r in conn.execute(query)]
+
+    def transitions(self, key: str | None = None) -> list[Transition]:
+        query = select(transitions).order_by(transitions.c.id)
+        if key is not None:
+            query = query.where(transitions.c.key == key)
+        with self.engine.connect() as conn:
+            return [
+                Transition(r.key, r.from_status, r.to_status, r.at, r.reason) for r in conn.execute(query)
+            ]
+
+    # -- suppression list -----------------------------------------------------------------
+    def suppress(self, address: str, at: datetime, reason: str | None = None) -> bool:
+        with self.engine.begin() as conn:
+            if conn.execute(select(suppressions).where(suppressions.c.address == address)).first():
+                return False
+            conn.execute(insert(suppressions).values(address=address, added_at=at, reason=reason))
+            return True
+
+    def unsuppress(self, address: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(delete(suppressions).where(suppressions.c.address == address)).rowcount)
+
+    def suppressed(self) -> list[tuple[str, datetime, str | None]]:
+        with self.engine.connect() as conn:
+            return [
+                (r.address, r.added_at, r.reason)
+                for r in conn.execute(select(suppressions).order_by(suppressions.c.address))
+            ]
+
+    def is_suppressed(self, addresses: Iterable[str]) -> set[str]:
+        addresses = list(addresses)
+        domains = {a.rsplit("@", 1)[-1] for a in addresses}
+        with self.engine.connect() as conn:
+            listed = set(
+                conn.execute(
+                    select(suppressions.c.address).where(
+                        suppressions.c.address.in_(addresses + list(domains))
+                    )
+                ).scalars()
+            )
+        return {a for a in addresses if a in listed or a.rsplit("@", 1)[-1] in listed}
+
+
+def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()

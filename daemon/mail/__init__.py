@@ -1,0 +1,26 @@
+"""Mail transports: each delivers one built message to its recipients.
+
+The contract (tests/integration/test_transport_contract.py runs it against each transport):
+- `deliver(message, envelope_from, recipients)` returns the recipients the server refused, with its
+  answer; an empty dict means every recipient was accepted.
+- It raises `TransientDeliveryError` when trying again later may work (4xx, a dropped connection, a
+  timeout) and `PermanentDeliveryError` when it will not (5xx for every recipient).
+- `close()` ends any open connection; the transport may be used again afterwards.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from email.message import EmailMessage
+
+
+class Transport(ABC):
+    name: str
+
+    @abstractmethod
+    def deliver(self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> dict[str, str]:
+        """Hand the message over; return refused recipients mapped to the server's answer."""
+
+    def close(self) -> None:  # noqa: B027 - most transports hold nothing open
+        """End any open connection."""

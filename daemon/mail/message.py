@@ -1,0 +1,58 @@
+"""Builds the one RFC 5322 message of a send, the same for every transport.
+
+Headers come only from the ledger's validated people and cleaned text: nothing an event says can
+add a header or a recipient.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import urllib.parse
+from collections.abc import Sequence
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import SMTP
+from email.utils import format_datetime
+
+from daemon.model import Person, clean_line
+from daemon.templates import Rendered
+
+
+def message_id(key: str, domain: str) -> str:
+    """Deterministic per send: a resend after a crash is recognisably the same message."""
+    digest = hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
+    return f"<ft.{digest}@{domain}>"
+
+
+def build(
+    *,
+    key: str,
+    rendered: Rendered,
+    sender: Person,
+    to: Sequence[Person],
+    cc: Sequence[Person] = (),
+    reply_to: Person | None = None,
+    date: datetime,
+    unsubscribe: str | None = None,
+    automated: bool = False,
+) -> EmailMessage:
+    """`unsubscribe`: an address for List-Unsubscribe; `automated`: a machine prompt, not a letter."""
+    message = EmailMessage(policy=SMTP)
+    message["From"] = sender.header()
+    message["To"] = [p.header() for p in to]
+    if cc:
+        message["Cc"] = [p.header() for p in cc]
+    if reply_to is not None and reply_to != sender:
+        message["Reply-To"] = reply_to.header()
+    message["Subject"] = clean_line(rendered.subject, 250)
+    message["Date"] = format_datetime(date)
+    message["Message-ID"] = message_id(key, sender.domain)
+    message["X-Followthrough-Key"] = clean_line(key, 700)
+    if automated:
+        message["Auto-Submitted"] = "auto-generated"
+    if unsubscribe:
+        query = urllib.parse.urlencode({"subject": f"unsubscribe {key}"}, quote_via=urllib.parse.quote)
+        message["List-Unsubscribe"] = f"<mailto:{unsubscribe}?{query}>"
+    message.set_content(rendered.text, subtype="plain", charset="utf-8")
+    message.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    return message

@@ -1,0 +1,39 @@
+"""The outbox transport: each message becomes an .eml file in a folder, for dry runs and demos."""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from email.message import EmailMessage
+from pathlib import Path
+
+from daemon.errors import TransientDeliveryError
+from daemon.mail import Transport
+
+
+def file_name(key: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:200] + ".eml"
+
+
+class OutboxTransport(Transport):
+    name = "outbox"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def deliver(self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> dict[str, str]:
+        key = str(message["X-Followthrough-Key"] or message["Message-ID"])
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            # Written whole or not at all: a crash never leaves half a message in the outbox.
+            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(message.as_bytes())
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.directory / file_name(key))
+        except OSError as exc:
+            raise TransientDeliveryError(f"cannot write to outbox {self.directory}: {exc.strerror}") from None
+        return {}

@@ -1,0 +1,269 @@
+"""Plain, typed domain values shared by every stage.
+
+No I/O and no framework types: sources produce these, the playbook reads them, the ledger stores them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from enum import StrEnum
+from typing import Any
+
+_ADDR_SPEC = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+
+
+def clean_line(text: str, limit: int = 200) -> str:
+    """One line of plain text: control characters and newlines become spaces, length capped.
+
+    Event text is untrusted; this is what keeps it from ever forming a header of its own.
+    """
+    text = " ".join(_CONTROL.sub(" ", text).split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def parse_address(raw: str) -> str | None:
+    """The bare, lower-cased address in `raw` (with or without `mailto:`), or None if invalid."""
+    value = raw.strip()
+    if value.lower().startswith("mailto:"):
+        value = value[7:]
+    value = value.strip().lower()
+    return value if _ADDR_SPEC.match(value) and len(value) <= 254 else None
+
+
+@dataclass(frozen=True, order=True)
+class Person:
+    """Someone who can receive mail: a validated address and a display name safe for a header."""
+
+    email: str
+    name: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Person:
+        """Parse `Name <address>` or a bare address; raise ValueError naming the text if invalid."""
+        match = re.fullmatch(r"\s*(.*?)\s*<([^<>]+)>\s*", text)
+        name, raw = (match.group(1).strip('"'), match.group(2)) if match else ("", text)
+        email = parse_address(raw)
+        if email is None:
+            raise ValueError(f"not an email address: {text!r}")
+        return cls(email=email, name=clean_line(name, 100))
+
+    @property
+    def domain(self) -> str:
+        return self.email.rsplit("@", 1)[1]
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.email.split("@", 1)[0]
+
+    @property
+    def first_name(self) -> str:
+        if self.name:
+            return self.name.split()[0].rstrip(",")
+        return self.email.split("@", 1)[0].split(".")[0].capitalize()
+
+    def header(self) -> Address:
+        local, domain = self.email.split("@", 1)
+        return Address(display_name=self.name, username=local, domain=domain)
+
+    def __str__(self) -> str:
+        return str(self.header())
+
+
+@dataclass(frozen=True)
+class Attendee:
+    person: Person
+    role: str = "REQ-PARTICIPANT"
+    status: str = "NEEDS-ACTION"
+    kind: str = "INDIVIDUAL"  # iCalendar CUTYPE: rooms and resources never get mail
+
+    @property
+    def is_person(self) -> bool:
+        return self.kind in ("INDIVIDUAL", "UNKNOWN", "")
+
+
+class EventStatus(StrEnum):
+    CONFIRMED = "confirmed"
+    TENTATIVE = "tentative"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class CalendarEvent:
+    """One meeting, or one instance of a recurring series, as any source reports it."""
+
+    uid: str
+    start: datetime  # aware
+    end: datetime  # aware
+    title: str = ""
+    description: str = ""
+    timezone: str | None = None  # IANA name of the event's zone, if it has one
+    all_day: bool = False
+    organizer: Person | None = None
+    attendees: tuple[Attendee, ...] = ()
+    status: EventStatus = EventStatus.CONFIRMED
+    recurrence_id: str | None = None  # the instance's original start, as text, for series
+    properties: dict[str, str] = field(default_factory=dict)  # source-specific tags
+
+    @property
+    def id(self) -> str:
+        """Stable across calendars: the iCalendar UID, plus the original start for an instance."""
+        return f"{self.uid}/{self.recurrence_id}" if self.recurrence_id else self.uid
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "uid": self.uid,
+            "recurrence_id": self.recurrence_id,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "title": self.title,
+            "description": self.description,
+            "timezone": self.timezone,
+            "all_day": self.all_day,
+            "organizer": [self.organizer.email, self.organizer.name] if self.organizer else None,
+            "attendees": [[a.person.email, a.person.name, a.role, a.status, a.kind] for a in self.attendees],
+            "status": self.status.value,
+            "properties": self.properties,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CalendarEvent:
+        organizer = data.get("organizer")
+        return cls(
+            uid=data["uid"],
+            recurrence_id=data.get("recurrence_id"),
+            start=datetime.fromisoformat(data["start"]),
+            end=datetime.fromisoformat(data["end"]),
+            title=data.get("title", ""),
+            description=data.get("description", ""),
+            timezone=data.get("timezone"),
+            all_day=data.get("all_day", False),
+            organizer=Person(organizer[0], organizer[1]) if organizer else None,
+            attendees=tuple(
+                Attendee(Person(e, n), role, status, kind)
+                for e, n, role, status, kind in data.get("attendees", [])
+            ),
+            status=EventStatus(data.get("status", "confirmed")),
+            properties=dict(data.get("properties") or {}),
+        )
+
+
+class Kind(StrEnum):
+    CLOSING = "closing"
+    KICKOFF = "kickoff"
+
+
+class Outcome(StrEnum):
+    WON = "won"
+    LOST = "lost"
+
+
+class Audience(StrEnum):
+    REP = "rep"
+    CUSTOMER = "customer"
+    IMPLEMENTATION = "implementation"
+
+
+class Condition(StrEnum):
+    ALWAYS = "always"
+    NO_OUTCOME = "no-outcome"
+    WON = "won"
+    LOST = "lost"
+
+
+class Anchor(StrEnum):
+    START = "start"
+    END = "end"
+    OUTCOME = "outcome"  # when the outcome was first seen (never before the call ends)
+
+
+class Sender(StrEnum):
+    REP = "rep"
+    SERVICE = "service"
+
+
+class Status(StrEnum):
+    PLANNED = "planned"
+    CLAIMED = "claimed"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    STOPPED = "stopped"
+
+    @property
+    def public(self) -> str:
+        """The name `plan --json` promises: planned and claimed sends are both "pending"."""
+        return "pending" if self in (Status.PLANNED, Status.CLAIMED) else self.value
+
+
+@dataclass(frozen=True)
+class Rule:
+    """When to send which template to whom, relative to a closing or kickoff call."""
+
+    name: str
+    kind: Kind
+    condition: Condition
+    anchor: Anchor
+    offset: timedelta
+    to: tuple[Audience, ...]
+    cc: tuple[Audience, ...] = ()
+    sender: Sender = Sender.SERVICE
+    business_hours: bool = False
+    max_late: timedelta | None = None  # None: the schedule's max_late_days
+    stop_on_reengagement: bool = False
+    template: str = ""
+    enabled: bool = True
+
+    @property
+    def template_name(self) -> str:
+        return self.template or self.name
+
+    @property
+    def before_call(self) -> bool:
+        """A prompt due before the call is pointless once the call has started."""
+        return self.anchor is Anchor.START and self.offset <= timedelta(0)
+
+    @property
+    def to_customer(self) -> bool:
+        return Audience.CUSTOMER in self.to or Audience.CUSTOMER in self.cc
+
+
+@dataclass(frozen=True)
+class Deal:
+    """The customer side of an event: who they are and what the deal is called."""
+
+    name: str
+    company: str
+    domains: tuple[str, ...]
+    people: tuple[Person, ...]
+
+
+@dataclass(frozen=True)
+class Classification:
+    kind: Kind | None
+    outcome: Outcome | None  # from the event's own tags
+    rep: Person
+    deal: Deal
+    internal: tuple[Person, ...]  # company attendees other than the rep
+    notes: str  # the description with the tags taken out
+
+
+@dataclass(frozen=True)
+class PlannedSend:
+    key: str
+    rule: str
+    event_id: str
+    deal: str
+    due: datetime
+    expires: datetime | None
+    sender: Person | None  # None: the configured service sender
+    reply_to: Person | None
+    to: tuple[Person, ...]
+    cc: tuple[Person, ...]
+    audience: Audience  # who reads it: decides time zone and List-Unsubscribe
+    template: str
+    stop_on_reengagement: bool = False

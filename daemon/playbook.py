@@ -1,0 +1,379 @@
+"""The playbook: classify a calendar event and plan its sends from the rules.
+
+Pure functions only: no clock, no I/O, no database. Everything they need comes in as arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from daemon.model import (
+    Anchor,
+    Audience,
+    CalendarEvent,
+    Classification,
+    Condition,
+    Deal,
+    EventStatus,
+    Kind,
+    Outcome,
+    Person,
+    PlannedSend,
+    Rule,
+    Sender,
+)
+
+H = timedelta(hours=1)
+D = timedelta(days=1)
+
+DEFAULT_RULES: tuple[Rule, ...] = (
+    Rule("closing-prep", Kind.CLOSING, Condition.ALWAYS, Anchor.START, -24 * H, (Audience.REP,)),
+    Rule("closing-final", Kind.CLOSING, Condition.ALWAYS, Anchor.START, -1 * H, (Audience.REP,)),
+    Rule("outcome-nudge", Kind.CLOSING, Condition.NO_OUTCOME, Anchor.END, 2 * H, (Audience.REP,)),
+    Rule(
+        "implementation-intro",
+        Kind.CLOSING,
+        Condition.WON,
+        Anchor.OUTCOME,
+        timedelta(minutes=30),  # a moment to undo a mistaken tag before the customer hears
+        (Audience.CUSTOMER,),
+        cc=(Audience.REP, Audience.IMPLEMENTATION),
+        sender=Sender.REP,
+        business_hours=True,
+    ),
+    Rule(
+        "handoff-brief",
+        Kind.CLOSING,
+        Condition.WON,
+        Anchor.OUTCOME,
+        timedelta(0),
+        (Audience.IMPLEMENTATION,),
+        cc=(Audience.REP,),
+    ),
+    Rule(
+        "kickoff-prep",
+        Kind.KICKOFF,
+        Condition.ALWAYS,
+        Anchor.START,
+        -24 * H,
+        (Audience.REP, Audience.IMPLEMENTATION),
+    ),
+    *(
+        Rule(
+            name,
+            Kind.CLOSING,
+            Condition.LOST,
+            Anchor.END,
+            offset,
+            (Audience.CUSTOMER,),
+            sender=Sender.REP,
+            business_hours=True,
+            stop_on_reengagement=True,
+        )
+        for name, offset in (
+            ("lost-thank-you", 1 * D),
+            ("lost-check-in", 90 * D),
+            ("lost-next-year", 335 * D),  # about eleven months: before their next budget year
+        )
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Tags:
+    """Words that mark an event. Matched case-insensitively in the title or the description."""
+
+    closing: tuple[str, ...] = ("#closing",)
+    kickoff: tuple[str, ...] = ("#kickoff",)
+    won: tuple[str, ...] = ("#won", "#signed")
+    lost: tuple[str, ...] = ("#lost",)
+    deal_prefix: str = "#deal:"
+
+    def _pattern(self, words: Iterable[str]) -> re.Pattern[str]:
+        alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+        return re.compile(rf"(?<![\w#])(?:{alternatives})(?![\w-])", re.IGNORECASE)
+
+    def has(self, words: tuple[str, ...], text: str) -> bool:
+        return bool(words) and self._pattern(words).search(text) is not None
+
+    def deal(self, text: str) -> str | None:
+        match = re.search(rf"(?<![\w#]){re.escape(self.deal_prefix)}([\w.&-]+)", text, re.IGNORECASE)
+        return match.group(1) if match else None
+
+    def strip(self, text: str) -> str:
+        """The text with every tag taken out, for showing the rep's notes."""
+        words = (*self.closing, *self.kickoff, *self.won, *self.lost)
+        text = self._pattern(words).sub("", text) if words else text
+        text = re.sub(rf"(?<![\w#]){re.escape(self.deal_prefix)}[\w.&-]+", "", text, flags=re.I)
+        return "\n".join(line.rstrip() for line in text.strip().splitlines())
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    start: time = time(9)
+    end: time = time(17)  # time.max stands for 24:00
+    days: frozenset[int] = frozenset(range(5))  # Monday is 0
+    timezone: str | None = None  # None: the event's own time zone
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Everything the planner needs to know about the company, from the config."""
+
+    company_domains: frozenset[str]
+    company_timezone: str = "UTC"
+    tags: Tags = field(default_factory=Tags)
+    rules: tuple[Rule, ...] = DEFAULT_RULES
+    implementation: tuple[Person, ...] = ()
+    implementation_by_rep: Mapping[str, tuple[Person, ...]] = field(default_factory=dict)
+    hours: BusinessHours = field(default_factory=BusinessHours)
+    max_late: timedelta = 3 * D
+
+    def is_internal(self, domain: str) -> bool:
+        domain = domain.lower()
+        return any(domain == d or domain.endswith("." + d) for d in self.company_domains)
+
+    def implementation_for(self, rep: Person) -> tuple[Person, ...]:
+        return self.implementation_by_rep.get(rep.email, self.implementation)
+
+    def rule(self, name: str) -> Rule | None:
+        return next((r for r in self.rules if r.name == name), None)
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    outcome: Outcome
+    seen_at: datetime  # when followthrough first learned it: from a tag or the command line
+    source: str = "tag"
+
+
+@dataclass(frozen=True)
+class Plan:
+    sends: tuple[PlannedSend, ...]
+    dropped: Mapping[str, str]  # send key -> why the rule does not apply (now)
+
+
+_PROPERTY_PREFIX = "followthrough."
+
+
+def event_kind(event: CalendarEvent, tags: Tags) -> Kind | None:
+    prop = event.properties.get(_PROPERTY_PREFIX + "kind", "").strip().lower()
+    if prop in (Kind.CLOSING, Kind.KICKOFF):
+        return Kind(prop)
+    text = f"{event.title}\n{event.description}"
+    if tags.has(tags.closing, text):
+        return Kind.CLOSING
+    if tags.has(tags.kickoff, text):
+        return Kind.KICKOFF
+    return None
+
+
+def tagged_outcome(event: CalendarEvent, tags: Tags) -> Outcome | None:
+    prop = event.properties.get(_PROPERTY_PREFIX + "outcome", "").strip().lower()
+    if prop in ("won", "signed"):
+        return Outcome.WON
+    if prop == "lost":
+        return Outcome.LOST
+    text = f"{event.title}\n{event.description}"
+    won, lost = tags.has(tags.won, text), tags.has(tags.lost, text)
+    if won == lost:  # neither, or contradictory tags: no outcome until the rep settles it
+        return None
+    return Outcome.WON if won else Outcome.LOST
+
+
+def company_name(domain: str) -> str:
+    """A readable company name from a domain: `globex-corp.co.uk` -> `Globex Corp`."""
+    label = domain.split(".")[0]
+    return " ".join(part.capitalize() for part in re.split(r"[-_]", label) if part) or domain
+
+
+def classify(event: CalendarEvent, policy: Policy) -> Classification | None:
+    """Who is who in an event, or None when the company did not organize it (it triggers nothing)."""
+    organizer = event.organizer
+    if organizer is None or not policy.is_internal(organizer.domain):
+        return None
+    customers: list[Person] = []
+    internal: list[Person] = []
+    for attendee in event.attendees:
+        person = attendee.person
+        if not attendee.is_person or person.email == organizer.email:
+            continue
+        bucket = internal if policy.is_internal(person.domain) else customers
+        if person not in bucket:
+            bucket.append(person)
+    domains = tuple(d for d, _ in Counter(p.domain for p in customers).most_common())
+    explicit = event.properties.get(_PROPERTY_PREFIX + "deal") or policy.tags.deal(
+        f"{event.title}\n{event.description}"
+    )
+    name = explicit or (domains[0] if domains else clean_deal(event.title) or event.uid)
+    deal = Deal(
+        name=name.lower(),
+        company=company_name(domains[0]) if domains else (explicit or "the customer"),
+        domains=domains,
+        people=tuple(customers),
+    )
+    return Classification(
+        kind=event_kind(event, policy.tags),
+        outcome=tagged_outcome(event, policy.tags),
+        rep=organizer,
+        deal=deal,
+        internal=tuple(internal),
+        notes=policy.tags.strip(event.description),
+    )
+
+
+def clean_deal(title: str) -> str:
+    return re.sub(r"#\S+", "", title).strip()
+
+
+def homework(notes: str) -> tuple[str, ...]:
+    """The tasks agreed with the customer, from a `Homework:` line or list in the rep's notes."""
+    items: list[str] = []
+    lines = notes.splitlines()
+    for i, line in enumerate(lines):
+        match = re.match(r"\s*homework\s*:\s*(.*)$", line, re.IGNORECASE)
+        if not match:
+            continue
+        items += [part.strip() for part in match.group(1).split(";") if part.strip()]
+        for following in lines[i + 1 :]:
+            bullet = re.match(r"\s*(?:[-*•]|\d+[.)])\s+(.*\S)", following)
+            if not bullet:
+                break
+            items.append(bullet.group(1))
+        break
+    return tuple(items)
+
+
+def next_business_time(moment: datetime, zone: ZoneInfo, hours: BusinessHours) -> datetime:
+    """The first instant at or after `moment` that falls in business hours, in UTC."""
+    local = moment.astimezone(zone)
+    day = local.date()
+    for _ in range(8):
+        if day.weekday() in hours.days:
+            opens = datetime.combine(day, hours.start, tzinfo=zone)
+            closes = (
+                datetime.combine(day + D, time(0), tzinfo=zone)
+                if hours.end == time.max
+                else datetime.combine(day, hours.end, tzinfo=zone)
+            )
+            if local < opens:
+                return opens.astimezone(UTC)
+            if local < closes:
+                return moment.astimezone(UTC)
+        day += D
+        local = datetime.combine(day, time(0), tzinfo=zone)
+    return moment.astimezone(UTC)  # no business days configured: send when due
+
+
+def event_zone(event: CalendarEvent, policy: Policy) -> ZoneInfo:
+    """The zone the event lives in: its own, else the company's."""
+    return ZoneInfo(event.timezone or policy.company_timezone)
+
+
+def _anchor(rule: Rule, event: CalendarEvent, outcome: OutcomeRecord | None) -> datetime:
+    if rule.anchor is Anchor.START:
+        return event.start
+    if rule.anchor is Anchor.END or outcome is None:
+        return event.end
+    return max(outcome.seen_at, event.end)
+
+
+def _condition_fails(rule: Rule, outcome: OutcomeRecord | None) -> str | None:
+    if rule.condition is Condition.NO_OUTCOME and outcome is not None:
+        return f"outcome recorded: {outcome.outcome}"
+    if rule.condition in (Condition.WON, Condition.LOST):
+        if outcome is None:
+            return "no outcome recorded"
+        if outcome.outcome.value != rule.condition.value:
+            return f"outcome is {outcome.outcome}"
+    return None
+
+
+def _people(audiences: tuple[Audience, ...], c: Classification, policy: Policy) -> list[Person]:
+    people: list[Person] = []
+    for audience in audiences:
+        if audience is Audience.REP:
+            group: Iterable[Person] = (c.rep,)
+        elif audience is Audience.CUSTOMER:
+            group = c.deal.people
+        else:
+            group = policy.implementation_for(c.rep)
+        people += [p for p in group if p not in people]
+    return people
+
+
+def plan(
+    event: CalendarEvent,
+    classification: Classification | None,
+    outcome: OutcomeRecord | None,
+    policy: Policy,
+) -> Plan:
+    """The sends this event calls for, and why each other rule of its kind does not apply."""
+    if classification is None or classification.kind is None:
+        return Plan((), {})
+    c = classification
+    sends: list[PlannedSend] = []
+    dropped: dict[str, str] = {}
+    for rule in policy.rules:
+        if rule.kind is not c.kind:
+            continue
+        key = f"{rule.name}:{event.id}"
+        why = (
+            "rule disabled"
+            if not rule.enabled
+            else "event cancelled"
+            if event.status is EventStatus.CANCELLED
+            else _condition_fails(rule, outcome)
+        )
+        to = _people(rule.to, c, policy)
+        cc = [p for p in _people(rule.cc, c, policy) if p not in to]
+        if why is None and not to:
+            why = f"nobody to send to ({', '.join(rule.to)})"
+        if why is not None:
+            dropped[key] = why
+            continue
+        due = _anchor(rule, event, outcome) + rule.offset
+        if outcome is not None and rule.condition in (Condition.WON, Condition.LOST):
+            due = max(due, outcome.seen_at)  # never act on an outcome before knowing it
+        if rule.business_hours:
+            zone = ZoneInfo(policy.hours.timezone) if policy.hours.timezone else None
+            due = next_business_time(due, zone or event_zone(event, policy), policy.hours)
+        expires = event.start if rule.before_call else due + (rule.max_late or policy.max_late)
+        audience = (
+            Audience.CUSTOMER
+            if Audience.CUSTOMER in rule.to
+            else Audience.IMPLEMENTATION
+            if Audience.IMPLEMENTATION in rule.to
+            else Audience.REP
+        )
+        sends.append(
+            PlannedSend(
+                key=key,
+                rule=rule.name,
+                event_id=event.id,
+                deal=c.deal.name,
+                due=due.astimezone(UTC),
+                expires=expires.astimezone(UTC),
+                sender=c.rep if rule.sender is Sender.REP else None,
+                reply_to=None if audience is Audience.REP else c.rep,
+                to=tuple(to),
+                cc=tuple(cc),
+                audience=audience,
+                template=rule.template_name,
+                stop_on_reengagement=rule.stop_on_reengagement,
+            )
+        )
+    return Plan(tuple(sends), dropped)
+
+
+def customer_domains(event: CalendarEvent, policy: Policy) -> set[str]:
+    """Every outside domain in an event, whoever organized it: a meeting with them at all."""
+    people = [a.person for a in event.attendees if a.is_person]
+    if event.organizer:
+        people.append(event.organizer)
+    return {p.domain for p in people if not policy.is_internal(p.domain)}

@@ -1,0 +1,195 @@
+"""Rendering without sending: `preview` of one email and `templates check` of them all.
+
+Sample data is a made-up deal run through the real playbook, so templates are checked as they will be used.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from daemon.config import Settings
+from daemon.context import build as build_context
+from daemon.dispatch import render_send
+from daemon.errors import TemplateError, UserError
+from daemon.ledger import Ledger
+from daemon.model import Attendee, Audience, CalendarEvent, Outcome, Person
+from daemon.playbook import OutcomeRecord, Policy, classify, plan
+from daemon.templates import Rendered, Templates
+
+SAMPLE_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # fixed: a check gives the same answer every day
+
+
+def sample_events(policy: Policy) -> tuple[CalendarEvent, CalendarEvent]:
+    domain = sorted(policy.company_domains)[0]
+    rep = Person(f"sam.rivera@{domain}", "Sam Rivera")
+    customers = (
+        Attendee(Person("dana.fox@globex.example", "Dana Fox")),
+        Attendee(Person("lee.park@globex.example", "Lee Park")),
+    )
+    closing = CalendarEvent(
+        uid="sample-closing@followthrough",
+        start=SAMPLE_NOW + timedelta(days=1),
+        end=SAMPLE_NOW + timedelta(days=1, hours=1),
+        title="Globex: final terms #closing",
+        description=(
+            "Dana owns the budget; Lee runs the ops team that will use it.\n"
+            "Promised: SSO in the first week, weekly check-ins during rollout.\n"
+            "Homework:\n- Send the SSO metadata\n- Name an internal admin\n- Share last quarter's volumes"
+        ),
+        timezone="America/New_York",
+        organizer=rep,
+        attendees=(Attendee(rep), *customers),
+    )
+    kickoff = CalendarEvent(
+        uid="sample-kickoff@followthrough",
+        start=SAMPLE_NOW + timedelta(days=8),
+        end=SAMPLE_NOW + timedelta(days=8, hours=1),
+        title="Globex kickoff #kickoff",
+        timezone="America/New_York",
+        organizer=rep,
+        attendees=(Attendee(rep), *customers),
+    )
+    return closing, kickoff
+
+
+def _sample_policy(settings: Settings) -> Policy:
+    policy = settings.policy()
+    if policy.implementation:
+        return policy
+    # The check must also cover the lines that introduce implementation staff.
+    return Policy(
+        **{
+            **policy.__dict__,
+            "implementation": (Person("ivy.chen@" + sorted(policy.company_domains)[0], "Ivy Chen"),),
+        }
+    )
+
+
+def _contexts(settings: Settings, policy: Policy, template: str) -> list[dict[str, object]]:
+    """Every situation a template may meet: with and without a kickoff, notes and people."""
+    closing, kickoff = sample_events(policy)
+    bare = CalendarEvent(
+        uid="sample-bare@followthrough",
+        start=closing.start,
+        end=closing.end,
+        title="#closing",
+        organizer=closing.organizer,
+    )
+    contexts = []
+    for event, deal_events in ((closing, (closing, kickoff)), (kickoff, (closing, kickoff)), (bare, ())):
+        for outcome in (Outcome.WON, Outcome.LOST, None):
+            for audience in Audience:
+                c = classify(event, policy)
+                to = (
+                    (c.deal.people or (c.rep,))
+                    if c and audience is Audience.CUSTOMER
+                    else ((c.rep,) if c else ())
+                )
+                contexts.append(
+                    build_context(
+                        rule=template,
+                        event=event,
+                        policy=policy,
+                        company=settings.company.name,
+                        audience=audience,
+                        to=to,
+                        deal_events=deal_events,
+                        outcome=outcome,
+                        sent_at=SAMPLE_NOW,
+                    )
+                )
+    return contexts
+
+
+def check_templates(settings: Settings) -> tuple[list[str], int]:
+    """Every template's errors, each naming its file and line; and how many templates were checked."""
+    templates = Templates(settings.resolve(settings.templates.dir))
+    policy = _sample_policy(settings)
+    names = set(templates.names()) | {r.template_name for r in policy.rules if r.enabled}
+    errors: list[str] = []
+    for name in sorted(names):
+        seen: set[str] = set()
+        for context in _contexts(settings, policy, name):
+            try:
+                templates.render(name, context)
+            except TemplateError as exc:
+                if str(exc) not in seen:
+                    seen.add(str(exc))
+                    errors.append(str(exc))
+    return errors, len(names)
+
+
+def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, str]], Rendered]:
+    policy = _sample_policy(settings)
+    rule = policy.rule(rule_name)
+    if rule is None:
+        raise UserError(f"no rule named {rule_name!r}; rules: {', '.join(r.name for r in policy.rules)}")
+    closing, kickoff = sample_events(policy)
+    event = kickoff if rule.kind.value == "kickoff" else closing
+    outcome = (
+        OutcomeRecord(Outcome(rule.condition.value), SAMPLE_NOW)
+        if rule.condition.value in ("won", "lost")
+        else None
+    )
+    result = plan(event, classify(event, policy), outcome, policy)
+    send = next((s for s in result.sends if s.rule == rule.name), None)
+    if send is None:
+        raise UserError(f"rule {rule.name!r} plans nothing for the sample deal: {result.dropped}")
+    context = build_context(
+        rule=send.rule,
+        event=event,
+        policy=policy,
+        company=settings.company.name,
+        audience=send.audience,
+        to=send.to,
+        cc=send.cc,
+        deal_events=(closing, kickoff),
+        outcome=outcome.outcome if outcome else None,
+        sent_at=send.due,
+    )
+    templates = Templates(settings.resolve(settings.templates.dir))
+    return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), templates.render(
+        send.template, context
+    )
+
+
+def preview_event(
+    settings: Settings, rule_name: str, event_text: str, now: datetime
+) -> tuple[list[tuple[str, str]], Rendered]:
+    ledger = Ledger(settings.store_url)
+    policy = settings.policy()
+    templates = Templates(settings.resolve(settings.templates.dir))
+    stored = ledger.find_event(event_text)
+    key = f"{rule_name}:{stored.event.id}"
+    send = ledger.send(key)
+    if send is None:
+        if policy.rule(rule_name) is None:
+            raise UserError(f"no rule named {rule_name!r}; rules: {', '.join(r.name for r in policy.rules)}")
+        result = plan(stored.event, classify(stored.event, policy), ledger.outcome(stored.event.id), policy)
+        planned = next((s for s in result.sends if s.rule == rule_name), None)
+        if planned is None:
+            why = result.dropped.get(key, "the event is not a call of this rule's kind")
+            raise UserError(f"rule {rule_name!r} sends nothing for event {stored.event.id}: {why}")
+        rendered = render_send(ledger, templates, policy, settings.company.name, planned, planned.due)
+        return _headers(
+            settings, planned.sender, planned.to, planned.cc, planned.reply_to, planned.due
+        ), rendered
+    rendered = render_send(ledger, templates, policy, settings.company.name, send, send.sent_at or now)
+    return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), rendered
+
+
+def _headers(
+    settings: Settings,
+    sender: Person | None,
+    to: tuple[Person, ...],
+    cc: tuple[Person, ...],
+    reply_to: Person | None,
+    due: datetime,
+) -> list[tuple[str, str]]:
+    headers = [("From", str(sender or settings.sender)), ("To", ", ".join(str(p) for p in to))]
+    if cc:
+        headers.append(("Cc", ", ".join(str(p) for p in cc)))
+    if reply_to:
+        headers.append(("Reply-To", str(reply_to)))
+    headers.append(("Due", due.isoformat()))
+    return headers

@@ -1,0 +1,125 @@
+"""Wires time: a periodic, jittered sync and a wake-up at the next due send, with APScheduler 3.
+
+It holds no state of its own: after a sleep, a restart or a clock jump, the next job asks the ledger
+what is due, so nothing depends on APScheduler's misfire bookkeeping.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from daemon import clock
+from daemon.engine import Engine, PassReport
+
+log = logging.getLogger(__name__)
+
+SYNC_JOB = "sync"
+WAKE_JOB = "wake-up"
+
+
+class Daemon:
+    """The long-running form of `tick`: the same engine, driven by the clock."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        schedule = engine.settings.schedule
+        self.interval = schedule.poll_interval
+        self.jitter = schedule.poll_interval.total_seconds() * schedule.jitter
+        # One worker: a sync and a dispatch never run at once in one process.
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC,
+            jobstores={"default": MemoryJobStore()},
+            executors={"default": ThreadPoolExecutor(max_workers=1)},
+            job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+        )
+        self.passes = 0
+        self.idle = threading.Event()  # set whenever no job is running: tests wait on it
+
+    def start(self) -> None:
+        self.scheduler.add_job(
+            self.sync_job,
+            IntervalTrigger(seconds=self.interval.total_seconds(), jitter=self.jitter, timezone=UTC),
+            id=SYNC_JOB,
+            next_run_time=clock.now(),
+        )
+        self.scheduler.start()
+        log.info(
+            "followthrough running: %d calendar(s), sync every %s",
+            len(self.engine.sources),
+            self.interval,
+        )
+
+    def stop(self, wait: bool = True) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=wait)
+        log.info("followthrough stopped")
+
+    def wakeup(self) -> None:
+        """Make the scheduler look at the clock again (after a clock jump, or in tests)."""
+        self.scheduler.wakeup()
+
+    def sync_job(self) -> None:
+        self.idle.clear()
+        try:
+            now = clock.now()
+            report = self.engine.tick(now)
+            self._log(report)
+        except Exception:
+            log.exception("sync pass failed; the next one will try again")
+        finally:
+            self._arm_wakeup()
+            self.passes += 1
+            self.idle.set()
+
+    def wake_job(self) -> None:
+        self.idle.clear()
+        try:
+            report = PassReport(dispatch=self.engine.dispatcher.dispatch_due(clock.now()))
+            self._log(report)
+        except Exception:
+            log.exception("dispatch failed; the next wake-up will try again")
+        finally:
+            self._arm_wakeup()
+            self.idle.set()
+
+    def _arm_wakeup(self) -> None:
+        due = self.engine.ledger.next_due()
+        if due is None:
+            if self.scheduler.get_job(WAKE_JOB):
+                self.scheduler.remove_job(WAKE_JOB)
+            return
+        # Never in the past: a send due "now" is taken a moment later, not lost to misfire rules.
+        run_at = max(due, clock.now() + timedelta(milliseconds=10))
+        self.scheduler.add_job(
+            self.wake_job,
+            DateTrigger(run_date=run_at, timezone=UTC),
+            id=WAKE_JOB,
+            replace_existing=True,
+        )
+        log.debug("next wake-up at %s", run_at.isoformat())
+
+    @staticmethod
+    def _log(report: PassReport) -> None:
+        d = report.dispatch
+        if d.sent or d.failed or d.retrying or d.skipped or d.stopped:
+            log.info(
+                "dispatch: %d sent, %d failed, %d to retry, %d skipped, %d stopped",
+                len(d.sent),
+                len(d.failed),
+                len(d.retrying),
+                len(d.skipped),
+                len(d.stopped),
+            )
+
+
+def next_run(daemon: Daemon) -> datetime | None:
+    job = daemon.scheduler.get_job(WAKE_JOB)
+    return job.next_run_time if job else None

@@ -1,0 +1,390 @@
+"""ICS calendars from a file or a URL, read incrementally.
+
+An unchanged feed costs one conditional GET (or one hash of the file); a changed one re-parses only
+the events whose text changed. Parsing is icalendar's, expansion recurring-ical-events'.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import re
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import icalendar
+import recurring_ical_events
+
+from daemon import __version__
+from daemon.errors import SourceError
+from daemon.model import Attendee, CalendarEvent, EventStatus, Person, clean_line, parse_address
+from daemon.sources import CalendarSource, SyncBatch
+
+log = logging.getLogger(__name__)
+
+MAX_INSTANCES = 1000  # per series and window: a FREQ=SECONDLY rule must not eat the machine
+MAX_DESCRIPTION = 20_000
+_BLOCK = re.compile(
+    r"^BEGIN:VEVENT[ \t]*\r?\n.*?^END:VEVENT[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
+)
+_UID = re.compile(r"^UID(?:;[^:\r\n]*)?:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE | re.I)
+_DTSTAMP = re.compile(r"^DTSTAMP[;:].*(?:\r?\n[ \t].*)*\r?\n?", re.MULTILINE | re.I)
+_RECURS = re.compile(r"^(?:RRULE|RDATE|RECURRENCE-ID)[;:]", re.MULTILINE | re.I)
+_END_CALENDAR = re.compile(r"^END:VCALENDAR", re.MULTILINE | re.I)
+
+
+def redact_url(url: str) -> str:
+    """Private feed URLs carry their secret in the path or query: show only where they point."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}/…"
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
+
+
+def _decode(data: bytes) -> str:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+class Group:
+    """The VEVENT blocks that share one UID: a single event, or a series with its overrides."""
+
+    __slots__ = ("blocks", "uid")
+
+    def __init__(self, uid: str) -> None:
+        self.uid = uid
+        self.blocks: list[str] = []
+
+    @property
+    def digest(self) -> str:
+        # DTSTAMP is the export time in many feeds: it changes on every download, the event does not.
+        return _digest("".join(_DTSTAMP.sub("", block) for block in self.blocks))
+
+    @property
+    def recurring(self) -> bool:
+        return any(_RECURS.search(block) for block in self.blocks)
+
+
+def split(text: str) -> tuple[str, dict[str, Group]]:
+    """The calendar without its events (time zones and properties), and its events by UID."""
+    groups: dict[str, Group] = {}
+    for match in _BLOCK.finditer(text):
+        block = match.group(0)
+        found = _UID.search(block)
+        uid = re.sub(r"\r?\n[ \t]", "", found.group(1)).strip() if found else ""
+        key = uid or "no-uid-" + _digest(block)
+        groups.setdefault(key, Group(key)).blocks.append(block)
+    skeleton = _BLOCK.sub("", text)
+    return skeleton, groups
+
+
+def _assemble(skeleton: str, blocks: Iterable[str]) -> str:
+    body = "".join(b if b.endswith("\n") else b + "\r\n" for b in blocks)
+    ends = list(_END_CALENDAR.finditer(skeleton))
+    if not ends:  # a truncated file: close it so the events we have still parse
+        return skeleton.rstrip("\r\n") + "\r\n" + body + "END:VCALENDAR\r\n"
+    cut = ends[-1].start()
+    return skeleton[:cut] + body + skeleton[cut:]
+
+
+def instance_start(event_id: str) -> datetime | None:
+    """The original start encoded in an instance id `UID/20261201T090000Z`, if any."""
+    _, _, rid = event_id.rpartition("/")
+    for fmt in ("%Y%m%dT%H%M%SZ", "%Y%m%d"):
+        try:
+            return datetime.strptime(rid, fmt).replace(tzinfo=UTC)
+        except ValueError:
+            continue
+    return None
+
+
+class EventReader:
+    """Turns icalendar components into CalendarEvents, resolving floating and all-day times."""
+
+    def __init__(self, default_zone: str) -> None:
+        self.zone = ZoneInfo(default_zone)
+
+    def aware(self, value: date | datetime) -> datetime:
+        if not isinstance(value, datetime):
+            return datetime.combine(value, time(0), tzinfo=self.zone)
+        return value if value.tzinfo else value.replace(tzinfo=self.zone)
+
+    def recurrence_id(self, component: Any) -> str | None:
+        prop = component.get("RECURRENCE-ID")
+        if prop is None:
+            return None
+        value = prop.dt
+        if not isinstance(value, datetime):
+            return value.strftime("%Y%m%d")
+        return self.aware(value).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+    @staticmethod
+    def _person(prop: Any) -> Person | None:
+        email = parse_address(str(prop))
+        if email is None:
+            return None
+        name = prop.params.get("CN", "") if hasattr(prop, "params") else ""
+        return Person(email=email, name=clean_line(str(name), 100))
+
+    def event(self, component: Any, uid: str, series: bool) -> CalendarEvent:
+        """Raises ValueError naming what is wrong when the component cannot be used."""
+        dtstart = component.get("DTSTART")
+        if dtstart is None:
+            raise ValueError("it has no start time (DTSTART)")
+        start_value = dtstart.dt
+        try:
+            end_value = component.end
+        except Exception:  # icalendar raises its own types for inconsistent DTEND/DURATION
+            end_value = start_value + (
+                timedelta(days=1) if not isinstance(start_value, datetime) else timedelta(0)
+            )
+        start, end = self.aware(start_value), self.aware(end_value)
+        if end < start:
+            raise ValueError(f"it ends ({end.isoformat()}) before it starts ({start.isoformat()})")
+        tzinfo = start_value.tzinfo if isinstance(start_value, datetime) else None
+        zone_name = getattr(tzinfo, "key", None) or getattr(tzinfo, "zone", None)
+        organizer = component.get("ORGANIZER")
+        attendees_raw = component.get("ATTENDEE") or []
+        if not isinstance(attendees_raw, list):
+            attendees_raw = [attendees_raw]
+        attendees = []
+        for prop in attendees_raw:
+            person = self._person(prop)
+            if person is None:
+                continue  # a room's URN or a malformed address: nobody to write to
+            params = getattr(prop, "params", {})
+            attendees.append(
+                Attendee(
+                    person,
+                    role=str(params.get("ROLE", "REQ-PARTICIPANT")).upper(),
+                    status=str(params.get("PARTSTAT", "NEEDS-ACTION")).upper(),
+                    kind=str(params.get("CUTYPE", "INDIVIDUAL")).upper(),
+                )
+            )
+        status = str(component.get("STATUS", "CONFIRMED")).lower()
+        description = str(component.get("DESCRIPTION", ""))[:MAX_DESCRIPTION]
+        return CalendarEvent(
+            uid=clean_line(uid, 500),
+            recurrence_id=self.recurrence_id(component) if series else None,
+            start=start.astimezone(UTC),
+            end=end.astimezone(UTC),
+            title=clean_line(str(component.get("SUMMARY", "")), 300),
+            description=description,
+            timezone=zone_name if zone_name and zone_name != "UTC" else None,
+            all_day=not isinstance(start_value, datetime),
+            organizer=self._person(organizer) if organizer is not None else None,
+            attendees=tuple(attendees),
+            status=EventStatus(status) if status in EventStatus._value2member_map_ else EventStatus.CONFIRMED,
+        )
+
+
+class IcsSource(CalendarSource):
+    """A calendar published as an .ics file on disk or at an http(s) URL."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        path: Path | None = None,
+        url: str | None = None,
+        default_zone: str = "UTC",
+        window_past: timedelta = timedelta(days=30),
+        window_future: timedelta = timedelta(days=400),
+        timeout: float = 30.0,
+    ) -> None:
+        if (path is None) == (url is None):
+            raise ValueError("an ICS source needs exactly one of path or url")
+        self.name = name
+        self.path = path
+        self.url = url
+        self.reader = EventReader(default_zone)
+        self.window_past = window_past
+        self.window_future = window_future
+        self.timeout = timeout
+        self._calendar_props: dict[str, Any] = {}  # X-WR-TIMEZONE and kin, for expanding series
+
+    @property
+    def where(self) -> str:
+        return str(self.path) if self.path else redact_url(self.url or "")
+
+    # -- fetching -------------------------------------------------------------------------
+    def _fetch(self, state: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
+        """The feed's bytes, or None if the server says it has not changed; plus HTTP validators."""
+        if self.path is not None:
+            try:
+                return self.path.read_bytes(), {}
+            except OSError as exc:
+                raise SourceError(
+                    f"calendar {self.name!r}: cannot read {self.path}: {exc.strerror}"
+                ) from None
+        assert self.url is not None
+        request = urllib.request.Request(self.url, headers={"User-Agent": f"followthrough/{__version__}"})
+        if state.get("etag"):
+            request.add_header("If-None-Match", state["etag"])
+        if state.get("last_modified"):
+            request.add_header("If-Modified-Since", state["last_modified"])
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                data = response.read()
+                headers = response.headers
+        except urllib.error.HTTPError as exc:
+            if exc.code == 304:
+                return None, {}
+            raise SourceError(
+                f"calendar {self.name!r}: {self.where} answered HTTP {exc.code} {exc.reason}"
+            ) from None
+        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise SourceError(f"calendar {self.name!r}: cannot fetch {self.where}: {reason}") from None
+        validators = {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
+        return data, {k: v for k, v in validators.items() if v}
+
+    # -- syncing --------------------------------------------------------------------------
+    def sync(self, state: dict[str, Any] | None, now: datetime) -> SyncBatch:
+        state = state or {}
+        data, validators = self._fetch(state)
+        window = (now - self.window_past, now + self.window_future)
+        items: dict[str, list[Any]] = state.get("items", {})
+        due = {uid for uid, item in items.items() if item[2] is not None and item[2] <= now.timestamp()}
+        if data is None and not due:
+            return SyncBatch(state=state, unchanged=True)
+        new_state: dict[str, Any] = {**state, **validators}
+        if data is None:  # unchanged feed, but series to re-expand as the window moves: re-read
+            data, _ = self._fetch({})
+            assert data is not None
+        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        if digest == state.get("digest") and not due:
+            return SyncBatch(state=new_state, unchanged=True)
+        text = _decode(data)
+        batch = SyncBatch()
+        if not re.search(r"^BEGIN:VCALENDAR", text, re.MULTILINE | re.I):
+            if not _BLOCK.search(text):
+                raise SourceError(f"calendar {self.name!r}: {self.where} is not an iCalendar file")
+            # Bare VEVENTs, as some tools export them: read them as the calendar they mean.
+            batch.problems.append("the file has no BEGIN:VCALENDAR; read its events anyway")
+            text = f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{text.rstrip()}\r\nEND:VCALENDAR\r\n"
+        skeleton, groups = split(text)
+        header = _digest(skeleton)
+        full = header != state.get("header")  # time zones changed: every event may have moved
+        changed = [
+            g
+            for uid, g in groups.items()
+            if full or uid in due or uid not in items or items[uid][0] != g.digest
+        ]
+        new_items = {uid: item for uid, item in items.items() if uid in groups}
+        for uid in items.keys() - groups.keys():
+            batch.removed += [i for i in items[uid][1] if not self._aged_out(i, window[0])]
+        for group, components in self._parse(skeleton, changed, batch.problems):
+            old_ids = set(items.get(group.uid, (None, []))[1])
+            events, revisit = self._expand(group, components, window, batch.problems)
+            ids = [e.id for e in events]
+            batch.upserted += events
+            batch.removed += [i for i in old_ids - set(ids) if not self._aged_out(i, window[0])]
+            new_items[group.uid] = [group.digest, ids, revisit]
+        new_state.update(digest=digest, header=header, items=new_items)
+        batch.state = new_state
+        return batch
+
+    @staticmethod
+    def _aged_out(event_id: str, window_start: datetime) -> bool:
+        """An instance that slid out of the window's past was not deleted: leave it be."""
+        start = instance_start(event_id)
+        return start is not None and start < window_start
+
+    def _parse(
+        self, skeleton: str, groups: list[Group], problems: list[str]
+    ) -> Iterator[tuple[Group, list[Any]]]:
+        """Each group with its parsed components; one broken group never spoils the others."""
+        if not groups:
+            return
+        components: list[Any] = []
+        try:
+            calendar = icalendar.Calendar.from_ical(
+                _assemble(skeleton, itertools.chain.from_iterable(g.blocks for g in groups))
+            )
+            components = [c for c in calendar.subcomponents if c.name == "VEVENT"]
+            self._calendar_props = {k: calendar[k] for k in ("X-WR-TIMEZONE",) if k in calendar}
+        except Exception as exc:
+            log.debug("calendar %s: whole parse failed (%s), parsing event by event", self.name, exc)
+        if len(components) == sum(len(g.blocks) for g in groups):
+            position = 0
+            for group in groups:
+                yield group, components[position : position + len(group.blocks)]
+                position += len(group.blocks)
+            return
+        for group in groups:
+            try:
+                calendar = icalendar.Calendar.from_ical(_assemble(skeleton, group.blocks))
+            except Exception as exc:
+                problems.append(f"event {group.uid}: cannot be parsed: {_short(exc)}")
+                continue
+            found = [c for c in calendar.subcomponents if c.name == "VEVENT"]
+            if found:
+                yield group, found
+            else:
+                problems.append(f"event {group.uid}: cannot be parsed")
+
+    def _expand(
+        self,
+        group: Group,
+        components: list[Any],
+        window: tuple[datetime, datetime],
+        problems: list[str],
+    ) -> tuple[list[CalendarEvent], float | None]:
+        """The group's events inside the window, and when to look at it again even if unchanged."""
+        start, end = window
+        if not group.recurring:
+            try:
+                event = self.reader.event(components[0], group.uid, series=False)
+            except Exception as exc:
+                problems.append(f"event {group.uid}: skipped: {_short(exc)}")
+                return [], None
+            if len(components) > 1:
+                problems.append(f"event {group.uid}: {len(components)} copies of one event; used the first")
+            if event.start > end:
+                return [], (event.start - self.window_future).timestamp()
+            return ([event] if event.end >= start else []), None
+        calendar = icalendar.Calendar()
+        for key, value in self._calendar_props.items():
+            calendar.add(key, value)
+        for component in components:
+            calendar.add_component(component)
+        events: list[CalendarEvent] = []
+        try:
+            query = recurring_ical_events.of(calendar)
+            for component in itertools.islice(query.after(start), MAX_INSTANCES + 1):
+                if len(events) == MAX_INSTANCES:
+                    problems.append(
+                        f"event {group.uid}: more than {MAX_INSTANCES} instances in the window; "
+                        f"used the first {MAX_INSTANCES}"
+                    )
+                    break
+                event = self.reader.event(component, group.uid, series=True)
+                if event.start > end:
+                    break
+                events.append(event)
+        except Exception as exc:
+            problems.append(f"event {group.uid}: recurrence cannot be expanded: {_short(exc)}")
+            return [], None
+        # The window moves every day: look again tomorrow for instances that come into view.
+        return events, (start + self.window_past + timedelta(days=1)).timestamp()
+
+
+def _short(exc: BaseException) -> str:
+    text = clean_line(str(exc) or type(exc).__name__, 200)
+    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

@@ -1,0 +1,66 @@
+"""The starter config `followthrough init` writes: every key, with its default and a word on it."""
+
+STARTER_CONFIG = """\
+# followthrough configuration. Paths are relative to this file.
+# Environment variables override any key: FOLLOWTHROUGH_<SECTION>__<KEY>, e.g.
+# FOLLOWTHROUGH_SCHEDULE__POLL_INTERVAL=2m. Secrets come only from the environment:
+# FOLLOWTHROUGH_SMTP_PASSWORD (or FOLLOWTHROUGH_SMTP_PASSWORD_FILE).
+
+[company]
+name = "Example Inc"
+domains = ["example.com"]          # organizers from these domains are your reps
+timezone = "Europe/London"         # for showing times, all-day and floating events
+
+[[calendars]]
+source = "ics"
+path = "calendars/sales.ics"       # or: url = "https://…/basic.ics"
+owner = "rep@example.com"
+# name = "sales"                   # defaults to the owner
+# window_past_days = 30
+# window_future_days = 400
+
+[mail]
+transport = "outbox"               # "smtp" to really send
+from = "Followthrough <followthrough@example.com>"   # sender of prompts to reps
+outbox_dir = "outbox"
+# unsubscribe = "sales-ops@example.com"  # where List-Unsubscribe requests go; default: from
+
+[mail.smtp]
+host = "localhost"
+port = 587
+starttls = true
+# ssl = false                      # true for implicit TLS (port 465)
+# username = "followthrough"       # password: FOLLOWTHROUGH_SMTP_PASSWORD
+
+[store]
+url = "sqlite:///followthrough.db"
+
+[team]
+implementation = ["Ivy Chen <ivy@example.com>"]   # the first is introduced as the lead
+# [team.per_rep]
+# "rep@example.com" = ["Raj Patel <raj@example.com>"]
+
+[schedule]
+business_hours = "09:00-17:00"     # customer mail goes out only in these hours…
+business_days = ["mon", "tue", "wed", "thu", "fri"]
+business_timezone = "event"        # …in the event's own time zone, or an IANA name
+max_late_days = 3                  # never send more than this late
+poll_interval = "5m"
+jitter = 0.1
+
+[tags]
+closing = ["#closing"]
+kickoff = ["#kickoff"]
+won = ["#won", "#signed"]
+lost = ["#lost"]
+deal_prefix = "#deal:"
+
+# Override a default rule by name, or add your own:
+# [[rules]]
+# name = "closing-prep"
+# offset = "-48h"
+#
+# [[rules]]
+# name = "lost-next-year"
+# enabled = false
+"""

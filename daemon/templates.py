@@ -1,0 +1,116 @@
+"""Email templates: Jinja2 in a sandbox, strict about undefined names, HTML autoescaped.
+
+One file per rule, `<template>.jinja`, with three blocks: `subject`, `text` and `html`.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError
+from jinja2 import TemplateError as JinjaError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from daemon.errors import TemplateError
+from daemon.model import clean_line
+
+SUFFIX = ".jinja"
+BLOCKS = ("subject", "text", "html")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str
+
+
+def when(value: datetime | None) -> str:
+    """`Tuesday 1 December 2026, 10:00 CET`: a moment as the reader reads it (already in their zone)."""
+    if value is None:
+        return ""
+    return f"{value:%A} {value.day} {value:%B %Y, %H:%M} {value.tzname() or ''}".rstrip()
+
+
+def day(value: datetime | None) -> str:
+    return f"{value:%A} {value.day} {value:%B}" if value else ""
+
+
+def names(people: Iterable[Any], key: str = "name") -> str:
+    """`Ann, Bob and Cy` from a list of people."""
+    items = [str(p[key] if isinstance(p, dict) else p) for p in people]
+    if len(items) <= 1:
+        return "".join(items)
+    return ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _environment(directory: Path, autoescape: bool) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        loader=FileSystemLoader(str(directory)),
+        undefined=StrictUndefined,
+        autoescape=autoescape,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(when=when, day=day, names=names)
+    return env
+
+
+def _location(exc: BaseException, directory: Path) -> str:
+    """`file.jinja, line 12` for an error raised while rendering, from Jinja's rewritten traceback."""
+    if isinstance(exc, TemplateSyntaxError):
+        name = exc.filename or exc.name or "?"
+        return f"{Path(name).name}, line {exc.lineno}"
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if f.filename and f.filename.endswith(SUFFIX) and Path(f.filename).parent == directory
+    ]
+    if frames:
+        return f"{Path(frames[-1].filename).name}, line {frames[-1].lineno}"
+    return "?"
+
+
+class Templates:
+    """The templates in one folder; the plain and the autoescaping views share the files."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory.resolve()
+        if not self.directory.is_dir():
+            raise TemplateError(f"template folder not found: {self.directory}")
+        self._plain = _environment(self.directory, autoescape=False)
+        self._html = _environment(self.directory, autoescape=True)
+
+    def path(self, name: str) -> Path:
+        return self.directory / (name + SUFFIX)
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.directory.glob("*" + SUFFIX) if not p.name.startswith("_"))
+
+    def render(self, name: str, context: dict[str, Any]) -> Rendered:
+        """Render one template's three parts; TemplateError names the file and line at fault."""
+        if not self.path(name).is_file():
+            raise TemplateError(f"template not found: {self.path(name)}")
+        try:
+            parts = {}
+            for block in BLOCKS:
+                env = self._html if block == "html" else self._plain
+                template = env.get_template(name + SUFFIX)
+                if block not in template.blocks:
+                    raise TemplateError(f"{name + SUFFIX}: has no {{% block {block} %}}")
+                parts[block] = "".join(template.blocks[block](template.new_context(context)))
+        except TemplateError:
+            raise
+        except JinjaError as exc:
+            raise TemplateError(f"{_location(exc, self.directory)}: {exc.message or exc}") from None
+        except Exception as exc:  # a filter or a sandbox refusal: still the template's fault
+            raise TemplateError(f"{_location(exc, self.directory)}: {type(exc).__name__}: {exc}") from None
+        subject = clean_line(parts["subject"], 250)
+        if not subject:
+            raise TemplateError(f"{name + SUFFIX}: the subject renders empty")
+        return Rendered(subject=subject, text=parts["text"].strip() + "\n", html=parts["html"].strip() + "\n")
