@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError
 from jinja2 import TemplateError as JinjaError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -61,19 +61,17 @@ def _environment(directory: Path, autoescape: bool) -> ImmutableSandboxedEnviron
     return env
 
 
-def _location(exc: BaseException, directory: Path) -> str:
-    """`file.jinja, line 12` for an error raised while rendering, from Jinja's rewritten traceback."""
+def _location(exc: BaseException, template: Template | None) -> str:
+    """`file.jinja, line 12` for an error, mapping the compiled code's line back to the template's."""
     if isinstance(exc, TemplateSyntaxError):
-        name = exc.filename or exc.name or "?"
-        return f"{Path(name).name}, line {exc.lineno}"
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if f.filename and f.filename.endswith(SUFFIX) and Path(f.filename).parent == directory
-    ]
-    if frames:
-        return f"{Path(frames[-1].filename).name}, line {frames[-1].lineno}"
-    return "?"
+        return f"{Path(exc.filename or exc.name or '?').name}, line {exc.lineno}"
+    if template is None or template.filename is None:
+        return "?"
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == template.filename]
+    name = Path(template.filename).name
+    if not frames or frames[-1].lineno is None:
+        return name
+    return f"{name}, line {template.get_corresponding_lineno(frames[-1].lineno)}"
 
 
 class Templates:
@@ -96,6 +94,7 @@ class Templates:
         """Render one template's three parts; TemplateError names the file and line at fault."""
         if not self.path(name).is_file():
             raise TemplateError(f"template not found: {self.path(name)}")
+        template: Template | None = None
         try:
             parts = {}
             for block in BLOCKS:
@@ -107,9 +106,9 @@ class Templates:
         except TemplateError:
             raise
         except JinjaError as exc:
-            raise TemplateError(f"{_location(exc, self.directory)}: {exc.message or exc}") from None
+            raise TemplateError(f"{_location(exc, template)}: {exc.message or exc}") from None
         except Exception as exc:  # a filter or a sandbox refusal: still the template's fault
-            raise TemplateError(f"{_location(exc, self.directory)}: {type(exc).__name__}: {exc}") from None
+            raise TemplateError(f"{_location(exc, template)}: {type(exc).__name__}: {exc}") from None
         subject = clean_line(parts["subject"], 250)
         if not subject:
             raise TemplateError(f"{name + SUFFIX}: the subject renders empty")

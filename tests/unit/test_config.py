@@ -1,0 +1,156 @@
+"""Config: every error names the key and the file; env overrides; secrets never from the file."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from daemon.config import load, parse_duration
+from daemon.errors import ConfigError
+from daemon.model import Anchor, Audience, Kind
+
+BASE = """
+[company]
+name = "Acme"
+domains = ["acme.example"]
+timezone = "Europe/Berlin"
+
+[[calendars]]
+source = "ics"
+path = "cal.ics"
+owner = "alice@acme.example"
+
+[mail]
+from = "Followthrough <ft@acme.example>"
+"""
+
+
+def write(tmp_path: Path, extra: str = "", base: str = BASE) -> Path:
+    path = tmp_path / "followthrough.toml"
+    path.write_text(base + extra, encoding="utf-8")
+    return path
+
+
+def error(path: Path) -> str:
+    with pytest.raises(ConfigError) as exc:
+        load(path)
+    return str(exc.value)
+
+
+def test_defaults_and_relative_paths_resolve_next_to_the_file(tmp_path: Path) -> None:
+    settings = load(write(tmp_path))
+    assert settings.store_url == f"sqlite:///{tmp_path / 'followthrough.db'}"
+    assert settings.resolve(settings.calendars[0].path) == tmp_path / "cal.ics"
+    assert settings.schedule.poll_interval == timedelta(minutes=5)
+    assert [r.name for r in settings.policy().rules][:3] == ["closing-prep", "closing-final", "outcome-nudge"]
+
+
+def test_unknown_key_is_an_error_naming_key_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "\n[schedule]\npoll_intervall = '1m'\n")
+    with pytest.raises(ConfigError) as exc:
+        load(path)
+    assert str(path) in str(exc.value)
+    assert "schedule.poll_intervall: unknown key" in str(exc.value)
+
+
+def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "\n[schedule]\nbusiness_hours = '9-5'\nmax_late_days = -1\n")
+    message = error(path)
+    assert "schedule.business_hours" in message and "schedule.max_late_days" in message
+
+
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        ("\n[schedule]\nbusiness_days = ['mon', 'funday']\n", "schedule.business_days"),
+        ("\n[schedule]\npoll_interval = 'soon'\n", "schedule.poll_interval"),
+        ("\n[team]\nimplementation = ['not an address']\n", "team.implementation"),
+        ("\n[[rules]]\nname = 'closing-prep'\noffset = 'yesterday'\n", "rules.0.offset"),
+    ],
+)
+def test_bad_values_name_their_key(tmp_path: Path, extra: str, key: str) -> None:
+    message = error(write(tmp_path, extra))
+    assert key in message
+
+
+def test_bad_timezone_and_missing_section(tmp_path: Path) -> None:
+    bad_zone = BASE.replace('"Europe/Berlin"', '"Mars/Olympus"')
+    assert "company.timezone" in error(write(tmp_path, base=bad_zone))
+    no_mail = BASE.split("[mail]")[0]
+    assert "mail: required key is missing" in error(write(tmp_path, base=no_mail))
+
+
+def test_calendar_needs_exactly_one_of_path_or_url(tmp_path: Path) -> None:
+    both = BASE.replace('path = "cal.ics"', 'path = "cal.ics"\nurl = "https://x.example/c.ics"')
+    message = error(write(tmp_path, base=both))
+    assert "calendars.0" in message and "exactly one of 'path' or 'url'" in message
+
+
+def test_secrets_in_the_file_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, '\n[mail.smtp]\nusername = "ft"\npassword = "hunter2"\n')
+    message = error(path)
+    assert "mail.smtp.password" in message and "environment" in message
+    assert "hunter2" not in message
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "\n[schedule\n")
+    assert str(path) in error(path)
+
+
+def test_missing_file_points_to_init(tmp_path: Path) -> None:
+    assert "followthrough init" in error(tmp_path / "nope.toml")
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FOLLOWTHROUGH_SCHEDULE__MAX_LATE_DAYS", "7")
+    monkeypatch.setenv("FOLLOWTHROUGH_MAIL__SMTP__HOST", "mail.internal")
+    settings = load(write(tmp_path))
+    assert settings.schedule.max_late_days == 7
+    assert settings.mail.smtp.host == "mail.internal"
+
+
+def test_rules_override_defaults_and_add_new_ones(tmp_path: Path) -> None:
+    extra = """
+[[rules]]
+name = "closing-prep"
+offset = "-48h"
+
+[[rules]]
+name = "lost-next-year"
+enabled = false
+
+[[rules]]
+name = "after-kickoff-check"
+kind = "kickoff"
+anchor = "end"
+offset = "14d"
+to = ["rep"]
+"""
+    policy = load(write(tmp_path, extra)).policy()
+    assert policy.rule("closing-prep").offset == timedelta(hours=-48)
+    assert policy.rule("lost-next-year").enabled is False
+    custom = policy.rule("after-kickoff-check")
+    assert custom.kind is Kind.KICKOFF and custom.anchor is Anchor.END and custom.to == (Audience.REP,)
+
+
+def test_a_new_rule_without_its_essentials_is_an_error(tmp_path: Path) -> None:
+    message = error(write(tmp_path, "\n[[rules]]\nname = 'mine'\n"))
+    assert "rules[0]" in message and "kind" in message and "offset" in message
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("24h", timedelta(hours=24)),
+        ("-1h", timedelta(hours=-1)),
+        ("1d12h", timedelta(days=1, hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("90d", timedelta(days=90)),
+        (45, timedelta(seconds=45)),
+    ],
+)
+def test_durations(text: str | int, expected: timedelta) -> None:
+    assert parse_duration(text) == expected
