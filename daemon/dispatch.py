@@ -158,9 +158,7 @@ class Dispatcher:
         if refused:
             note = "refused by the server: " + "; ".join(f"{r}: {a}" for r, a in refused.items())
         if blocked:
-            note = (
-                note + "; " if note else ""
-            ) + f"left out (suppressed): {', '.join(sorted(blocked))}"
+            note = (note + "; " if note else "") + f"left out (suppressed): {', '.join(sorted(blocked))}"
         self.ledger.finish(
             send.key,
             Status.SENT,

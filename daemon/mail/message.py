@@ -37,12 +37,13 @@ def build(
     automated: bool = False,
 ) -> EmailMessage:
     """`unsubscribe`: an address for List-Unsubscribe; `automated`: a machine prompt, not a letter."""
-    message = EmailMessage(policy=SMTP)
+    # Lines up to RFC 5322's limit: folding at 78 would encode List-Unsubscribe, which clients then ignore.
+    message = EmailMessage(policy=SMTP.clone(max_line_length=998))
     message["From"] = sender.header()
     message["To"] = [p.header() for p in to]
     if cc:
         message["Cc"] = [p.header() for p in cc]
-    if reply_to is not None and reply_to != sender:
+    if reply_to is not None:
         message["Reply-To"] = reply_to.header()
     message["Subject"] = clean_line(rendered.subject, 250)
     message["Date"] = format_datetime(date)

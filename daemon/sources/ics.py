@@ -36,6 +36,13 @@ _BLOCK = re.compile(
 )
 _UID = re.compile(r"^UID(?:;[^:\r\n]*)?:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE | re.I)
 _DTSTAMP = re.compile(r"^DTSTAMP[;:].*(?:\r?\n[ \t].*)*\r?\n?", re.MULTILINE | re.I)
+_VALARM = re.compile(
+    r"^BEGIN:VALARM[ \t]*\r?\n.*?^END:VALARM[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
+)
+_VTIMEZONE = re.compile(
+    r"^BEGIN:VTIMEZONE[ \t]*\r?\n.*?^END:VTIMEZONE[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
+)
+_TZID = re.compile(r"^TZID[;:](.*)$", re.MULTILINE | re.I)
 _RECURS = re.compile(r"^(?:RRULE|RDATE|RECURRENCE-ID)[;:]", re.MULTILINE | re.I)
 _END_CALENDAR = re.compile(r"^END:VCALENDAR", re.MULTILINE | re.I)
 
@@ -84,7 +91,8 @@ def split(text: str) -> tuple[str, dict[str, Group]]:
     """The calendar without its events (time zones and properties), and its events by UID."""
     groups: dict[str, Group] = {}
     for match in _BLOCK.finditer(text):
-        block = match.group(0)
+        # Reminders are never read, and icalendar rejects a malformed one along with its event.
+        block = _VALARM.sub("", match.group(0))
         found = _UID.search(block)
         uid = re.sub(r"\r?\n[ \t]", "", found.group(1)).strip() if found else ""
         key = uid or "no-uid-" + _digest(block)
@@ -288,14 +296,19 @@ class IcsSource(CalendarSource):
         ]
         new_items = {uid: item for uid, item in items.items() if uid in groups}
         for uid in items.keys() - groups.keys():
+            if len(items[uid]) > 3 and items[uid][3]:
+                continue  # a feed that drops its old events has not deleted them
             batch.removed += [i for i in items[uid][1] if not self._aged_out(i, window[0])]
+        if changed:
+            skeleton, lost_zones = self._usable_zones(skeleton, batch.problems)
+            changed = [g for g in changed if not self._uses_lost_zone(g, lost_zones, batch.problems)]
         for group, components in self._parse(skeleton, changed, batch.problems):
             old_ids = set(items.get(group.uid, (None, []))[1])
-            events, revisit = self._expand(group, components, window, batch.problems)
-            ids = [e.id for e in events]
+            events, revisit, history = self._expand(group, components, window, batch.problems)
+            ids = [e.id for e in events] + history
             batch.upserted += events
             batch.removed += [i for i in old_ids - set(ids) if not self._aged_out(i, window[0])]
-            new_items[group.uid] = [group.digest, ids, revisit]
+            new_items[group.uid] = [group.digest, ids, revisit, bool(history) and not events]
         new_state.update(digest=digest, header=header, items=new_items)
         batch.state = new_state
         return batch
@@ -305,6 +318,35 @@ class IcsSource(CalendarSource):
         """An instance that slid out of the window's past was not deleted: leave it be."""
         start = instance_start(event_id)
         return start is not None and start < window_start
+
+    def _usable_zones(self, skeleton: str, problems: list[str]) -> tuple[str, set[str]]:
+        """The calendar without the VTIMEZONEs icalendar cannot read, so one bad zone does not sink
+        every event; and the dropped zones that no IANA zone of the same name can stand in for."""
+        lost: set[str] = set()
+        for match in list(_VTIMEZONE.finditer(skeleton)):
+            block = match.group(0)
+            try:
+                parsed = icalendar.Calendar.from_ical(f"BEGIN:VCALENDAR\r\n{block}END:VCALENDAR\r\n")
+                for zone in parsed.walk("VTIMEZONE"):
+                    zone.to_tz()  # type: ignore[attr-defined]
+            except Exception as exc:
+                found = _TZID.search(block)
+                tzid = found.group(1).strip() if found else "?"
+                problems.append(f"time zone {tzid}: cannot be read ({_short(exc)}); ignored")
+                skeleton = skeleton.replace(block, "", 1)
+                try:
+                    ZoneInfo(tzid)
+                except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+                    lost.add(tzid)
+        return skeleton, lost
+
+    @staticmethod
+    def _uses_lost_zone(group: Group, lost: set[str], problems: list[str]) -> bool:
+        for tzid in lost:
+            if any(f"TZID={tzid}".lower() in block.lower() for block in group.blocks):
+                problems.append(f"event {group.uid}: skipped: its time zone {tzid} cannot be read")
+                return True
+        return False
 
     def _parse(
         self, skeleton: str, groups: list[Group], problems: list[str]
@@ -345,20 +387,23 @@ class IcsSource(CalendarSource):
         components: list[Any],
         window: tuple[datetime, datetime],
         problems: list[str],
-    ) -> tuple[list[CalendarEvent], float | None]:
-        """The group's events inside the window, and when to look at it again even if unchanged."""
+    ) -> tuple[list[CalendarEvent], float | None, list[str]]:
+        """The group's events inside the window, when to look at it again even if unchanged, and
+        the ids of its events that lie before the window (history, not deletions)."""
         start, end = window
         if not group.recurring:
             try:
                 event = self.reader.event(components[0], group.uid, series=False)
             except Exception as exc:
                 problems.append(f"event {group.uid}: skipped: {_short(exc)}")
-                return [], None
+                return [], None, []
             if len(components) > 1:
                 problems.append(f"event {group.uid}: {len(components)} copies of one event; used the first")
             if event.start > end:
-                return [], (event.start - self.window_future).timestamp()
-            return ([event] if event.end >= start else []), None
+                return [], (event.start - self.window_future).timestamp(), []
+            if event.end < start:
+                return [], None, [event.id]
+            return [event], None, []
         calendar = icalendar.Calendar()
         for key, value in self._calendar_props.items():
             calendar.add(key, value)
@@ -380,9 +425,9 @@ class IcsSource(CalendarSource):
                 events.append(event)
         except Exception as exc:
             problems.append(f"event {group.uid}: recurrence cannot be expanded: {_short(exc)}")
-            return [], None
+            return [], None, []
         # The window moves every day: look again tomorrow for instances that come into view.
-        return events, (start + self.window_past + timedelta(days=1)).timestamp()
+        return events, (start + self.window_past + timedelta(days=1)).timestamp(), []
 
 
 def _short(exc: BaseException) -> str:

@@ -1,0 +1,665 @@
+"""Benchmark: three sync passes of one large ICS feed (first, unchanged, 1% changed) through the Engine.
+
+Run `python -m benchmarks.bench_ics_feed [--events N]`; docs/benchmarks.md explains the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+from daemon.config import load
+from daemon.engine import Engine, PassReport
+
+Phase = Literal["first", "unchanged", "changed"]
+Zone = Literal["utc", "floating", "date", "Europe/Berlin", "America/New_York"]
+
+NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
+SEED = 20261124
+PHASES: tuple[Phase, ...] = ("first", "unchanged", "changed")
+TARGETS: dict[str, float] = {"unchanged": 0.01, "changed": 0.05}  # of the first pass's time
+ROOT = Path(__file__).resolve().parent.parent
+RESULT_PREFIX = "BENCH-RESULT "
+
+
+def _words(text: str) -> tuple[str, ...]:
+    return tuple(text.split())
+
+
+FIRST_NAMES = _words(
+    "Ada Ben Carla Dev Elif Farid Greta Hugo Ines Jonas Kai Lena Mateo Nora Omar Priya Quinn Rosa "
+    "Sven Tara Umar Vera Wei Xenia Yusuf Zoe Aiko Bruno Chloe Dario Emeka Fiona Gustav Hana Ivan"
+)
+LAST_NAMES = _words(
+    "Alvarez Becker Chen Dubois Eriksen Fischer Garcia Haddad Ito Jensen Kowalski Lindqvist Moreau "
+    "Nakamura Okafor Petrov Quist Rossi Schmidt Tanaka Ulrich Varga Weber Xu Yilmaz Zimmermann"
+)
+PREFIXES = _words(
+    "alpha blue bright cedar delta echo fair globe harbor iron jade kite lumen maple north ocean "
+    "pine quartz river stone"
+)
+SUFFIXES = _words(
+    "bank works labs logistics foods energy health media motors retail systems tech group partners "
+    "capital studio"
+)
+TOPICS = (
+    "Discovery call",
+    "Product demo",
+    "Pricing discussion",
+    "Security review",
+    "Technical deep dive",
+    "Quarterly business review",
+    "Contract review",
+    "Procurement sync",
+    "Pilot check-in",
+    "Roadmap preview",
+    "Onboarding workshop",
+    "Renewal planning",
+)
+NOTES = (
+    "Agenda: intros, goals for the quarter, open questions from the last call.",
+    "They asked for SSO via SAML and SCIM provisioning; both are on the enterprise plan.",
+    "Budget owner is the CFO; procurement needs the security questionnaire before signature.",
+    "Promised: a sandbox with their last quarter's data, loaded before the next meeting.",
+    "Risk: a competing offer from their incumbent vendor; price is not the main concern, support is.",
+    "Homework: send the DPA; confirm data residency in the EU; share two reference customers",
+    "Dial-in details are in the invite. Please join five minutes early so we can test screen sharing.",
+    "Decision expected by the end of the month; legal review takes about two weeks on their side.",
+)
+ROOMS = ("Boardroom", "Harbor", "Summit", "Atrium")
+ZONES: tuple[Zone, ...] = ("utc", "Europe/Berlin", "America/New_York", "floating", "date")
+ZONE_WEIGHTS = (67, 20, 10, 2, 1)
+STATUSES = ("CONFIRMED", "TENTATIVE", "CANCELLED")
+STATUS_WEIGHTS = (93, 5, 2)
+
+VTIMEZONES = {
+    "Europe/Berlin": (
+        "BEGIN:VTIMEZONE",
+        "TZID:Europe/Berlin",
+        "X-LIC-LOCATION:Europe/Berlin",
+        "BEGIN:DAYLIGHT",
+        "TZOFFSETFROM:+0100",
+        "TZOFFSETTO:+0200",
+        "TZNAME:CEST",
+        "DTSTART:19700329T020000",
+        "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU",
+        "END:DAYLIGHT",
+        "BEGIN:STANDARD",
+        "TZOFFSETFROM:+0200",
+        "TZOFFSETTO:+0100",
+        "TZNAME:CET",
+        "DTSTART:19701025T030000",
+        "RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU",
+        "END:STANDARD",
+        "END:VTIMEZONE",
+    ),
+    "America/New_York": (
+        "BEGIN:VTIMEZONE",
+        "TZID:America/New_York",
+        "X-LIC-LOCATION:America/New_York",
+        "BEGIN:DAYLIGHT",
+        "TZOFFSETFROM:-0500",
+        "TZOFFSETTO:-0400",
+        "TZNAME:EDT",
+        "DTSTART:19700308T020000",
+        "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=2SU",
+        "END:DAYLIGHT",
+        "BEGIN:STANDARD",
+        "TZOFFSETFROM:-0400",
+        "TZOFFSETTO:-0500",
+        "TZNAME:EST",
+        "DTSTART:19701101T020000",
+        "RRULE:FREQ=YEARLY;BYMONTH=11;BYDAY=1SU",
+        "END:STANDARD",
+        "END:VTIMEZONE",
+    ),
+}
+
+
+# -- the feed ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contact:
+    name: str
+    email: str
+
+
+@dataclass(frozen=True)
+class EventSpec:
+    """One VEVENT before it is written out; `start` is wall time in `zone` (a date for all-day)."""
+
+    uid: str
+    start: datetime
+    minutes: int
+    zone: Zone
+    summary: str
+    description: str
+    location: str
+    organizer: Contact
+    attendees: tuple[tuple[Contact, str, str], ...]  # contact, PARTSTAT, CUTYPE
+    status: str
+    recurring: bool
+    created: datetime
+    modified: datetime
+    sequence: int = 0
+
+
+@dataclass(frozen=True)
+class Feed:
+    """The two exports of one calendar: as first seen, and with 1% of its events edited."""
+
+    events: list[EventSpec]
+    changed: list[EventSpec]
+    edited: int  # events whose SUMMARY or DTSTART differ between the two
+
+
+def _people(rng: random.Random, domain: str, count: int) -> list[Contact]:
+    people = []
+    for _ in range(count):
+        first, last = rng.choice(FIRST_NAMES), rng.choice(LAST_NAMES)
+        people.append(Contact(f"{first} {last}", f"{first}.{last}@{domain}".lower()))
+    return people
+
+
+def _company(domain: str) -> str:
+    return domain.split(".")[0].replace("-", " ").title()
+
+
+def generate(count: int, seed: int = SEED, now: datetime = NOW) -> Feed:
+    """`count` VEVENTs spread from 30 days before `now` to 300 days after; deterministic for a seed."""
+    rng = random.Random(seed)
+    domains = [f"{p}-{s}.example" for p in PREFIXES for s in SUFFIXES]
+    rng.shuffle(domains)
+    domains = domains[:300]
+    contacts = {d: _people(rng, d, 6) for d in domains}
+    reps = _people(rng, "acme.example", 40)
+    today = now.astimezone(UTC).replace(tzinfo=None)
+    events = []
+    for i in range(count):
+        roll = rng.random()
+        tag = "#closing" if roll < 0.01 else "#kickoff" if roll < 0.02 else ""
+        internal = rng.random() < (0.95 if tag else 0.6)
+        customer = rng.choice(domains)
+        guests = rng.sample(contacts[customer], rng.randint(1, 4))
+        if rng.random() < 0.1:  # now and then a second customer joins
+            guests.append(rng.choice(contacts[rng.choice(domains)]))
+        rep = rng.choice(reps)
+        organizer = rep if internal else guests[0]
+        attendees = [(organizer, "ACCEPTED", "INDIVIDUAL")]
+        if not internal:
+            attendees.append((rep, rng.choice(("ACCEPTED", "TENTATIVE")), "INDIVIDUAL"))
+            guests = guests[1:] or [rng.choice(contacts[customer])]
+        if rng.random() < 0.3:
+            attendees.append((rng.choice(reps), "NEEDS-ACTION", "INDIVIDUAL"))
+        statuses = ("ACCEPTED", "ACCEPTED", "TENTATIVE", "NEEDS-ACTION", "DECLINED")
+        attendees += [(g, rng.choice(statuses), "INDIVIDUAL") for g in guests]
+        if rng.random() < 0.05:
+            room = rng.choice(ROOMS)
+            attendees.append((Contact(f"{room} room", f"{room.lower()}@acme.example"), "ACCEPTED", "ROOM"))
+        day = today + timedelta(days=rng.uniform(-29.5, 300))
+        zone: Zone = rng.choices(ZONES, ZONE_WEIGHTS)[0]
+        if zone == "date" and tag:  # closing and kickoff calls have a time
+            zone = "utc"
+        start = datetime.combine(day.date(), datetime.min.time()) + timedelta(
+            hours=rng.randint(7, 17), minutes=rng.choice((0, 15, 30, 45))
+        )
+        summary = f"{_company(customer)} – {rng.choice(TOPICS)}"
+        if tag:
+            summary += f" {tag}"
+            if tag == "#closing" and start < today and rng.random() < 0.6:
+                summary += rng.choice((" #won", " #won", " #lost"))
+        lines = rng.sample(NOTES, rng.randint(1, 4))
+        description = "\n".join([*lines, f"Account: {_company(customer)} ({customer}), owner {rep.name}."])
+        location = (
+            f"https://meet.acme.example/j/{rng.randrange(10**10):010d}?pwd={rng.getrandbits(96):024x}"
+            if rng.random() < 0.7
+            else f"{rng.choice(ROOMS)} room, Acme HQ, Friedrichstraße {rng.randint(1, 200)}, Berlin"
+        )
+        created = today - timedelta(days=rng.uniform(31, 200))
+        events.append(
+            EventSpec(
+                uid=f"{i:07d}-{rng.getrandbits(64):016x}@{'acme.example' if internal else customer}",
+                start=start,
+                minutes=rng.choice((30, 30, 45, 60, 60, 90)),
+                zone=zone,
+                summary=summary,
+                description=description,
+                location=location,
+                organizer=organizer,
+                attendees=tuple(attendees),
+                status=rng.choices(STATUSES, STATUS_WEIGHTS)[0],
+                recurring=rng.random() < 0.03,
+                created=created,
+                modified=created + timedelta(days=rng.uniform(0, 30)),
+            )
+        )
+    edited = rng.sample(range(count), max(1, count // 100)) if count else []
+    changed = list(events)
+    for i in edited:
+        ev = events[i]
+        if rng.random() < 0.5:
+            ev = replace(ev, summary=ev.summary.replace(" – ", " – (moved) ", 1))
+        else:
+            ev = replace(ev, start=ev.start + timedelta(days=rng.choice((1, 2, 7)), hours=rng.choice((0, 1))))
+        changed[i] = replace(ev, sequence=ev.sequence + 1, modified=today - timedelta(hours=1))
+    return Feed(events, changed, len(edited))
+
+
+def _text(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(";", "\\;").replace(",", "\\,").replace("\n", "\\n")
+
+
+def _fold(line: str) -> str:
+    """RFC 5545 folding: content lines of at most 75 octets, continued by CRLF and one space."""
+    if len(line.encode()) <= 75:
+        return line
+    parts: list[str] = []
+    current: list[str] = []
+    size, limit = 0, 75
+    for char in line:
+        width = len(char.encode())
+        if size + width > limit:
+            parts.append("".join(current))
+            current, size, limit = [], 0, 74  # the leading space counts
+        current.append(char)
+        size += width
+    parts.append("".join(current))
+    return "\r\n ".join(parts)
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y%m%dT%H%M%SZ")
+
+
+def _when(name: str, moment: datetime, zone: Zone) -> str:
+    if zone == "date":
+        return f"{name};VALUE=DATE:{moment:%Y%m%d}"
+    if zone == "utc":
+        return f"{name}:{moment:%Y%m%dT%H%M%S}Z"
+    if zone == "floating":
+        return f"{name}:{moment:%Y%m%dT%H%M%S}"
+    return f"{name};TZID={zone}:{moment:%Y%m%dT%H%M%S}"
+
+
+def _vevent(ev: EventSpec, dtstamp: str) -> list[str]:
+    end = ev.start + (timedelta(days=1) if ev.zone == "date" else timedelta(minutes=ev.minutes))
+    lines = [
+        "BEGIN:VEVENT",
+        f"DTSTAMP:{dtstamp}",
+        f"UID:{ev.uid}",
+        _when("DTSTART", ev.start, ev.zone),
+        _when("DTEND", end, ev.zone),
+    ]
+    if ev.recurring:
+        lines.append("RRULE:FREQ=WEEKLY;COUNT=10")
+    lines += [
+        f"CREATED:{_stamp(ev.created)}",
+        f"LAST-MODIFIED:{_stamp(ev.modified)}",
+        f"SEQUENCE:{ev.sequence}",
+        f"STATUS:{ev.status}",
+        f"SUMMARY:{_text(ev.summary)}",
+        f"DESCRIPTION:{_text(ev.description)}",
+        f"LOCATION:{_text(ev.location)}",
+        f'ORGANIZER;CN="{ev.organizer.name}":mailto:{ev.organizer.email}',
+    ]
+    for contact, partstat, cutype in ev.attendees:
+        role = "NON-PARTICIPANT" if cutype == "ROOM" else "REQ-PARTICIPANT"
+        lines.append(
+            f'ATTENDEE;CUTYPE={cutype};ROLE={role};PARTSTAT={partstat};CN="{contact.name}":'
+            f"mailto:{contact.email}"
+        )
+    lines += ["TRANSP:OPAQUE", "END:VEVENT"]
+    return [_fold(line) for line in lines]
+
+
+def render(events: list[EventSpec], dtstamp: datetime) -> str:
+    stamp = _stamp(dtstamp)
+    lines = [
+        "BEGIN:VCALENDAR",
+        "VERSION:2.0",
+        "PRODID:-//Acme Analytics//followthrough benchmark//EN",
+        "CALSCALE:GREGORIAN",
+        "METHOD:PUBLISH",
+        "X-WR-CALNAME:Acme sales team",
+        "X-WR-TIMEZONE:Europe/Berlin",
+    ]
+    for block in VTIMEZONES.values():
+        lines += block
+    for ev in events:
+        lines += _vevent(ev, stamp)
+    lines.append("END:VCALENDAR")
+    return "\r\n".join(lines) + "\r\n"
+
+
+# -- the work directory -----------------------------------------------------------------------
+
+CONFIG = """\
+[company]
+name = "Acme Analytics"
+domains = ["acme.example"]
+timezone = "Europe/Berlin"
+
+[[calendars]]
+name = "sales-team"
+source = "ics"
+path = "feed.ics"
+owner = "sales@acme.example"
+
+[mail]
+transport = "outbox"
+from = "Followthrough at Acme <followthrough@acme.example>"
+outbox_dir = "outbox-{run}"
+
+[store]
+url = "sqlite:///ledger-{run}.db"
+
+[team]
+implementation = ["Ivy Chen <ivy@acme.example>", "Raj Patel <raj@acme.example>"]
+"""
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """A temp dir with both exports of the feed and one config (and ledger) per run of the phases."""
+
+    path: Path
+    events: int
+    edited: int
+
+    @property
+    def feed(self) -> Path:
+        return self.path / "feed.ics"
+
+    def export(self, phase: Phase) -> Path:
+        return self.path / ("export-changed.ics" if phase == "changed" else "export-first.ics")
+
+    def config(self, run: str) -> Path:
+        return self.path / f"followthrough-{run}.toml"
+
+
+def prepare(path: Path, events: int, seed: int = SEED, now: datetime = NOW) -> Workdir:
+    """Write both exports and the configs; the second export regenerates every DTSTAMP."""
+    path.mkdir(parents=True, exist_ok=True)
+    feed = generate(events, seed, now)
+    work = Workdir(path, events, feed.edited)
+    exports = ((feed.events, "first", now - timedelta(hours=1)), (feed.changed, "changed", now))
+    for specs, phase, stamp in exports:
+        work.export(phase).write_bytes(render(specs, stamp).encode())
+    for run in ("timed", "traced"):
+        work.config(run).write_text(CONFIG.format(run=run), encoding="utf-8")
+    (path / "workdir.json").write_text(
+        json.dumps({"events": events, "edited": feed.edited}), encoding="utf-8"
+    )
+    return work
+
+
+def open_workdir(path: Path) -> Workdir:
+    info = json.loads((path / "workdir.json").read_text(encoding="utf-8"))
+    return Workdir(path, info["events"], info["edited"])
+
+
+def install_feed(work: Workdir, phase: Phase) -> None:
+    """Put the export a phase reads in place, atomically as a feed exporter would; none for `unchanged`."""
+    if phase == "unchanged":
+        return
+    staging = work.feed.with_suffix(".tmp")
+    shutil.copyfile(work.export(phase), staging)
+    staging.replace(work.feed)
+
+
+# -- one phase --------------------------------------------------------------------------------
+
+
+@dataclass
+class PhaseResult:
+    phase: Phase
+    run: str
+    seconds: float  # wall time of the pass (perf_counter)
+    cpu_seconds: float  # CPU time of this process during the pass (process_time)
+    load_average: float  # the machine's 1-minute load as the pass started: other work skews wall time
+    setup_seconds: float
+    rss_start_mb: float  # resident memory as the pass starts: interpreter, imports, config, engine
+    rss_peak_mb: float  # the highest resident memory during the pass (VmHWM, reset as it starts)
+    maxrss_mb: float  # getrusage's ru_maxrss at the end: see _peak_rss_mb for why it can be higher
+    traced_peak_mb: float | None  # tracemalloc's peak during the pass, when traced
+    unchanged: bool
+    new: int
+    changed: int
+    gone: int
+    problems: int
+    replanned: int
+    report: PassReport | None = field(default=None, repr=False)
+
+    def to_json(self) -> str:
+        return json.dumps({k: v for k, v in asdict(self).items() if k != "report"})
+
+    @classmethod
+    def from_json(cls, text: str) -> PhaseResult:
+        return cls(**json.loads(text))
+
+
+def _status_mb(key: str) -> float | None:
+    """A memory figure of this process from /proc/self/status (Linux), in MiB."""
+    try:
+        status = Path("/proc/self/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    match = re.search(rf"^{key}:\s+(\d+) kB", status, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else None
+
+
+def _maxrss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def _reset_peak_rss() -> bool:
+    """Start VmHWM afresh from the current RSS (Linux >= 4.0), so the next reading is this pass's peak."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+    except OSError:
+        return False
+    return True
+
+
+def _peak_rss_mb(reset: bool) -> float:
+    """The pass's peak RSS; without a reset, the process's, which is all getrusage can give.
+
+    On Linux ru_maxrss also counts the parent's RSS at the moment of exec, so a child started by a big
+    parent reports the parent's size: VmHWM has no such inheritance.
+    """
+    hwm = _status_mb("VmHWM")
+    return hwm if reset and hwm is not None else _maxrss_mb()
+
+
+def run_phase(work: Workdir, phase: Phase, *, run: str = "timed", now: datetime = NOW) -> PhaseResult:
+    """Install the phase's feed, then time one `sync_all` of a fresh Engine; trace memory if run="traced"."""
+    install_feed(work, phase)
+    setup = time.perf_counter()
+    engine = Engine(load(work.config(run)))
+    setup = time.perf_counter() - setup
+    try:
+        rss_start = _status_mb("VmRSS") or _maxrss_mb()
+        reset = _reset_peak_rss()
+        if run == "traced":
+            tracemalloc.start()
+        load_average = os.getloadavg()[0]
+        started, cpu = time.perf_counter(), time.process_time()
+        report = engine.sync_all(now)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+        traced = None
+        if run == "traced":
+            traced = tracemalloc.get_traced_memory()[1] / 2**20
+            tracemalloc.stop()
+        rss_peak = _peak_rss_mb(reset)
+    finally:
+        engine.close()
+    calendar = report.calendars[0]
+    if calendar.error:
+        raise RuntimeError(f"phase {phase}: {calendar.error}")
+    return PhaseResult(
+        phase=phase,
+        run=run,
+        seconds=seconds,
+        cpu_seconds=cpu,
+        load_average=load_average,
+        setup_seconds=setup,
+        rss_start_mb=rss_start,
+        rss_peak_mb=rss_peak,
+        maxrss_mb=_maxrss_mb(),
+        traced_peak_mb=traced,
+        unchanged=calendar.unchanged,
+        new=calendar.new,
+        changed=calendar.changed,
+        gone=calendar.gone,
+        problems=len(calendar.problems),
+        replanned=report.replanned,
+        report=report,
+    )
+
+
+def run_phase_in_child(work: Workdir, phase: Phase, run: str) -> PhaseResult:
+    """The same phase in a fresh interpreter, so that its peak RSS is its own."""
+    command = [sys.executable, "-m", "benchmarks.bench_ics_feed", "--workdir", str(work.path)]
+    command += ["--phase", phase, "--run", run]
+    done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT_PREFIX):
+            return PhaseResult.from_json(line[len(RESULT_PREFIX) :])
+    raise RuntimeError(f"phase {phase}: the child printed no result:\n{done.stdout}")
+
+
+# -- the report -------------------------------------------------------------------------------
+
+
+def verdicts(timed: dict[str, PhaseResult]) -> dict[str, tuple[float, bool]]:
+    """Each target's ratio to the first pass, and whether it is met."""
+    first = timed["first"].seconds
+    return {
+        phase: (timed[phase].seconds / first, timed[phase].seconds <= limit * first)
+        for phase, limit in TARGETS.items()
+    }
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f} MB"
+
+
+def table(work: Workdir, timed: dict[str, PhaseResult], traced: dict[str, PhaseResult]) -> str:
+    checks = verdicts(timed)
+    columns = ("pass", "wall", "vs first", "target", "", "CPU", "vs first", "load")
+    columns += ("RSS at start", "peak RSS", "ru_maxrss", "traced peak")
+    rows = [columns]
+    for phase in PHASES:
+        r, t = timed[phase], traced.get(phase)
+        ratio, ok = checks.get(phase, (1.0, True))
+        rows.append(
+            (
+                phase,
+                f"{r.seconds:.3f} s",
+                f"{ratio:.2%}",
+                f"≤ {TARGETS[phase]:.0%}" if phase in TARGETS else "",
+                ("PASS" if ok else "FAIL") if phase in TARGETS else "",
+                f"{r.cpu_seconds:.3f} s",
+                f"{r.cpu_seconds / timed['first'].cpu_seconds:.2%}",
+                f"{r.load_average:.1f}",
+                _mb(r.rss_start_mb),
+                _mb(r.rss_peak_mb),
+                _mb(r.maxrss_mb),
+                _mb(t.traced_peak_mb) if t else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    lines = [
+        "  ".join(
+            cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        for row in rows
+    ]
+    lines.insert(1, "-" * len(lines[0]))
+    for phase in PHASES:
+        r = timed[phase]
+        what = "unchanged" if r.unchanged else f"{r.new} new, {r.changed} changed, {r.gone} gone"
+        lines.append(
+            f"{phase}: calendar {what}; {r.replanned} re-planned; {r.problems} problems; "
+            f"setup {r.setup_seconds:.2f} s"
+        )
+    size = work.export("first").stat().st_size / 2**20
+    title = (
+        f"followthrough ICS feed benchmark: {work.events:,} VEVENTs ({size:.1f} MB), "
+        f"{work.edited:,} edited for the third pass, now={NOW.isoformat()}"
+    )
+    return "\n".join([title, *lines])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000, help="VEVENTs in the feed (default 100000)")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="also run the three phases again under tracemalloc, for Python heap peaks",
+    )
+    parser.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    parser.add_argument("--json", type=Path, help="also write every phase's figures to this file")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (feeds, configs, ledgers)")
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=("timed", "traced"), default="timed", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    if args.phase:  # a child: one phase in a fresh interpreter
+        result = run_phase(open_workdir(args.workdir), args.phase, run=args.run)
+        print(RESULT_PREFIX + result.to_json(), flush=True)
+        return 0
+
+    path = Path(tempfile.mkdtemp(prefix="followthrough-bench-"))
+    try:
+        started = time.perf_counter()
+        work = prepare(path, args.events, args.seed)
+        print(
+            f"generated {args.events:,} events in {time.perf_counter() - started:.1f} s under {path}",
+            flush=True,
+        )
+        runs = ("timed", "traced") if args.tracemalloc else ("timed",)
+        results: dict[str, dict[str, PhaseResult]] = {run: {} for run in ("timed", "traced")}
+        for run in runs:
+            for phase in PHASES:
+                result = run_phase_in_child(work, phase, run)
+                results[run][phase] = result
+                print(
+                    f"  {run:<6} {phase:<9} {result.seconds:9.3f} s  peak RSS {result.rss_peak_mb:.0f} MB",
+                    flush=True,
+                )
+        print(table(work, results["timed"], results["traced"]))
+        if args.json:
+            raw = {
+                run: {p: json.loads(r.to_json()) for p, r in done.items()} for run, done in results.items()
+            }
+            args.json.write_text(json.dumps({"events": work.events, **raw}, indent=2), encoding="utf-8")
+    finally:
+        if args.keep:
+            print(f"kept {path}")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+    missed = [phase for phase, (_, ok) in verdicts(results["timed"]).items() if not ok]
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

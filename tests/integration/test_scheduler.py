@@ -1,0 +1,55 @@
+"""The daemon's clock: APScheduler wakes at the next due send and catches up from the ledger.
+
+APScheduler's thread sleeps in real time, so after moving the frozen clock the test calls
+`daemon.wakeup()`, then waits (bounded) for the pass to finish.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from freezegun import freeze_time
+
+from daemon.config import load
+from daemon.engine import Engine
+from daemon.scheduler import WAKE_JOB, Daemon
+from tests.helpers import World, vevent
+
+T = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
+
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    # Counted in sleeps, not clock readings: the clock is frozen, time.sleep is real.
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError("the scheduler did not get there in time")
+
+
+def test_daemon_syncs_at_start_then_wakes_for_each_due_send(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    world.write(vevent("call-1", T, T + timedelta(hours=1)))
+    with freeze_time(T - timedelta(hours=30)) as frozen:
+        daemon = Daemon(Engine(load(tmp_path / "followthrough.toml")))
+        daemon.start()
+        try:
+            # Given the first sync has run, the wake-up is armed for the prep, 24 h before the call.
+            wait_for(lambda: daemon.passes >= 1 and daemon.idle.is_set())
+            assert daemon.scheduler.get_job(WAKE_JOB).next_run_time == T - timedelta(hours=24)
+            assert world.outbox() == {}
+            # When the clock reaches it, the prep goes out, and the next wake-up is the final prompt.
+            frozen.move_to(T - timedelta(hours=24))
+            daemon.wakeup()
+            wait_for(lambda: "closing-prep:call-1" in world.outbox())
+            wait_for(lambda: daemon.scheduler.get_job(WAKE_JOB).next_run_time == T - timedelta(hours=1))
+            # A clock jump far past the final prompt: it catches up from the ledger, the call has not
+            # started yet, so it is still sent.
+            frozen.move_to(T - timedelta(minutes=5))
+            daemon.wakeup()
+            wait_for(lambda: "closing-final:call-1" in world.outbox())
+        finally:
+            daemon.stop()
