@@ -185,6 +185,8 @@ def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcom
         final = ledger.send(send.key) or send
         click.echo(f"  {final.rule:<22} to {', '.join(_addresses(final.to))}")
         click.echo(f'  {"":<22} "{final.subject}"')
+        if final.reason:
+            click.echo(f"  {'':<22} note: {final.reason}")
     for label, items in (
         ("Failed", d.failed),
         ("Will retry", d.retrying),

@@ -78,10 +78,13 @@ def build(
     sent_at: datetime | None = None,
 ) -> dict[str, Any]:
     c = classify(event, policy)
-    zone = event_zone(event, policy) if audience is Audience.CUSTOMER else ZoneInfo(policy.company_timezone)
+    kickoff, closing = related(event, deal_events, policy)
+    zone = ZoneInfo(policy.company_timezone)
+    if audience is Audience.CUSTOMER:
+        # The customer's zone is best told by their events: this one's, else their kickoff's.
+        zone = event_zone(kickoff if kickoff and not event.timezone else event, policy)
     rep = c.rep if c else (event.organizer or Person("unknown@invalid"))
     implementation = policy.implementation_for(rep)
-    kickoff, closing = related(event, deal_events, policy)
     return {
         "rule": rule,
         "company": {"name": company},

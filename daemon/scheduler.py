@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -42,6 +42,11 @@ class Daemon:
         )
         self.passes = 0
         self.idle = threading.Event()  # set whenever no job is running: tests wait on it
+        # APScheduler 3's shutdown holds its job store lock while it waits for running jobs, so a
+        # job that then adds the next wake-up would deadlock it: jobs run under this lock instead,
+        # and none starts once stopping is set.
+        self._job_lock = threading.Lock()
+        self._stopping = False
 
     def start(self) -> None:
         self.scheduler.add_job(
@@ -58,6 +63,10 @@ class Daemon:
         )
 
     def stop(self, wait: bool = True) -> None:
+        self._stopping = True
+        if wait:
+            with self._job_lock:  # let the current job finish, wake-up and all
+                pass
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
         log.info("followthrough stopped")
@@ -67,28 +76,31 @@ class Daemon:
         self.scheduler.wakeup()
 
     def sync_job(self) -> None:
-        self.idle.clear()
-        try:
-            now = clock.now()
-            report = self.engine.tick(now)
-            self._log(report)
-        except Exception:
-            log.exception("sync pass failed; the next one will try again")
-        finally:
-            self._arm_wakeup()
-            self.passes += 1
-            self.idle.set()
+        with self._job_lock:
+            if self._stopping:
+                return
+            self.idle.clear()
+            try:
+                self._log(self.engine.tick(clock.now()))
+            except Exception:
+                log.exception("sync pass failed; the next one will try again")
+            finally:
+                self._arm_wakeup()
+                self.passes += 1
+                self.idle.set()
 
     def wake_job(self) -> None:
-        self.idle.clear()
-        try:
-            report = PassReport(dispatch=self.engine.dispatcher.dispatch_due(clock.now()))
-            self._log(report)
-        except Exception:
-            log.exception("dispatch failed; the next wake-up will try again")
-        finally:
-            self._arm_wakeup()
-            self.idle.set()
+        with self._job_lock:
+            if self._stopping:
+                return
+            self.idle.clear()
+            try:
+                self._log(PassReport(dispatch=self.engine.dispatcher.dispatch_due(clock.now())))
+            except Exception:
+                log.exception("dispatch failed; the next wake-up will try again")
+            finally:
+                self._arm_wakeup()
+                self.idle.set()
 
     def _arm_wakeup(self) -> None:
         due = self.engine.ledger.next_due()
@@ -118,8 +130,3 @@ class Daemon:
                 len(d.skipped),
                 len(d.stopped),
             )
-
-
-def next_run(daemon: Daemon) -> datetime | None:
-    job = daemon.scheduler.get_job(WAKE_JOB)
-    return job.next_run_time if job else None

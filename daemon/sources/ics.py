@@ -348,6 +348,12 @@ class IcsSource(CalendarSource):
                 return True
         return False
 
+    def _read(self, text: str) -> list[Any]:
+        """The VEVENTs of a text that may hold several VCALENDARs, as some exports do."""
+        calendars = icalendar.Calendar.from_ical(text, multiple=True)
+        self._calendar_props = {k: c[k] for c in reversed(calendars) for k in ("X-WR-TIMEZONE",) if k in c}
+        return [s for c in calendars for s in c.subcomponents if s.name == "VEVENT"]
+
     def _parse(
         self, skeleton: str, groups: list[Group], problems: list[str]
     ) -> Iterator[tuple[Group, list[Any]]]:
@@ -356,11 +362,9 @@ class IcsSource(CalendarSource):
             return
         components: list[Any] = []
         try:
-            calendar = icalendar.Calendar.from_ical(
+            components = self._read(
                 _assemble(skeleton, itertools.chain.from_iterable(g.blocks for g in groups))
             )
-            components = [c for c in calendar.subcomponents if c.name == "VEVENT"]
-            self._calendar_props = {k: calendar[k] for k in ("X-WR-TIMEZONE",) if k in calendar}
         except Exception as exc:
             log.debug("calendar %s: whole parse failed (%s), parsing event by event", self.name, exc)
         if len(components) == sum(len(g.blocks) for g in groups):
@@ -371,11 +375,10 @@ class IcsSource(CalendarSource):
             return
         for group in groups:
             try:
-                calendar = icalendar.Calendar.from_ical(_assemble(skeleton, group.blocks))
+                found = self._read(_assemble(skeleton, group.blocks))
             except Exception as exc:
                 problems.append(f"event {group.uid}: cannot be parsed: {_short(exc)}")
                 continue
-            found = [c for c in calendar.subcomponents if c.name == "VEVENT"]
             if found:
                 yield group, found
             else:
