@@ -434,25 +434,6 @@ class Ledger:
             )
         return [e for e in (self.event(i) for i in ids) if e]
 
-    def events_with_domains(self, domains: Iterable[str], seen_after: datetime) -> list[str]:
-        """Ids of live events with anyone from these domains, first seen after a moment."""
-        domains = list(domains)
-        if not domains:
-            return []
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    select(events.c.id)
-                    .join(event_domains, event_domains.c.event_id == events.c.id)
-                    .where(
-                        event_domains.c.domain.in_(domains),
-                        events.c.first_seen > seen_after,
-                        events.c.deleted.is_(False),
-                    )
-                    .distinct()
-                ).scalars()
-            )
-
     def all_event_ids(self) -> list[str]:
         with self.engine.connect() as conn:
             return list(conn.execute(select(events.c.id).where(events.c.deleted.is_(False))).scalars())

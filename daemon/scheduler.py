@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, timedelta
 
 from apscheduler.executors.pool import ThreadPoolExecutor
@@ -76,28 +77,25 @@ class Daemon:
         self.scheduler.wakeup()
 
     def sync_job(self) -> None:
-        with self._job_lock:
-            if self._stopping:
-                return
-            self.idle.clear()
-            try:
-                self._log(self.engine.tick(clock.now()))
-            except Exception:
-                log.exception("sync pass failed; the next one will try again")
-            finally:
-                self._arm_wakeup()
-                self.passes += 1
-                self.idle.set()
+        self._run(lambda: self.engine.tick(clock.now()), "sync pass failed; the next one will try again")
+        self.passes += 1
 
     def wake_job(self) -> None:
+        self._run(
+            lambda: PassReport(dispatch=self.engine.dispatcher.dispatch_due(clock.now())),
+            "dispatch failed; the next wake-up will try again",
+        )
+
+    def _run(self, work: Callable[[], PassReport], failure: str) -> None:
+        """One job: do the work, then arm the wake-up for whatever the ledger says is due next."""
         with self._job_lock:
             if self._stopping:
                 return
             self.idle.clear()
             try:
-                self._log(PassReport(dispatch=self.engine.dispatcher.dispatch_due(clock.now())))
+                self._log(work())
             except Exception:
-                log.exception("dispatch failed; the next wake-up will try again")
+                log.exception(failure)
             finally:
                 self._arm_wakeup()
                 self.idle.set()

@@ -30,6 +30,11 @@ def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
     raise AssertionError("the scheduler did not get there in time")
 
 
+def next_wake(daemon: Daemon) -> datetime | None:
+    job = daemon.scheduler.get_job(WAKE_JOB)  # None while the wake-up job itself runs
+    return job.next_run_time if job else None
+
+
 def test_daemon_syncs_at_start_then_wakes_for_each_due_send(tmp_path: Path) -> None:
     world = World(tmp_path)
     world.write(vevent("call-1", T, T + timedelta(hours=1)))
@@ -39,13 +44,13 @@ def test_daemon_syncs_at_start_then_wakes_for_each_due_send(tmp_path: Path) -> N
         try:
             # Given the first sync has run, the wake-up is armed for the prep, 24 h before the call.
             wait_for(lambda: daemon.passes >= 1 and daemon.idle.is_set())
-            assert daemon.scheduler.get_job(WAKE_JOB).next_run_time == T - timedelta(hours=24)
+            assert next_wake(daemon) == T - timedelta(hours=24)
             assert world.outbox() == {}
             # When the clock reaches it, the prep goes out, and the next wake-up is the final prompt.
             frozen.move_to(T - timedelta(hours=24))
             daemon.wakeup()
             wait_for(lambda: "closing-prep:call-1" in world.outbox())
-            wait_for(lambda: daemon.scheduler.get_job(WAKE_JOB).next_run_time == T - timedelta(hours=1))
+            wait_for(lambda: next_wake(daemon) == T - timedelta(hours=1))
             # A clock jump far past the final prompt: it catches up from the ledger, the call has not
             # started yet, so it is still sent.
             frozen.move_to(T - timedelta(minutes=5))
