@@ -454,10 +454,11 @@ def demo(directory: Path) -> None:
         click.echo(f"Demo calendar: {directory / 'calendar.ics'} (events placed around now)\n")
         print_pass(report, engine.ledger, zone, now, upcoming=20)
         outbox = engine.settings.resolve(engine.settings.mail.outbox_dir)
+        program = sys.argv[0] if Path(sys.argv[0]).name == "followthrough" else "python -m daemon"
         click.echo(
             f"\nThe emails are in {outbox}/ as .eml files. Try:\n"
-            f"  followthrough --config {config_path} plan\n"
-            f"  followthrough --config {config_path} preview closing-prep"
+            f"  {program} --config {config_path} plan\n"
+            f"  {program} --config {config_path} preview closing-prep --event demo-globex"
         )
     finally:
         engine.close()
