@@ -169,6 +169,8 @@ def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcom
     for cal in report.calendars:
         if cal.error:
             click.echo(f"calendar {cal.name}: FAILED: {cal.error}")
+        elif cal.busy:
+            click.echo(f"calendar {cal.name}: being synced by another instance")
         elif cal.unchanged:
             click.echo(f"calendar {cal.name}: unchanged")
         else:
@@ -188,6 +190,7 @@ def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcom
         if final.reason:
             click.echo(f"  {'':<22} note: {final.reason}")
     for label, items in (
+        ("NEEDS A DECISION", d.unknown),
         ("Failed", d.failed),
         ("Will retry", d.retrying),
         ("Skipped", d.skipped),
@@ -206,7 +209,7 @@ def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcom
 
 
 # -- plan / history -----------------------------------------------------------------------
-STATUS_CHOICES = ["pending", "sent", "failed", "cancelled", "skipped", "stopped"]
+STATUS_CHOICES = ["pending", "sent", "failed", "cancelled", "skipped", "stopped", "unknown"]
 
 
 @cli.command()
@@ -341,6 +344,42 @@ def templates_check(ctx: click.Context) -> None:
         click.echo(f"{len(errors)} error(s) in {checked} template(s)", err=True)
         sys.exit(TemplateError.exit_code)
     click.echo(f"{checked} template(s) render cleanly.")
+
+
+@cli.command()
+@click.argument("key")
+@click.argument("decision", type=click.Choice(["sent", "resend"]))
+@click.pass_context
+def resolve(ctx: click.Context, key: str, decision: str) -> None:
+    """Settle a send whose outcome a crash left unknown: it did arrive (sent), or send it again."""
+    ledger = Ledger(_settings(ctx).store_url)
+    send = ledger.send(key)
+    if send is None:
+        raise UserError(f"no send with key {key!r} (see `followthrough plan --status unknown`)")
+    if send.status is not Status.UNKNOWN:
+        raise UserError(f"send {key} is {Status(send.status).public}, not unknown: nothing to resolve")
+    now = clock.now()
+    if decision == "sent":
+        ledger.finish(
+            key,
+            Status.SENT,
+            now,
+            "resolved by hand: it did arrive",
+            only_from=(Status.UNKNOWN,),
+            sent_at=send.handed_at or now,
+        )
+        click.echo(f"{key}: recorded as sent.")
+    else:
+        ledger.finish(
+            key,
+            Status.PLANNED,
+            now,
+            "resolved by hand: send again",
+            only_from=(Status.UNKNOWN,),
+            handed_at=None,
+            next_attempt=None,
+        )
+        click.echo(f"{key}: will be sent again at the next pass.")
 
 
 # -- outcome / suppress -------------------------------------------------------------------

@@ -118,6 +118,9 @@ class MailConfig(Section):
     from_: str = Field(alias="from")
     outbox_dir: Path = Path("outbox")
     unsubscribe: str | None = None  # where List-Unsubscribe mail goes; default: the sender
+    # After a crash mid-send, prompts to reps may go out twice rather than not at all;
+    # customer mail is never resent blindly: a person decides (`followthrough resolve`).
+    resend_unknown_prompts: bool = True
     smtp: SmtpConfig = SmtpConfig()
 
     _from = field_validator("from_")(classmethod(lambda cls, v: _check_person(v)))

@@ -34,10 +34,11 @@ class DispatchReport:
     retrying: list[tuple[SendRecord, str]] = field(default_factory=list)
     skipped: list[tuple[SendRecord, str]] = field(default_factory=list)
     stopped: list[tuple[SendRecord, str]] = field(default_factory=list)
+    unknown: list[tuple[SendRecord, str]] = field(default_factory=list)  # a person must decide
 
     @property
     def trouble(self) -> bool:
-        return bool(self.failed or self.retrying)
+        return bool(self.failed or self.retrying or self.unknown)
 
 
 def render_send(
@@ -80,6 +81,7 @@ class Dispatcher:
         company: str,
         service_sender: Person,
         unsubscribe: str,
+        resend_unknown_prompts: bool = True,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
@@ -88,6 +90,7 @@ class Dispatcher:
         self.company = company
         self.service_sender = service_sender
         self.unsubscribe = unsubscribe
+        self.resend_unknown_prompts = resend_unknown_prompts
 
     def render(self, send: SendRecord, at: datetime) -> Rendered:
         """The send's email as it would go out at `at`. Raises TemplateError."""
@@ -95,9 +98,13 @@ class Dispatcher:
 
     def dispatch_due(self, now: datetime) -> DispatchReport:
         report = DispatchReport()
+        for orphan in self.ledger.orphans(now):
+            self._settle_orphan(orphan, now, report)
+        report.unknown += [(s, s.reason or "") for s in self.ledger.sends([Status.UNKNOWN])]
         try:
             while True:
-                batch = self.ledger.claim_due(now, LEASE, limit=50)
+                # Few at a time: a claim is a lease, and a slow server must not outlast it.
+                batch = self.ledger.claim_due(now, LEASE, limit=10)
                 if not batch:
                     break
                 for send in batch:
@@ -146,6 +153,9 @@ class Dispatcher:
             automated=send.audience == Audience.REP.value,
         )
         recipients = [p.email for p in (*to, *cc)]
+        if not self.ledger.mark_handed(send.key, send.attempt_id, now, LEASE):
+            log.warning("send %s: claim lost to another process before sending; left to it", send.key)
+            return
         try:
             refused = self.transport.deliver(message, sender.email, recipients)
         except DeliveryError as exc:
@@ -172,6 +182,30 @@ class Dispatcher:
         )
         log.info("send %s sent to %s%s", send.key, ", ".join(recipients), f" ({note})" if note else "")
         report.sent.append(send)
+
+    def _settle_orphan(self, send: SendRecord, now: datetime, report: DispatchReport) -> None:
+        """A send handed to the transport by a process that died before recording the result."""
+        handed = send.handed_at.isoformat() if send.handed_at else "?"
+        if self.transport.idempotent or (self.resend_unknown_prompts and send.audience == Audience.REP.value):
+            reason = f"outcome unknown (handed over at {handed}, then the process stopped): sending again"
+            if self.ledger.finish(
+                send.key,
+                Status.PLANNED,
+                now,
+                reason,
+                attempt_id=send.attempt_id,
+                handed_at=None,
+                next_attempt=None,
+            ):
+                log.warning("send %s: %s", send.key, reason)
+            return
+        reason = (
+            f"outcome unknown: handed to the mail server at {handed} by a process that stopped before "
+            f"recording the result. Check whether it arrived, then run "
+            f"`followthrough resolve {send.key} sent` or `... resend`"
+        )
+        if self.ledger.finish(send.key, Status.UNKNOWN, now, reason, attempt_id=send.attempt_id):
+            log.error("send %s: %s", send.key, reason)
 
     def _retry_or_fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
         assert send.attempt_id is not None

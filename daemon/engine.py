@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import socket
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,12 +29,16 @@ from daemon.templates import Templates
 
 log = logging.getLogger(__name__)
 
+# How long one instance may hold a calendar's sync before another may take it over.
+SYNC_LEASE = timedelta(minutes=15)
+
 
 @dataclass
 class CalendarReport:
     name: str
     error: str | None = None
     unchanged: bool = False
+    busy: bool = False  # another instance is syncing it right now
     new: int = 0
     changed: int = 0
     gone: int = 0
@@ -126,6 +132,7 @@ class Engine:
         self.settings = settings
         self.policy = settings.policy()
         self.ledger = ledger or Ledger(settings.store_url)
+        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.templates = Templates(settings.resolve(settings.templates.dir))
         self.sources = sources if sources is not None else make_sources(settings)
         self.dispatcher = Dispatcher(
@@ -136,6 +143,7 @@ class Engine:
             company=settings.company.name,
             service_sender=settings.sender,
             unsubscribe=settings.unsubscribe_address,
+            resend_unknown_prompts=settings.mail.resend_unknown_prompts,
         )
 
     def close(self) -> None:
@@ -159,6 +167,17 @@ class Engine:
     def sync(self, source: CalendarSource, now: datetime, report: PassReport) -> CalendarReport:
         """Sync one calendar; its failure is reported and never stops the others."""
         result = CalendarReport(source.name)
+        if not self.ledger.take_sync_lease(source.name, self.instance, now, SYNC_LEASE):
+            result.busy = True
+            return result
+        try:
+            return self._sync(source, now, report, result)
+        finally:
+            self.ledger.release_sync_lease(source.name, self.instance)
+
+    def _sync(
+        self, source: CalendarSource, now: datetime, report: PassReport, result: CalendarReport
+    ) -> CalendarReport:
         try:
             batch = source.sync(self.ledger.cursor(source.name), now)
         except SourceError as exc:

@@ -22,6 +22,12 @@ class ConfigError(UserError):
     exit_code = 3
 
 
+class LedgerError(UserError):
+    """The ledger cannot be read or written: locked, read-only, full, unreachable."""
+
+    exit_code = 5
+
+
 class SourceError(FollowthroughError):
     """A calendar could not be read; the others still run."""
 

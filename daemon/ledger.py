@@ -10,6 +10,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,21 +33,29 @@ from sqlalchemy import (
     event,
     func,
     insert,
+    inspect,
     or_,
     select,
     update,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
-from daemon.errors import UserError
+from daemon.errors import LedgerError, UserError
 from daemon.model import CalendarEvent, Outcome, Person, PlannedSend, Status
 from daemon.playbook import OutcomeRecord
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-PENDING = (Status.PLANNED, Status.CLAIMED)
+SCHEMA_VERSION = 2
+# Each step brings a database from the version before it; run in order, in one transaction.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    2: (
+        "ALTER TABLE sends ADD COLUMN handed_at TIMESTAMP",
+        "ALTER TABLE cursors ADD COLUMN lease_owner VARCHAR(200)",
+        "ALTER TABLE cursors ADD COLUMN lease_until TIMESTAMP",
+    ),
+}
 REVIVABLE = (Status.PLANNED, Status.CANCELLED, Status.SKIPPED)  # re-planning may bring these back
 
 
@@ -131,6 +140,7 @@ sends = Table(
     Column("attempt_id", String(40)),
     Column("lease_until", UTCDateTime),
     Column("message_id", String(300)),
+    Column("handed_at", UTCDateTime),  # set, and committed, just before the transport gets it
     Column("refused", JSON),
     Column("reason", Text),
     Column("created_at", UTCDateTime, nullable=False),
@@ -163,6 +173,8 @@ cursors = Table(
     Column("source", String(300), primary_key=True),
     Column("state", JSON, nullable=False),
     Column("synced_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(200)),  # the instance syncing this calendar now, if any
+    Column("lease_until", UTCDateTime),
 )
 
 
@@ -201,6 +213,7 @@ class SendRecord:
     reason: str | None
     updated_at: datetime
     sent_at: datetime | None
+    handed_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> SendRecord:
@@ -228,6 +241,7 @@ class SendRecord:
             reason=row.reason,
             updated_at=row.updated_at,
             sent_at=row.sent_at,
+            handed_at=row.handed_at,
         )
 
 
@@ -266,19 +280,47 @@ class Ledger:
             raise UserError(f"store url {url!r} cannot be used: {exc}") from None
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            # Writers take the lock at BEGIN: two processes never both read, then both fail to write.
+            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        with self._tx() as conn:
+            self._upgrade(conn)
+
+    def _upgrade(self, conn: Connection) -> None:
+        """Create a new ledger, or bring an older one up to this version's schema."""
+        inspector = inspect(conn)
+        if not inspector.has_table("meta"):
+            metadata.create_all(conn)
+            conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
+            return
+        version = int(conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar() or 1)
+        if version > SCHEMA_VERSION:
+            raise LedgerError(
+                f"the ledger at {self._where} has schema version {version}, newer than this "
+                f"followthrough understands ({SCHEMA_VERSION}): upgrade followthrough"
+            )
+        for step in range(version + 1, SCHEMA_VERSION + 1):
+            for statement in MIGRATIONS[step]:
+                conn.exec_driver_sql(statement)
+            log.warning("ledger at %s upgraded to schema version %d", self._where, step)
+        metadata.create_all(conn)  # tables added since: created empty
+        conn.execute(update(meta).where(meta.c.key == "schema_version").values(value=str(SCHEMA_VERSION)))
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """One transaction; database trouble becomes a LedgerError that says what and where."""
         try:
-            metadata.create_all(self.engine)
             with self.engine.begin() as conn:
-                version = conn.execute(select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
-                if version is None:
-                    conn.execute(insert(meta).values(key="schema_version", value=str(SCHEMA_VERSION)))
-                elif int(version) > SCHEMA_VERSION:
-                    raise UserError(
-                        f"the ledger at {self._where} has schema version {version}, newer than this "
-                        f"followthrough understands ({SCHEMA_VERSION}): upgrade followthrough"
-                    )
-        except OperationalError as exc:
-            raise UserError(f"cannot open the ledger at {self._where}: {exc.orig}") from None
+                yield conn
+        except DBAPIError as exc:
+            raise LedgerError(f"the ledger at {self._where}: {_reason(exc)}") from None
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise LedgerError(f"the ledger at {self._where}: {_reason(exc)}") from None
 
     @property
     def _where(self) -> str:
@@ -288,17 +330,17 @@ class Ledger:
         self.engine.dispose()
 
     def get_meta(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
 
     def set_meta(self, key: str, value: str) -> None:
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             if conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount == 0:
                 conn.execute(insert(meta).values(key=key, value=value))
 
     # -- cursors --------------------------------------------------------------------------
     def cursor(self, source: str) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return conn.execute(select(cursors.c.state).where(cursors.c.source == source)).scalar()
 
     def _save_cursor(self, conn: Connection, source: str, state: dict[str, Any], at: datetime) -> None:
@@ -325,7 +367,7 @@ class Ledger:
         new: list[str] = []
         changed: list[str] = []
         gone: list[str] = []
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             ids = [e.id for e in upserted]
             known: dict[str, tuple[str, bool]] = {}
             for chunk in _chunks(ids, 500):
@@ -392,7 +434,7 @@ class Ledger:
         return new, changed, gone
 
     def event(self, event_id: str) -> StoredEvent | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(events).where(events.c.id == event_id)).first()
             if row is None:
                 return None
@@ -406,7 +448,7 @@ class Ledger:
         found = self.event(text)
         if found:
             return found
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             ids = (
                 conn.execute(select(events.c.id).where(events.c.id.like(pattern, escape="\\")).limit(6))
@@ -422,7 +464,7 @@ class Ledger:
         raise UserError(f"{text!r} matches several events: {', '.join(ids[:5])}; give more of the id")
 
     def events_of_deal(self, deal: str) -> list[StoredEvent]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             ids = (
                 conn.execute(
                     select(events.c.id)
@@ -435,18 +477,18 @@ class Ledger:
         return [e for e in (self.event(i) for i in ids) if e]
 
     def all_event_ids(self) -> list[str]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return list(conn.execute(select(events.c.id).where(events.c.deleted.is_(False))).scalars())
 
     # -- outcomes -------------------------------------------------------------------------
     def outcome(self, event_id: str) -> OutcomeRecord | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(outcomes).where(outcomes.c.event_id == event_id)).first()
         return OutcomeRecord(Outcome(row.outcome), row.recorded_at, row.source) if row else None
 
     def record_outcome(self, event_id: str, outcome: Outcome, source: str, at: datetime) -> bool:
         """Store an outcome; True if it is new or different from the one already known."""
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             row = conn.execute(select(outcomes).where(outcomes.c.event_id == event_id)).first()
             if row is not None and row.outcome == outcome.value:
                 if source == "cli" and row.source != "cli":
@@ -462,7 +504,7 @@ class Ledger:
 
     def clear_outcome(self, event_id: str, source: str) -> bool:
         """Forget a tag's outcome once the tag is gone; an outcome from the command line stays."""
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             result = conn.execute(
                 delete(outcomes).where(outcomes.c.event_id == event_id, outcomes.c.source == source)
             )
@@ -492,7 +534,7 @@ class Ledger:
         """
         counts = {"planned": 0, "updated": 0, "cancelled": 0}
         planned = list(planned)
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             existing = {
                 row.key: row for row in conn.execute(select(sends).where(sends.c.event_id == event_id))
             }
@@ -561,7 +603,7 @@ class Ledger:
     def pending_sequences(self, domains: Iterable[str]) -> list[SendRecord]:
         """Pending sends that stop when the customer re-engages, for deals with these domains."""
         domains = list(domains)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 select(sends)
                 .join(event_domains, event_domains.c.event_id == sends.c.event_id)
@@ -577,7 +619,7 @@ class Ledger:
     def claim_due(self, now: datetime, lease: timedelta, limit: int = 100) -> list[SendRecord]:
         """Atomically take the sends due now; each gets a fresh attempt id and a lease."""
         claimed: list[SendRecord] = []
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             query = (
                 select(sends.c.key, sends.c.status)
                 .where(
@@ -587,8 +629,13 @@ class Ledger:
                             sends.c.due <= now,
                             or_(sends.c.next_attempt.is_(None), sends.c.next_attempt <= now),
                         ),
-                        # A claim whose lease ran out belongs to a process that died mid-send.
-                        and_(sends.c.status == Status.CLAIMED.value, sends.c.lease_until < now),
+                        # A claim whose lease ran out belongs to a process that died before it
+                        # handed the message over: safe to take. (Handed ones: see `orphans`.)
+                        and_(
+                            sends.c.status == Status.CLAIMED.value,
+                            sends.c.lease_until < now,
+                            sends.c.handed_at.is_(None),
+                        ),
                     )
                 )
                 .order_by(sends.c.due)
@@ -615,11 +662,67 @@ class Ledger:
                     claimed.append(self._get(conn, row.key))
         return claimed
 
+    def mark_handed(self, key: str, attempt_id: str, at: datetime, lease: timedelta) -> bool:
+        """Commit, before the transport sees the message, that this attempt is handing it over.
+
+        False if the claim is no longer ours (its lease ran out and another process took it).
+        """
+        with self._tx() as conn:
+            result = conn.execute(
+                update(sends)
+                .where(
+                    sends.c.key == key,
+                    sends.c.attempt_id == attempt_id,
+                    sends.c.status == Status.CLAIMED.value,
+                )
+                .values(handed_at=at, lease_until=at + lease, updated_at=at)
+            )
+            return bool(result.rowcount)
+
+    def orphans(self, now: datetime) -> list[SendRecord]:
+        """Sends handed to the transport by a process that stopped before recording the result."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(sends).where(
+                    sends.c.status == Status.CLAIMED.value,
+                    sends.c.lease_until < now,
+                    sends.c.handed_at.is_not(None),
+                )
+            ).all()
+        return [SendRecord.from_row(r) for r in rows]
+
+    def take_sync_lease(self, source: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        """Only one instance syncs a calendar at a time; a dead instance's lease simply runs out."""
+        with self._tx() as conn:
+            if conn.execute(select(cursors.c.source).where(cursors.c.source == source)).first() is None:
+                conn.execute(insert(cursors).values(source=source, state={}, synced_at=now))
+            result = conn.execute(
+                update(cursors)
+                .where(
+                    cursors.c.source == source,
+                    or_(
+                        cursors.c.lease_until.is_(None),
+                        cursors.c.lease_until < now,
+                        cursors.c.lease_owner == owner,
+                    ),
+                )
+                .values(lease_owner=owner, lease_until=now + ttl)
+            )
+            return bool(result.rowcount)
+
+    def release_sync_lease(self, source: str, owner: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(cursors)
+                .where(cursors.c.source == source, cursors.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
     def _get(self, conn: Connection, key: str) -> SendRecord:
         return SendRecord.from_row(conn.execute(select(sends).where(sends.c.key == key)).one())
 
     def send(self, key: str) -> SendRecord | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(sends).where(sends.c.key == key)).first()
         return SendRecord.from_row(row) if row else None
 
@@ -635,7 +738,7 @@ class Ledger:
         **values: Any,
     ) -> bool:
         """Move a send to `status` if it is still where we left it; False if someone else moved it."""
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             condition = [sends.c.key == key, sends.c.status.in_([s.value for s in only_from])]
             if attempt_id is not None:
                 condition.append(sends.c.attempt_id == attempt_id)
@@ -658,10 +761,11 @@ class Ledger:
             f"will retry at {when.isoformat()}: {reason}",
             attempt_id=attempt_id,
             next_attempt=when,
+            handed_at=None,
         )
 
     def next_due(self) -> datetime | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             due = conn.execute(
                 select(func.min(func.coalesce(sends.c.next_attempt, sends.c.due))).where(
                     sends.c.status == Status.PLANNED.value
@@ -681,32 +785,32 @@ class Ledger:
             query = query.where(sends.c.status.in_([s.value for s in statuses]))
         if event_id is not None:
             query = query.where(sends.c.event_id == event_id)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [SendRecord.from_row(r) for r in conn.execute(query)]
 
     def transitions(self, key: str | None = None) -> list[Transition]:
         query = select(transitions).order_by(transitions.c.id)
         if key is not None:
             query = query.where(transitions.c.key == key)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [
                 Transition(r.key, r.from_status, r.to_status, r.at, r.reason) for r in conn.execute(query)
             ]
 
     # -- suppression list -----------------------------------------------------------------
     def suppress(self, address: str, at: datetime, reason: str | None = None) -> bool:
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             if conn.execute(select(suppressions).where(suppressions.c.address == address)).first():
                 return False
             conn.execute(insert(suppressions).values(address=address, added_at=at, reason=reason))
             return True
 
     def unsuppress(self, address: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._tx() as conn:
             return bool(conn.execute(delete(suppressions).where(suppressions.c.address == address)).rowcount)
 
     def suppressed(self) -> list[tuple[str, datetime, str | None]]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             return [
                 (r.address, r.added_at, r.reason)
                 for r in conn.execute(select(suppressions).order_by(suppressions.c.address))
@@ -715,7 +819,7 @@ class Ledger:
     def is_suppressed(self, addresses: Iterable[str]) -> set[str]:
         addresses = list(addresses)
         domains = {a.rsplit("@", 1)[-1] for a in addresses}
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             listed = set(
                 conn.execute(
                     select(suppressions.c.address).where(
@@ -731,7 +835,19 @@ def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:
         yield items[i : i + size]
 
 
+def _reason(exc: DBAPIError) -> str:
+    text = str(exc.orig).strip() if exc.orig is not None else str(exc)
+    if "locked" in text:
+        return f"{text} (another process holds it; it was retried for the busy timeout)"
+    if "readonly" in text or "read-only" in text:
+        return f"{text} (check the file's permissions and the mount)"
+    if "full" in text:
+        return f"{text} (free some disk space; nothing was lost, the pass will be retried)"
+    return text
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (IMMEDIATE)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")

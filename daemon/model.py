@@ -193,6 +193,7 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
     SKIPPED = "skipped"
     STOPPED = "stopped"
+    UNKNOWN = "unknown"  # handed to the mail server by a process that died before recording it
 
     @property
     def public(self) -> str:

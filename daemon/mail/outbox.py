@@ -19,6 +19,7 @@ def file_name(key: str) -> str:
 
 class OutboxTransport(Transport):
     name = "outbox"
+    idempotent = True
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
