@@ -17,7 +17,8 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
@@ -26,12 +27,14 @@ from daemon.config import load
 from daemon.engine import Engine, PassReport
 
 Phase = Literal["first", "unchanged", "changed"]
+Run = Literal["timed", "traced"]  # traced: under tracemalloc, for memory only; each run has its own ledger
 Zone = Literal["utc", "floating", "date", "Europe/Berlin", "America/New_York"]
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 SEED = 20261124
 PHASES: tuple[Phase, ...] = ("first", "unchanged", "changed")
-TARGETS: dict[str, float] = {"unchanged": 0.01, "changed": 0.05}  # of the first pass's time
+RUNS: tuple[Run, ...] = ("timed", "traced")
+TARGETS: dict[Phase, float] = {"unchanged": 0.01, "changed": 0.05}  # of the first pass's time
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_PREFIX = "BENCH-RESULT "
 
@@ -388,8 +391,11 @@ class Workdir:
     def export(self, phase: Phase) -> Path:
         return self.path / ("export-changed.ics" if phase == "changed" else "export-first.ics")
 
-    def config(self, run: str) -> Path:
+    def config(self, run: Run) -> Path:
         return self.path / f"followthrough-{run}.toml"
+
+    def ledger(self, run: Run) -> Path:
+        return self.path / f"ledger-{run}.db"
 
 
 def prepare(path: Path, events: int, seed: int = SEED, now: datetime = NOW) -> Workdir:
@@ -397,10 +403,9 @@ def prepare(path: Path, events: int, seed: int = SEED, now: datetime = NOW) -> W
     path.mkdir(parents=True, exist_ok=True)
     feed = generate(events, seed, now)
     work = Workdir(path, events, feed.edited)
-    exports = ((feed.events, "first", now - timedelta(hours=1)), (feed.changed, "changed", now))
-    for specs, phase, stamp in exports:
-        work.export(phase).write_bytes(render(specs, stamp).encode())
-    for run in ("timed", "traced"):
+    work.export("first").write_bytes(render(feed.events, now - timedelta(hours=1)).encode())
+    work.export("changed").write_bytes(render(feed.changed, now).encode())
+    for run in RUNS:
         work.config(run).write_text(CONFIG.format(run=run), encoding="utf-8")
     (path / "workdir.json").write_text(
         json.dumps({"events": events, "edited": feed.edited}), encoding="utf-8"
@@ -428,7 +433,7 @@ def install_feed(work: Workdir, phase: Phase) -> None:
 @dataclass
 class PhaseResult:
     phase: Phase
-    run: str
+    run: Run
     seconds: float  # wall time of the pass (perf_counter)
     cpu_seconds: float  # CPU time of this process during the pass (process_time)
     load_average: float  # the machine's 1-minute load as the pass started: other work skews wall time
@@ -446,7 +451,7 @@ class PhaseResult:
     report: PassReport | None = field(default=None, repr=False)
 
     def to_json(self) -> str:
-        return json.dumps({k: v for k, v in asdict(self).items() if k != "report"})
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self) if f.name != "report"})
 
     @classmethod
     def from_json(cls, text: str) -> PhaseResult:
@@ -486,8 +491,10 @@ def _peak_rss_mb(reset: bool) -> float:
     return hwm if reset and hwm is not None else _maxrss_mb()
 
 
-def run_phase(work: Workdir, phase: Phase, *, run: str = "timed", now: datetime = NOW) -> PhaseResult:
+def run_phase(work: Workdir, phase: Phase, *, run: Run = "timed", now: datetime = NOW) -> PhaseResult:
     """Install the phase's feed, then time one `sync_all` of a fresh Engine; trace memory if run="traced"."""
+    if phase == "first" and work.ledger(run).exists():
+        raise RuntimeError(f"{work.ledger(run)} exists: a first pass needs an empty ledger")
     install_feed(work, phase)
     setup = time.perf_counter()
     engine = Engine(load(work.config(run)))
@@ -532,7 +539,7 @@ def run_phase(work: Workdir, phase: Phase, *, run: str = "timed", now: datetime 
     )
 
 
-def run_phase_in_child(work: Workdir, phase: Phase, run: str) -> PhaseResult:
+def run_phase_in_child(work: Workdir, phase: Phase, run: Run) -> PhaseResult:
     """The same phase in a fresh interpreter, so that its peak RSS is its own."""
     command = [sys.executable, "-m", "benchmarks.bench_ics_feed", "--workdir", str(work.path)]
     command += ["--phase", phase, "--run", run]
@@ -546,7 +553,7 @@ def run_phase_in_child(work: Workdir, phase: Phase, run: str) -> PhaseResult:
 # -- the report -------------------------------------------------------------------------------
 
 
-def verdicts(timed: dict[str, PhaseResult]) -> dict[str, tuple[float, bool]]:
+def verdicts(timed: Mapping[Phase, PhaseResult]) -> dict[Phase, tuple[float, bool]]:
     """Each target's ratio to the first pass, and whether it is met."""
     first = timed["first"].seconds
     return {
@@ -559,11 +566,10 @@ def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} MB"
 
 
-def table(work: Workdir, timed: dict[str, PhaseResult], traced: dict[str, PhaseResult]) -> str:
+def table(work: Workdir, timed: Mapping[Phase, PhaseResult], traced: Mapping[Phase, PhaseResult]) -> str:
     checks = verdicts(timed)
-    columns = ("pass", "wall", "vs first", "target", "", "CPU", "vs first", "load")
-    columns += ("RSS at start", "peak RSS", "ru_maxrss", "traced peak")
-    rows = [columns]
+    columns = "pass|wall|vs first|target||CPU|vs first|load|RSS at start|peak RSS|ru_maxrss|traced peak"
+    rows: list[tuple[str, ...]] = [tuple(columns.split("|"))]
     for phase in PHASES:
         r, t = timed[phase], traced.get(phase)
         ratio, ok = checks.get(phase, (1.0, True))
@@ -583,7 +589,7 @@ def table(work: Workdir, timed: dict[str, PhaseResult], traced: dict[str, PhaseR
                 _mb(t.traced_peak_mb) if t else "-",
             )
         )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(columns))]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = [
         "  ".join(
             cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
@@ -620,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (feeds, configs, ledgers)")
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--phase", choices=PHASES, help=argparse.SUPPRESS)
-    parser.add_argument("--run", choices=("timed", "traced"), default="timed", help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=RUNS, default="timed", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.phase:  # a child: one phase in a fresh interpreter
@@ -636,8 +642,8 @@ def main(argv: list[str] | None = None) -> int:
             f"generated {args.events:,} events in {time.perf_counter() - started:.1f} s under {path}",
             flush=True,
         )
-        runs = ("timed", "traced") if args.tracemalloc else ("timed",)
-        results: dict[str, dict[str, PhaseResult]] = {run: {} for run in ("timed", "traced")}
+        runs: tuple[Run, ...] = RUNS if args.tracemalloc else ("timed",)
+        results: dict[Run, dict[Phase, PhaseResult]] = {run: {} for run in RUNS}
         for run in runs:
             for phase in PHASES:
                 result = run_phase_in_child(work, phase, run)
@@ -658,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(path, ignore_errors=True)
     missed = [phase for phase, (_, ok) in verdicts(results["timed"]).items() if not ok]
+    if missed:
+        print(f"targets missed: {', '.join(missed)}")
     return 1 if args.strict and missed else 0
 
 

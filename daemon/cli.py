@@ -37,6 +37,10 @@ def _settings(ctx: click.Context) -> Settings:
     return config_module.load(ctx.obj["config"])
 
 
+def open_ledger(settings: Settings) -> Ledger:
+    return Ledger(settings.store_url, busy_timeout=settings.store.busy_timeout)
+
+
 def _engine(ctx: click.Context) -> Any:
     from daemon.engine import Engine
 
@@ -225,7 +229,7 @@ STATUS_CHOICES = ["pending", "sent", "failed", "cancelled", "skipped", "stopped"
 def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
     """What is pending, sent and cancelled, with due times in local time."""
     settings = _settings(ctx)
-    ledger = Ledger(settings.store_url)
+    ledger = open_ledger(settings)
     sends = [s for s in ledger.sends() if not statuses or Status(s.status).public in statuses]
     if as_json:
         click.echo(json.dumps([send_json(s) for s in sends], indent=2))
@@ -255,7 +259,7 @@ def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
 def history(ctx: click.Context, as_json: bool, key: str | None) -> None:
     """What was sent or failed, when, and to whom."""
     settings = _settings(ctx)
-    ledger = Ledger(settings.store_url)
+    ledger = open_ledger(settings)
     zone = ZoneInfo(settings.company.timezone)
     if key:
         moves = ledger.transitions(key)
@@ -352,7 +356,7 @@ def templates_check(ctx: click.Context) -> None:
 @click.pass_context
 def resolve(ctx: click.Context, key: str, decision: str) -> None:
     """Settle a send whose outcome a crash left unknown: it did arrive (sent), or send it again."""
-    ledger = Ledger(_settings(ctx).store_url)
+    ledger = open_ledger(_settings(ctx))
     send = ledger.send(key)
     if send is None:
         raise UserError(f"no send with key {key!r} (see `followthrough plan --status unknown`)")
@@ -421,7 +425,7 @@ def _address(value: str) -> str:
 @click.option("--reason", help="Why, for the record (e.g. 'asked to stop on 3 May').")
 @click.pass_context
 def suppress_add(ctx: click.Context, address: str, reason: str | None) -> None:
-    ledger = Ledger(_settings(ctx).store_url)
+    ledger = open_ledger(_settings(ctx))
     address = _address(address)
     added = ledger.suppress(address, clock.now(), reason)
     click.echo(f"{address} suppressed." if added else f"{address} was already suppressed.")
@@ -431,7 +435,7 @@ def suppress_add(ctx: click.Context, address: str, reason: str | None) -> None:
 @click.argument("address")
 @click.pass_context
 def suppress_remove(ctx: click.Context, address: str) -> None:
-    ledger = Ledger(_settings(ctx).store_url)
+    ledger = open_ledger(_settings(ctx))
     address = _address(address)
     if not ledger.unsuppress(address):
         raise UserError(f"{address} is not on the suppression list")
@@ -442,7 +446,7 @@ def suppress_remove(ctx: click.Context, address: str) -> None:
 @click.pass_context
 def suppress_list(ctx: click.Context) -> None:
     settings = _settings(ctx)
-    ledger = Ledger(settings.store_url)
+    ledger = open_ledger(settings)
     zone = ZoneInfo(settings.company.timezone)
     entries = ledger.suppressed()
     if not entries:

@@ -46,6 +46,14 @@ def parse_duration(value: str | int | float) -> timedelta:
     return timedelta(seconds=-seconds if match.group(1) == "-" else seconds)
 
 
+def _duration(value: Any, minimum: timedelta = timedelta(0)) -> Any:
+    if isinstance(value, str | int | float):
+        value = parse_duration(value)
+        if value < minimum:
+            raise ValueError(f"must be at least {minimum}")
+    return value
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -128,6 +136,9 @@ class MailConfig(Section):
 
 class StoreConfig(Section):
     url: str = "sqlite:///followthrough.db"
+    busy_timeout: timedelta = timedelta(seconds=10)  # SQLite: how long to wait for a lock
+
+    _busy = field_validator("busy_timeout", mode="before")(classmethod(lambda cls, v: _duration(v)))
 
 
 class TeamConfig(Section):
@@ -156,6 +167,12 @@ class ScheduleConfig(Section):
     max_late_days: float = Field(3, ge=0)
     poll_interval: timedelta = timedelta(minutes=5)
     jitter: float = Field(0.1, ge=0, le=0.5)  # fraction of poll_interval
+    claim_lease: timedelta = timedelta(minutes=5)  # a dead instance's claims free up after this
+    retry_base: timedelta = timedelta(minutes=1)  # first wait after a transient failure; doubles
+
+    _lease = field_validator("claim_lease", "retry_base", mode="before")(
+        classmethod(lambda cls, v: _duration(v, minimum=timedelta(seconds=1)))
+    )
 
     @field_validator("poll_interval", mode="before")
     @classmethod

@@ -23,8 +23,15 @@ from daemon.templates import Rendered, Templates
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
-RETRY_WINDOW = timedelta(days=1)  # how long a send without its own deadline keeps retrying
+
+@dataclass(frozen=True)
+class Delivery:
+    """How hard to try: the claim's lease, the first retry's wait, how long without a deadline."""
+
+    lease: timedelta = timedelta(minutes=5)
+    retry_base: timedelta = timedelta(minutes=1)
+    retry_window: timedelta = timedelta(days=1)
+    resend_unknown_prompts: bool = True
 
 
 @dataclass
@@ -81,7 +88,7 @@ class Dispatcher:
         company: str,
         service_sender: Person,
         unsubscribe: str,
-        resend_unknown_prompts: bool = True,
+        delivery: Delivery | None = None,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
@@ -90,7 +97,7 @@ class Dispatcher:
         self.company = company
         self.service_sender = service_sender
         self.unsubscribe = unsubscribe
-        self.resend_unknown_prompts = resend_unknown_prompts
+        self.delivery = delivery or Delivery()
 
     def render(self, send: SendRecord, at: datetime) -> Rendered:
         """The send's email as it would go out at `at`. Raises TemplateError."""
@@ -104,7 +111,7 @@ class Dispatcher:
         try:
             while True:
                 # Few at a time: a claim is a lease, and a slow server must not outlast it.
-                batch = self.ledger.claim_due(now, LEASE, limit=10)
+                batch = self.ledger.claim_due(now, self.delivery.lease, limit=10)
                 if not batch:
                     break
                 for send in batch:
@@ -153,7 +160,7 @@ class Dispatcher:
             automated=send.audience == Audience.REP.value,
         )
         recipients = [p.email for p in (*to, *cc)]
-        if not self.ledger.mark_handed(send.key, send.attempt_id, now, LEASE):
+        if not self.ledger.mark_handed(send.key, send.attempt_id, now, self.delivery.lease):
             log.warning("send %s: claim lost to another process before sending; left to it", send.key)
             return
         try:
@@ -186,7 +193,8 @@ class Dispatcher:
     def _settle_orphan(self, send: SendRecord, now: datetime, report: DispatchReport) -> None:
         """A send handed to the transport by a process that died before recording the result."""
         handed = send.handed_at.isoformat() if send.handed_at else "?"
-        if self.transport.idempotent or (self.resend_unknown_prompts and send.audience == Audience.REP.value):
+        resend = self.delivery.resend_unknown_prompts and send.audience == Audience.REP.value
+        if self.transport.idempotent or resend:
             reason = f"outcome unknown (handed over at {handed}, then the process stopped): sending again"
             if self.ledger.finish(
                 send.key,
@@ -209,8 +217,8 @@ class Dispatcher:
 
     def _retry_or_fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
         assert send.attempt_id is not None
-        deadline = send.expires or (send.due + RETRY_WINDOW)
-        when = now + compute_backoff(send.attempts)
+        deadline = send.expires or (send.due + self.delivery.retry_window)
+        when = now + compute_backoff(send.attempts, base=self.delivery.retry_base)
         if when > deadline:
             self._fail(send, now, f"gave up after {send.attempts} attempts: {reason}", report)
             return

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from daemon.config import Settings
-from daemon.dispatch import Dispatcher, DispatchReport, render_send
+from daemon.dispatch import Delivery, Dispatcher, DispatchReport, render_send
 from daemon.errors import ConfigError, SourceError, TemplateError, UserError
 from daemon.ledger import Ledger
 from daemon.mail import Transport
@@ -131,7 +131,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.policy = settings.policy()
-        self.ledger = ledger or Ledger(settings.store_url)
+        self.ledger = ledger or Ledger(settings.store_url, busy_timeout=settings.store.busy_timeout)
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.templates = Templates(settings.resolve(settings.templates.dir))
         self.sources = sources if sources is not None else make_sources(settings)
@@ -143,7 +143,11 @@ class Engine:
             company=settings.company.name,
             service_sender=settings.sender,
             unsubscribe=settings.unsubscribe_address,
-            resend_unknown_prompts=settings.mail.resend_unknown_prompts,
+            delivery=Delivery(
+                lease=settings.schedule.claim_lease,
+                retry_base=settings.schedule.retry_base,
+                resend_unknown_prompts=settings.mail.resend_unknown_prompts,
+            ),
         )
 
     def close(self) -> None:

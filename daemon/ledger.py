@@ -272,14 +272,15 @@ def event_digest(event: CalendarEvent) -> str:
 class Ledger:
     """All reads and writes of the durable state. Each public method is one transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, busy_timeout: timedelta = timedelta(seconds=10)) -> None:
         self.url = url
         try:
             self.engine: Engine = create_engine(url, future=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise UserError(f"store url {url!r} cannot be used: {exc}") from None
         if self.engine.dialect.name == "sqlite":
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            timeout_ms = int(busy_timeout.total_seconds() * 1000)
+            event.listen(self.engine, "connect", lambda dbapi, _: _sqlite_pragmas(dbapi, timeout_ms))
             # Writers take the lock at BEGIN: two processes never both read, then both fail to write.
             event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         with self._tx() as conn:
@@ -846,10 +847,10 @@ def _reason(exc: DBAPIError) -> str:
     return text
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (IMMEDIATE)
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()

@@ -156,7 +156,7 @@ def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, 
 def preview_event(
     settings: Settings, rule_name: str, event_text: str, now: datetime
 ) -> tuple[list[tuple[str, str]], Rendered]:
-    ledger = Ledger(settings.store_url)
+    ledger = Ledger(settings.store_url, busy_timeout=settings.store.busy_timeout)
     policy = settings.policy()
     templates = Templates(settings.resolve(settings.templates.dir))
     stored = ledger.find_event(event_text)
