@@ -301,7 +301,8 @@ class Settings(BaseSettings):
     def store_url(self) -> str:
         url = self.store.url
         prefix = "sqlite:///"
-        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        relative = not url.startswith((prefix + "/", prefix + "file:"))
+        if url.startswith(prefix) and relative and ":memory:" not in url:
             return prefix + str(self.resolve(Path(url[len(prefix) :])))
         return url
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from daemon.config import Settings
 from daemon.dispatch import Delivery, Dispatcher, DispatchReport, render_send
-from daemon.errors import ConfigError, SourceError, TemplateError, UserError
+from daemon.errors import ConfigError, LedgerError, SourceError, TemplateError, UserError
 from daemon.ledger import Ledger
 from daemon.mail import Transport
 from daemon.mail.outbox import OutboxTransport
@@ -188,6 +188,8 @@ class Engine:
             result.error = str(exc)
             log.error("calendar %s: %s", source.name, exc)
             return result
+        except LedgerError:
+            raise  # not this calendar's fault: the whole pass stops and says why
         except Exception as exc:  # a bug or a surprise in one calendar must not stop the rest
             result.error = f"calendar {source.name!r}: unexpected error: {type(exc).__name__}: {exc}"
             log.exception("calendar %s: unexpected error", source.name)
@@ -211,7 +213,13 @@ class Engine:
         for event_id in (*new, *changed):
             self._note_tagged_outcome(by_id[event_id], now)
         for event_id in (*new, *changed, *gone):
-            self.replan(event_id, now)
+            try:
+                self.replan(event_id, now)
+            except LedgerError:
+                raise
+            except Exception as exc:  # one event's surprise must not stop the others
+                log.exception("event %s: cannot be planned", event_id)
+                result.problems.append(f"event {event_id}: cannot be planned: {type(exc).__name__}: {exc}")
         report.replanned += len(new) + len(changed) + len(gone)
         for event_id in new:
             report.stopped += self._stop_on_reengagement(by_id[event_id], domains[event_id], now)

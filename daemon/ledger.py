@@ -282,9 +282,18 @@ class Ledger:
             timeout_ms = int(busy_timeout.total_seconds() * 1000)
             event.listen(self.engine, "connect", lambda dbapi, _: _sqlite_pragmas(dbapi, timeout_ms))
             # Writers take the lock at BEGIN: two processes never both read, then both fail to write.
-            event.listen(self.engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-        with self._tx() as conn:
-            self._upgrade(conn)
+            event.listen(
+                self.engine,
+                "begin",
+                lambda conn: conn.exec_driver_sql("BEGIN" if conn.info.get("reading") else "BEGIN IMMEDIATE"),
+            )
+        with self._read() as conn:
+            current = inspect(conn).has_table("meta") and conn.execute(
+                select(meta.c.value).where(meta.c.key == "schema_version")
+            ).scalar() == str(SCHEMA_VERSION)
+        if not current:  # only then write: a read-only ledger can still be read
+            with self._tx() as conn:
+                self._upgrade(conn)
 
     def _upgrade(self, conn: Connection) -> None:
         """Create a new ledger, or bring an older one up to this version's schema."""
@@ -319,7 +328,11 @@ class Ledger:
     def _read(self) -> Iterator[Connection]:
         try:
             with self.engine.connect() as conn:
-                yield conn
+                conn.info["reading"] = True
+                try:
+                    yield conn
+                finally:
+                    conn.info.pop("reading", None)
         except DBAPIError as exc:
             raise LedgerError(f"the ledger at {self._where}: {_reason(exc)}") from None
 
