@@ -257,7 +257,7 @@ def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
 @click.option("--key", help="The full life of one send, every state it passed through.")
 @click.pass_context
 def history(ctx: click.Context, as_json: bool, key: str | None) -> None:
-    """What was sent or failed, when, and to whom."""
+    """What was sent, failed or left unknown by a crash: when, to whom, and why."""
     settings = _settings(ctx)
     ledger = open_ledger(settings)
     zone = ZoneInfo(settings.company.timezone)
@@ -287,7 +287,9 @@ def history(ctx: click.Context, as_json: bool, key: str | None) -> None:
             )
         return
     sends = sorted(
-        ledger.sends([Status.SENT, Status.FAILED]), key=lambda s: s.sent_at or s.updated_at, reverse=True
+        ledger.sends([Status.SENT, Status.FAILED, Status.UNKNOWN]),
+        key=lambda s: s.sent_at or s.updated_at,
+        reverse=True,
     )
     if as_json:
         click.echo(json.dumps([send_json(s) for s in sends], indent=2))

@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from daemon import clock
 from daemon.context import build as build_context
 from daemon.errors import DeliveryError, TemplateError
 from daemon.ledger import Ledger, SendRecord
@@ -110,12 +111,14 @@ class Dispatcher:
         report.unknown += [(s, s.reason or "") for s in self.ledger.sends([Status.UNKNOWN])]
         try:
             while True:
-                # Few at a time: a claim is a lease, and a slow server must not outlast it.
-                batch = self.ledger.claim_due(now, self.delivery.lease, limit=10)
+                # Few at a time: a claim is a lease, and a slow server must not outlast it. A long
+                # pass reads the clock again, so leases are counted from when they are really taken.
+                moment = max(now, clock.now())
+                batch = self.ledger.claim_due(moment, self.delivery.lease, limit=10)
                 if not batch:
                     break
                 for send in batch:
-                    self._one(send, now, report)
+                    self._one(send, max(moment, clock.now()), report)
         finally:
             self.transport.close()
         return report
