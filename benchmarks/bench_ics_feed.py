@@ -562,6 +562,14 @@ def verdicts(timed: Mapping[Phase, PhaseResult]) -> dict[Phase, tuple[float, boo
     }
 
 
+def progress(r: PhaseResult) -> str:
+    what = "unchanged" if r.unchanged else f"{r.new} new, {r.changed} changed, {r.gone} gone"
+    return (
+        f"{r.run:<6} {r.phase:<9} {r.seconds:9.3f} s wall, {r.cpu_seconds:9.3f} s CPU, "
+        f"load {r.load_average:.1f}, peak RSS {r.rss_peak_mb:,.0f} MB; {what}"
+    )
+
+
 def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} MB"
 
@@ -612,6 +620,15 @@ def table(work: Workdir, timed: Mapping[Phase, PhaseResult], traced: Mapping[Pha
     return "\n".join([title, *lines])
 
 
+def save(path: Path, work: Workdir, results: Mapping[Run, Mapping[Phase, PhaseResult]]) -> None:
+    raw = {
+        run: {phase: json.loads(r.to_json()) for phase, r in done.items()} for run, done in results.items()
+    }
+    path.write_text(
+        json.dumps({"events": work.events, "edited": work.edited, **raw}, indent=2), encoding="utf-8"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="VEVENTs in the feed (default 100000)")
@@ -648,16 +665,10 @@ def main(argv: list[str] | None = None) -> int:
             for phase in PHASES:
                 result = run_phase_in_child(work, phase, run)
                 results[run][phase] = result
-                print(
-                    f"  {run:<6} {phase:<9} {result.seconds:9.3f} s  peak RSS {result.rss_peak_mb:.0f} MB",
-                    flush=True,
-                )
+                print(f"  {progress(result)}", flush=True)
+                if args.json:  # after every phase, so that an interrupted run keeps what it measured
+                    save(args.json, work, results)
         print(table(work, results["timed"], results["traced"]))
-        if args.json:
-            raw = {
-                run: {p: json.loads(r.to_json()) for p, r in done.items()} for run, done in results.items()
-            }
-            args.json.write_text(json.dumps({"events": work.events, **raw}, indent=2), encoding="utf-8")
     finally:
         if args.keep:
             print(f"kept {path}")

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from daemon import clock
 from daemon.context import build as build_context
-from daemon.errors import DeliveryError, TemplateError
+from daemon.errors import DeliveryError, TemplateError, UnknownDeliveryError
 from daemon.ledger import Ledger, SendRecord
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
@@ -168,6 +168,9 @@ class Dispatcher:
             return
         try:
             refused = self.transport.deliver(message, sender.email, recipients)
+        except UnknownDeliveryError as exc:
+            self._settle_orphan(send, now, report, what=str(exc))
+            return
         except DeliveryError as exc:
             if exc.transient:
                 self._retry_or_fail(send, now, str(exc), report)
@@ -193,12 +196,17 @@ class Dispatcher:
         log.info("send %s sent to %s%s", send.key, ", ".join(recipients), f" ({note})" if note else "")
         report.sent.append(send)
 
-    def _settle_orphan(self, send: SendRecord, now: datetime, report: DispatchReport) -> None:
-        """A send handed to the transport by a process that died before recording the result."""
-        handed = send.handed_at.isoformat() if send.handed_at else "?"
+    def _settle_orphan(
+        self, send: SendRecord, now: datetime, report: DispatchReport, what: str | None = None
+    ) -> None:
+        """A send whose delivery may or may not have happened: by default, because the process that
+        handed it to the transport stopped before recording the result; or `what` says why."""
+        handed = send.handed_at.isoformat() if send.handed_at else now.isoformat()
+        what = what or f"handed to the mail server at {handed} by a process that stopped before recording it"
         resend = self.delivery.resend_unknown_prompts and send.audience == Audience.REP.value
         if self.transport.idempotent or resend:
-            reason = f"outcome unknown (handed over at {handed}, then the process stopped): sending again"
+            when = now + compute_backoff(max(send.attempts, 1), base=self.delivery.retry_base)
+            reason = f"outcome unknown ({what}): sending again at {when.isoformat()}"
             if self.ledger.finish(
                 send.key,
                 Status.PLANNED,
@@ -206,17 +214,17 @@ class Dispatcher:
                 reason,
                 attempt_id=send.attempt_id,
                 handed_at=None,
-                next_attempt=None,
+                next_attempt=when,
             ):
                 log.warning("send %s: %s", send.key, reason)
             return
         reason = (
-            f"outcome unknown: handed to the mail server at {handed} by a process that stopped before "
-            f"recording the result. Check whether it arrived, then run "
+            f"outcome unknown: {what}. Check whether it arrived, then run "
             f"`followthrough resolve {send.key} sent` or `... resend`"
         )
         if self.ledger.finish(send.key, Status.UNKNOWN, now, reason, attempt_id=send.attempt_id):
             log.error("send %s: %s", send.key, reason)
+            report.unknown.append((send, reason))
 
     def _retry_or_fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
         assert send.attempt_id is not None

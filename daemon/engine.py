@@ -17,7 +17,7 @@ from pathlib import Path
 from daemon.config import Settings
 from daemon.dispatch import Delivery, Dispatcher, DispatchReport, render_send
 from daemon.errors import ConfigError, LedgerError, SourceError, TemplateError, UserError
-from daemon.ledger import Ledger
+from daemon.ledger import Ledger, StoredEvent
 from daemon.mail import Transport
 from daemon.mail.outbox import OutboxTransport
 from daemon.mail.smtp import SmtpTransport
@@ -103,6 +103,24 @@ def make_transport(settings: Settings) -> Transport:
     )
 
 
+def dead_here(instance: str) -> bool:
+    """Whether an instance id (`host:pid:nonce`) names a process of this host that has died.
+
+    A restarted daemon need not wait for its predecessor's lease to run out.
+    """
+    host, _, rest = instance.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 def policy_digest(policy: Policy) -> str:
     """Stable across processes: sets are sorted, since their order changes with hash seeds."""
     stable = (
@@ -156,6 +174,7 @@ class Engine:
     # -- one pass -------------------------------------------------------------------------
     def tick(self, now: datetime) -> PassReport:
         report = PassReport()
+        self.settle_interrupted(now, report)
         report.replanned += self.replan_if_rules_changed(now)
         for source in self.sources:
             report.calendars.append(self.sync(source, now, report))
@@ -172,8 +191,17 @@ class Engine:
         """Sync one calendar; its failure is reported and never stops the others."""
         result = CalendarReport(source.name)
         if not self.ledger.take_sync_lease(source.name, self.instance, now, SYNC_LEASE):
-            result.busy = True
-            return result
+            holder = self.ledger.sync_lease_owner(source.name)
+            if not (
+                holder
+                and dead_here(holder)
+                and self.ledger.take_sync_lease(source.name, self.instance, now, SYNC_LEASE, from_dead=holder)
+            ):
+                result.busy = True
+                return result
+            log.warning(
+                "calendar %s: took over the sync from %s, which is no longer running", source.name, holder
+            )
         try:
             return self._sync(source, now, report, result)
         finally:
@@ -209,22 +237,37 @@ class Engine:
             source.name, batch.upserted, batch.removed, batch.state, deals, domains, now
         )
         result.new, result.changed, result.gone = len(new), len(changed), len(gone)
-        by_id = {ev.id: ev for ev in batch.upserted}
-        for event_id in (*new, *changed):
-            self._note_tagged_outcome(by_id[event_id], now)
         for event_id in (*new, *changed, *gone):
-            try:
-                self.replan(event_id, now)
-            except LedgerError:
-                raise
-            except Exception as exc:  # one event's surprise must not stop the others
-                log.exception("event %s: cannot be planned", event_id)
-                result.problems.append(f"event {event_id}: cannot be planned: {type(exc).__name__}: {exc}")
-        report.replanned += len(new) + len(changed) + len(gone)
-        for event_id in new:
-            report.stopped += self._stop_on_reengagement(by_id[event_id], domains[event_id], now)
+            result.problems += self.settle(event_id, now, report)
         log.info("calendar %s: %d new, %d changed, %d gone", source.name, len(new), len(changed), len(gone))
         return result
+
+    def settle(self, event_id: str, now: datetime, report: PassReport) -> list[str]:
+        """Act on a stored event that changed: its tagged outcome, its plan, a re-engagement.
+
+        The ledger marks the event until its plan is committed, so a pass cut short by a crash is
+        finished by the next one (see `settle_interrupted`). Returns problems to report.
+        """
+        try:
+            stored = self.ledger.event(event_id)
+            if stored is not None and not stored.deleted:
+                self._note_tagged_outcome(stored.event, now)
+            self.replan(event_id, now)
+            report.replanned += 1
+            if stored is not None and not stored.deleted:
+                report.stopped += self._stop_on_reengagement(stored, now)
+        except LedgerError:
+            raise
+        except Exception as exc:  # one event's surprise must not stop the others
+            log.exception("event %s: cannot be planned", event_id)
+            return [f"event {event_id}: cannot be planned: {type(exc).__name__}: {exc}"]
+        return []
+
+    def settle_interrupted(self, now: datetime, report: PassReport) -> None:
+        """Plan the events a crashed pass stored but did not get to plan."""
+        for event_id in self.ledger.unsettled_events():
+            log.warning("event %s: finishing planning that an earlier pass did not complete", event_id)
+            self.settle(event_id, now, report)
 
     def _note_tagged_outcome(self, event: CalendarEvent, now: datetime) -> None:
         outcome = tagged_outcome(event, self.policy.tags)
@@ -234,10 +277,10 @@ class Engine:
         elif self.ledger.clear_outcome(event.id, "tag"):
             log.info("event %s: outcome tag removed", event.id)
 
-    def _stop_on_reengagement(
-        self, event: CalendarEvent, domains: set[str], now: datetime
-    ) -> list[tuple[str, str]]:
+    def _stop_on_reengagement(self, stored: StoredEvent, now: datetime) -> list[tuple[str, str]]:
         """A new meeting with a lost customer ends the follow-up sequence at once."""
+        event = stored.event
+        domains = customer_domains(event, self.policy)
         if not domains or event.status is EventStatus.CANCELLED:
             return []
         stopped = []
@@ -245,8 +288,8 @@ class Engine:
             if send.event_id == event.id:
                 continue
             outcome = self.ledger.outcome(send.event_id)
-            if outcome is None or outcome.seen_at >= now:
-                continue  # learned in this very pass: the meeting is not news after the loss
+            if outcome is None or outcome.seen_at >= stored.first_seen:
+                continue  # known before the loss, or learned in the same pass: not news
             reason = f"customer re-engaged: new event {event.title!r} ({event.id})"
             if self.ledger.stop_sequence(send.key, reason, now):
                 log.info("send %s stopped: %s", send.key, reason)

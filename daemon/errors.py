@@ -50,5 +50,9 @@ class TransientDeliveryError(DeliveryError):
     transient = True
 
 
+class UnknownDeliveryError(DeliveryError):
+    """The message was handed over whole, then the answer was lost: it may or may not have arrived."""
+
+
 class PermanentDeliveryError(DeliveryError):
     """Retrying will not help: a 5xx answer such as an unknown mailbox."""

@@ -38,6 +38,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -54,6 +55,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE sends ADD COLUMN handed_at TIMESTAMP",
         "ALTER TABLE cursors ADD COLUMN lease_owner VARCHAR(200)",
         "ALTER TABLE cursors ADD COLUMN lease_until TIMESTAMP",
+        "ALTER TABLE events ADD COLUMN unsettled BOOLEAN NOT NULL DEFAULT FALSE",
     ),
 }
 REVIVABLE = (Status.PLANNED, Status.CANCELLED, Status.SKIPPED)  # re-planning may bring these back
@@ -91,6 +93,8 @@ events = Table(
     Column("first_seen", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
+    # Stored, but its plan not yet committed: a crash in between is finished by the next pass.
+    Column("unsettled", Boolean, nullable=False, default=False, index=True),
 )
 
 # Which calendars hold each event: the same meeting in two reps' calendars is one event.
@@ -278,6 +282,8 @@ class Ledger:
             self.engine: Engine = create_engine(url, future=True)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise UserError(f"store url {url!r} cannot be used: {exc}") from None
+        if self.engine.dialect.name not in ("sqlite", "postgresql"):
+            raise UserError(f"store url {url!r}: followthrough keeps its ledger in SQLite or PostgreSQL")
         if self.engine.dialect.name == "sqlite":
             timeout_ms = int(busy_timeout.total_seconds() * 1000)
             event.listen(self.engine, "connect", lambda dbapi, _: _sqlite_pragmas(dbapi, timeout_ms))
@@ -297,6 +303,9 @@ class Ledger:
 
     def _upgrade(self, conn: Connection) -> None:
         """Create a new ledger, or bring an older one up to this version's schema."""
+        if self.engine.dialect.name == "postgresql":
+            # Several instances starting at once: one creates or upgrades, the others wait and see it.
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7244911)")
         inspector = inspect(conn)
         if not inspector.has_table("meta"):
             metadata.create_all(conn)
@@ -349,8 +358,17 @@ class Ledger:
 
     def set_meta(self, key: str, value: str) -> None:
         with self._tx() as conn:
-            if conn.execute(update(meta).where(meta.c.key == key).values(value=value)).rowcount == 0:
-                conn.execute(insert(meta).values(key=key, value=value))
+            self._ensure(conn, meta, {"key": key, "value": value})
+            conn.execute(update(meta).where(meta.c.key == key).values(value=value))
+
+    def _ensure(self, conn: Connection, table: Table, row: dict[str, Any]) -> None:
+        """Insert the row unless one with its key exists; safe when several instances race."""
+        self._insert_new(conn, table, [row])
+
+    def _insert_new(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        """Insert rows, skipping any whose key another instance has just inserted."""
+        module = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        conn.execute(module.insert(table).on_conflict_do_nothing(), rows)
 
     # -- cursors --------------------------------------------------------------------------
     def cursor(self, source: str) -> dict[str, Any] | None:
@@ -358,10 +376,8 @@ class Ledger:
             return conn.execute(select(cursors.c.state).where(cursors.c.source == source)).scalar()
 
     def _save_cursor(self, conn: Connection, source: str, state: dict[str, Any], at: datetime) -> None:
-        if conn.execute(select(cursors.c.source).where(cursors.c.source == source)).first():
-            conn.execute(update(cursors).where(cursors.c.source == source).values(state=state, synced_at=at))
-        else:
-            conn.execute(insert(cursors).values(source=source, state=state, synced_at=at))
+        self._ensure(conn, cursors, {"source": source, "state": state, "synced_at": at})
+        conn.execute(update(cursors).where(cursors.c.source == source).values(state=state, synced_at=at))
 
     # -- events ---------------------------------------------------------------------------
     def apply_sync(
@@ -408,6 +424,7 @@ class Ledger:
                     "start": ev.start,
                     "updated_at": at,
                     "deleted": False,
+                    "unsettled": True,
                 }
                 if ev.id not in known:
                     new_rows.append({"id": ev.id, "first_seen": at, **values})
@@ -422,11 +439,11 @@ class Ledger:
                     new_links.append({"event_id": ev.id, "source": source})
                     held.add(ev.id)
             for chunk in _chunks(new_rows, 500):
-                conn.execute(insert(events), chunk)
+                self._insert_new(conn, events, chunk)
             for chunk in _chunks(new_links, 500):
-                conn.execute(insert(event_sources), chunk)
+                self._insert_new(conn, event_sources, chunk)
             for chunk in _chunks(new_domains, 500):
-                conn.execute(insert(event_domains), chunk)
+                self._insert_new(conn, event_domains, chunk)
             for event_id in removed:
                 conn.execute(
                     delete(event_sources).where(
@@ -440,12 +457,16 @@ class Ledger:
                     result = conn.execute(
                         update(events)
                         .where(events.c.id == event_id, events.c.deleted.is_(False))
-                        .values(deleted=True, updated_at=at)
+                        .values(deleted=True, unsettled=True, updated_at=at)
                     )
                     if result.rowcount:
                         gone.append(event_id)
             self._save_cursor(conn, source, state, at)
         return new, changed, gone
+
+    def unsettled_events(self) -> list[str]:
+        with self._read() as conn:
+            return list(conn.execute(select(events.c.id).where(events.c.unsettled.is_(True))).scalars())
 
     def event(self, event_id: str) -> StoredEvent | None:
         with self._read() as conn:
@@ -609,6 +630,8 @@ class Ledger:
                 )
                 self._move(conn, key, row.status, Status.CANCELLED, at, reason)
                 counts["cancelled"] += 1
+            # In the same transaction as the plan: settled means planned, never half of it.
+            conn.execute(update(events).where(events.c.id == event_id).values(unsettled=False))
         return counts
 
     def stop_sequence(self, key: str, reason: str, at: datetime) -> bool:
@@ -619,14 +642,13 @@ class Ledger:
         domains = list(domains)
         with self._read() as conn:
             rows = conn.execute(
-                select(sends)
-                .join(event_domains, event_domains.c.event_id == sends.c.event_id)
-                .where(
+                select(sends).where(
                     sends.c.status == Status.PLANNED.value,
                     sends.c.stop_on_reengagement.is_(True),
-                    event_domains.c.domain.in_(domains),
+                    sends.c.event_id.in_(
+                        select(event_domains.c.event_id).where(event_domains.c.domain.in_(domains))
+                    ),
                 )
-                .distinct()
             ).all()
         return [SendRecord.from_row(r) for r in rows]
 
@@ -705,11 +727,17 @@ class Ledger:
             ).all()
         return [SendRecord.from_row(r) for r in rows]
 
-    def take_sync_lease(self, source: str, owner: str, now: datetime, ttl: timedelta) -> bool:
-        """Only one instance syncs a calendar at a time; a dead instance's lease simply runs out."""
+    def sync_lease_owner(self, source: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(select(cursors.c.lease_owner).where(cursors.c.source == source)).scalar()
+
+    def take_sync_lease(
+        self, source: str, owner: str, now: datetime, ttl: timedelta, *, from_dead: str | None = None
+    ) -> bool:
+        """Only one instance syncs a calendar at a time; a dead instance's lease runs out, or is
+        taken at once from `from_dead`, an owner known to be dead."""
         with self._tx() as conn:
-            if conn.execute(select(cursors.c.source).where(cursors.c.source == source)).first() is None:
-                conn.execute(insert(cursors).values(source=source, state={}, synced_at=now))
+            self._ensure(conn, cursors, {"source": source, "state": {}, "synced_at": now})
             result = conn.execute(
                 update(cursors)
                 .where(
@@ -718,6 +746,7 @@ class Ledger:
                         cursors.c.lease_until.is_(None),
                         cursors.c.lease_until < now,
                         cursors.c.lease_owner == owner,
+                        cursors.c.lease_owner == (from_dead or owner),
                     ),
                 )
                 .values(lease_owner=owner, lease_until=now + ttl)

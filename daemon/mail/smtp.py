@@ -8,10 +8,30 @@ import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
 
-from daemon.errors import PermanentDeliveryError, TransientDeliveryError
+from daemon.errors import PermanentDeliveryError, TransientDeliveryError, UnknownDeliveryError
 from daemon.mail import Transport
 
 log = logging.getLogger(__name__)
+
+
+class _Tracking:
+    """Notes when the end of a message's DATA has gone out: past that point, a lost answer leaves the
+    outcome unknown (the server may have accepted it), and a retry could deliver it twice."""
+
+    body_sent = False
+
+    def send(self, s: bytes | str) -> None:
+        super().send(s)  # type: ignore[misc]  # the SMTP class this is mixed into
+        if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
+            self.body_sent = True
+
+
+class _SMTP(_Tracking, smtplib.SMTP):  # type: ignore[misc]
+    pass
+
+
+class _SMTP_SSL(_Tracking, smtplib.SMTP_SSL):  # type: ignore[misc]
+    pass
 
 
 def _answer(code: int, text: bytes | str) -> str:
@@ -42,15 +62,15 @@ class SmtpTransport(Transport):
         self._password = password
         self.timeout = timeout
         self.local_hostname = local_hostname
-        self._connection: smtplib.SMTP | None = None
+        self._connection: _SMTP | _SMTP_SSL | None = None
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _SMTP | _SMTP_SSL:
         if self._connection is not None:
             return self._connection
         where = f"{self.host}:{self.port}"
         try:
             if self.use_ssl:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                smtp: _SMTP | _SMTP_SSL = _SMTP_SSL(
                     self.host,
                     self.port,
                     timeout=self.timeout,
@@ -58,9 +78,7 @@ class SmtpTransport(Transport):
                     context=ssl.create_default_context(),
                 )
             else:
-                smtp = smtplib.SMTP(
-                    self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname
-                )
+                smtp = _SMTP(self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname)
                 if self.starttls:
                     smtp.starttls(context=ssl.create_default_context())
             if self.username:
@@ -87,6 +105,7 @@ class SmtpTransport(Transport):
 
     def deliver(self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> dict[str, str]:
         smtp = self._connect()
+        smtp.body_sent = False
         try:
             refused = smtp.send_message(message, from_addr=envelope_from, to_addrs=list(recipients))
         except smtplib.SMTPRecipientsRefused as exc:
@@ -104,6 +123,11 @@ class SmtpTransport(Transport):
             raise PermanentDeliveryError(f"server answered {answer}") from None
         except (OSError, smtplib.SMTPException) as exc:
             self.close()
+            if smtp.body_sent:
+                raise UnknownDeliveryError(
+                    f"the connection to {self.host}:{self.port} broke after the whole message was sent, "
+                    f"before the server answered ({exc or type(exc).__name__})"
+                ) from None
             raise TransientDeliveryError(f"connection to {self.host}:{self.port} failed: {exc}") from None
         # smtplib reports a partial refusal only here, in its return value.
         return {r: _answer(c, m) for r, (c, m) in refused.items()}

@@ -10,7 +10,14 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from tests.e2e.support import Deployment, RecordingHandler, SmtpServer, write_config
+from tests.e2e.support import (
+    Deployment,
+    RecordingHandler,
+    SlowHandler,
+    SmtpServer,
+    serving,
+    write_config,
+)
 
 
 def _free_port() -> int:
@@ -48,3 +55,10 @@ def deploy(tmp_path: Path, smtp: SmtpServer) -> Callable[..., Deployment]:
         return Deployment(tmp_path, smtp, config, tmp_path / "calendar.ics")
 
     return make
+
+
+@pytest.fixture
+def slow_smtp() -> Iterator[SmtpServer]:
+    """A real SMTP server that takes each message in, then waits a moment before answering 250."""
+    with serving(SlowHandler()) as server:
+        yield server

@@ -7,14 +7,17 @@ relative to `datetime.now(UTC)`.
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -104,10 +107,81 @@ class RecordingHandler:
 
 
 @dataclass
+class SlowHandler(RecordingHandler):
+    """A server that takes each message in, then is slow to say so: `delay` seconds before each 250.
+
+    A client killed meanwhile has handed the message over without hearing back. `hold(stage, seconds)`
+    makes the server stall that long at RCPT TO (before the message arrives) or after DATA (once it has
+    arrived), and sets `holding` when it does; `release()` ends that for the next messages.
+    """
+
+    delay: float = 0.03
+    held_stage: str | None = None
+    held_for: float = 0.0
+    holding: threading.Event = field(default_factory=threading.Event)
+
+    def hold(self, stage: str, seconds: float) -> None:
+        assert stage in ("RCPT", "DATA"), stage
+        self.holding.clear()
+        self.held_for = seconds
+        self.held_stage = stage
+
+    def release(self) -> None:
+        self.held_stage = None
+        self.holding.clear()
+
+    async def _stall(self, stage: str) -> bool:
+        if self.held_stage != stage:
+            return False
+        self.holding.set()
+        await asyncio.sleep(self.held_for)
+        return True
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        await self._stall("RCPT")
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)  # recorded: it has arrived
+        if not await self._stall("DATA"):
+            await asyncio.sleep(self.delay)
+        return answer
+
+
+@dataclass
 class SmtpServer:
     handler: RecordingHandler
     host: str
     port: int
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def serving(handler: RecordingHandler, port: int | None = None) -> Iterator[SmtpServer]:
+    """A real aiosmtpd server on 127.0.0.1 with `handler`: on `port`, or on a free one."""
+    from aiosmtpd.controller import Controller
+
+    controller: Controller | None = None
+    for _ in range(1 if port else 5):  # a free port may be taken before we bind it: try another
+        candidate = Controller(handler, hostname="127.0.0.1", port=port or free_port(), ready_timeout=10)
+        try:
+            candidate.start()
+        except (OSError, RuntimeError):
+            continue
+        controller = candidate
+        break
+    assert controller is not None, f"could not start the SMTP server (port {port or 'any'})"
+    try:
+        yield SmtpServer(handler, "127.0.0.1", controller.port)
+    finally:
+        controller.stop()
 
 
 # -- the calendar ----------------------------------------------------------------------------
@@ -190,6 +264,7 @@ timezone = "Europe/Berlin"
 [mail]
 transport = "smtp"
 from = "Followthrough <ft@acme.example>"
+{mail}
 
 [mail.smtp]
 host = "127.0.0.1"
@@ -247,10 +322,12 @@ def write_config(
     *,
     calendars: Sequence[tuple[str, str]] = (("sales", "calendar.ics"),),
     extra: str = "",
+    mail: str = "",
 ) -> Path:
+    """`extra` goes at the end, after [schedule] (keys for it, or new tables); `mail` goes into [mail]."""
     blocks = "".join(CALENDAR.format(name=name, path=path) + "\n" for name, path in calendars)
     path = directory / "followthrough.toml"
-    path.write_text(CONFIG.format(calendars=blocks, port=port, extra=extra), encoding="utf-8")
+    path.write_text(CONFIG.format(calendars=blocks, port=port, extra=extra, mail=mail), encoding="utf-8")
     return path
 
 

@@ -1,0 +1,521 @@
+"""The ledger's contract, held to on SQLite and on a real PostgreSQL server alike.
+
+Every test runs twice: against a SQLite file in tmp_path and against a fresh PostgreSQL database. Time is
+always given explicitly; two `Ledger` objects on one store are two engines, so two connections, as two
+processes of followthrough would have.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, TypeVar
+
+import pytest
+from sqlalchemy import Column, MetaData, Table, create_engine, insert
+
+from daemon import ledger as ledger_module
+from daemon.errors import LedgerError
+from daemon.ledger import SCHEMA_VERSION, Ledger
+from daemon.model import Attendee, Audience, CalendarEvent, Person, PlannedSend, Status
+
+T = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # the call in most tests: Wednesday 2 December 2026, 15:00
+H = timedelta(hours=1)
+LEASE = timedelta(seconds=30)
+SYNC_TTL = timedelta(minutes=15)
+ALICE = Person("alice@acme.example", "Alice Moreno")
+DANA = Person("dana@globex.com", "Dana Fox")
+
+OpenLedger = Callable[[], Ledger]
+R = TypeVar("R")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
+    """The same suite on both stores: a SQLite file, and a database of its own on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    url = request.getfixturevalue("fresh_postgres_url")
+    assert isinstance(url, str)
+    return url
+
+
+@pytest.fixture
+def open_ledger(store_url: str) -> Iterator[OpenLedger]:
+    """Open a new `Ledger` on the store (a new engine: a new connection); all are closed afterwards."""
+    opened: list[Ledger] = []
+
+    def make() -> Ledger:
+        ledger = Ledger(store_url)
+        opened.append(ledger)
+        return ledger
+
+    yield make
+    for ledger in opened:
+        ledger.close()
+
+
+def prompt(event_id: str, rule: str, due: datetime, expires: datetime | None = None) -> PlannedSend:
+    """A prompt to the rep, as the playbook plans one."""
+    return PlannedSend(
+        key=f"{rule}:{event_id}",
+        rule=rule,
+        event_id=event_id,
+        deal="globex.com",
+        due=due,
+        expires=expires,
+        sender=None,
+        reply_to=None,
+        to=(ALICE,),
+        cc=(),
+        audience=Audience.REP,
+        template=rule,
+    )
+
+
+def call_plan(event_id: str, start: datetime) -> dict[str, PlannedSend]:
+    """The three prompts of a closing call starting at `start`, by rule."""
+    return {
+        "closing-prep": prompt(event_id, "closing-prep", start - 24 * H, expires=start),
+        "closing-final": prompt(event_id, "closing-final", start - H, expires=start),
+        "outcome-nudge": prompt(event_id, "outcome-nudge", start + 3 * H, expires=start + 3 * H + 72 * H),
+    }
+
+
+def plan(ledger: Ledger, *sends: PlannedSend, at: datetime) -> None:
+    """Store these sends, one reconcile per event, as the engine does after a sync."""
+    by_event: dict[str, list[PlannedSend]] = {}
+    for send in sends:
+        by_event.setdefault(send.event_id, []).append(send)
+    for event_id, planned in by_event.items():
+        ledger.reconcile(event_id, planned, {}, {}, at)
+
+
+def status(ledger: Ledger, key: str) -> Status:
+    record = ledger.send(key)
+    assert record is not None, f"{key} is not in the ledger"
+    return record.status
+
+
+def deliver(ledger: Ledger, key: str, now: datetime) -> None:
+    """What a dispatcher does for one due send: claim it, mark it handed over, record it sent."""
+    claimed = {s.key: s for s in ledger.claim_due(now, LEASE)}
+    assert key in claimed, f"{key} was not claimable at {now}"
+    attempt = claimed[key].attempt_id
+    assert attempt is not None
+    assert ledger.mark_handed(key, attempt, now, LEASE)
+    assert ledger.finish(key, Status.SENT, now, attempt_id=attempt, sent_at=now)
+
+
+def at_once(*jobs: Callable[[], R]) -> tuple[list[R], list[BaseException]]:
+    """Run each job in a thread of its own, all released at the same moment; results and errors."""
+    release = threading.Barrier(len(jobs))
+    results: dict[int, R] = {}
+    errors: list[BaseException] = []
+
+    def run(index: int, job: Callable[[], R]) -> None:
+        try:
+            release.wait(timeout=30)
+            results[index] = job()
+        except BaseException as exc:  # handed to the test's own thread below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i, job)) for i, job in enumerate(jobs)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "still running after 120 s"
+    return [results[i] for i in sorted(results)], errors
+
+
+# -- reconcile and transitions ------------------------------------------------------------------
+def test_reconcile_plans_updates_and_cancels_but_never_touches_sent_mail(open_ledger: OpenLedger) -> None:
+    ledger = open_ledger()
+    first = call_plan("call-1", T)
+    # Given a closing call planned 30 hours ahead
+    counts = ledger.reconcile("call-1", first.values(), {}, {}, T - 30 * H)
+    assert counts == {"planned": 3, "updated": 0, "cancelled": 0}
+    assert {s.key: s.status for s in ledger.sends()} == {s.key: Status.PLANNED for s in first.values()}
+    # And its prep prompt went out
+    deliver(ledger, "closing-prep:call-1", T - 23 * H)
+
+    # When the call moves two hours later and an outcome drops the nudge
+    moved = call_plan("call-1", T + 2 * H)
+    dropped = {"outcome-nudge:call-1": "outcome recorded: won"}
+    at = T - 22 * H
+    counts = ledger.reconcile("call-1", [moved["closing-prep"], moved["closing-final"]], dropped, {}, at)
+
+    # Then the final prompt follows the call, the nudge is cancelled with the reason, and the sent prep
+    # keeps its status and its original due time
+    assert counts == {"planned": 0, "updated": 1, "cancelled": 1}
+    final = ledger.send("closing-final:call-1")
+    nudge = ledger.send("outcome-nudge:call-1")
+    prep = ledger.send("closing-prep:call-1")
+    assert final is not None and nudge is not None and prep is not None
+    assert (final.status, final.due) == (Status.PLANNED, T + H)
+    assert (nudge.status, nudge.reason) == (Status.CANCELLED, "outcome recorded: won")
+    assert (prep.status, prep.due, prep.sent_at) == (Status.SENT, T - 24 * H, T - 23 * H)
+
+    # And the same plan again changes nothing
+    again = ledger.reconcile("call-1", [moved["closing-prep"], moved["closing-final"]], dropped, {}, at)
+    assert again == {"planned": 0, "updated": 0, "cancelled": 0}
+
+    # When the nudge applies again, it is planned again under the same key
+    counts = ledger.reconcile("call-1", moved.values(), {}, {}, T - 21 * H)
+    assert counts == {"planned": 0, "updated": 1, "cancelled": 0}
+    nudge = ledger.send("outcome-nudge:call-1")
+    assert nudge is not None and (nudge.status, nudge.reason) == (Status.PLANNED, None)
+
+    # And when the event is deleted, every pending send is cancelled, and the sent one stays sent
+    counts = ledger.reconcile("call-1", [], {}, {}, T - 20 * H, cancel_all_reason="event deleted")
+    assert counts == {"planned": 0, "updated": 0, "cancelled": 2}
+    assert {s.key: (s.status, s.reason) for s in ledger.sends()} == {
+        "closing-prep:call-1": (Status.SENT, None),
+        "closing-final:call-1": (Status.CANCELLED, "event deleted"),
+        "outcome-nudge:call-1": (Status.CANCELLED, "event deleted"),
+    }
+
+
+def test_every_move_of_a_send_is_written_to_transitions(open_ledger: OpenLedger) -> None:
+    ledger = open_ledger()
+    first = call_plan("call-1", T)
+    moved = call_plan("call-1", T + 2 * H)
+    # Given a call planned, its prep sent, then moved, its nudge cancelled and brought back
+    ledger.reconcile("call-1", first.values(), {}, {}, T - 30 * H)
+    deliver(ledger, "closing-prep:call-1", T - 23 * H)
+    ledger.reconcile("call-1", [moved["closing-prep"], moved["closing-final"]], {}, {}, T - 22 * H)
+    ledger.reconcile("call-1", moved.values(), {}, {}, T - 21 * H)
+
+    # Then each send's transitions tell its whole life, in order, with times and reasons
+    def life(key: str) -> list[tuple[str | None, str, datetime, str | None]]:
+        return [(t.from_status, t.to_status, t.at, t.reason) for t in ledger.transitions(key)]
+
+    assert life("closing-prep:call-1") == [
+        (None, "planned", T - 30 * H, f"due {(T - 24 * H).isoformat()}"),
+        ("planned", "claimed", T - 23 * H, "claimed"),
+        ("claimed", "sent", T - 23 * H, None),
+    ]
+    assert life("closing-final:call-1") == [
+        (None, "planned", T - 30 * H, f"due {(T - H).isoformat()}"),
+        ("planned", "planned", T - 22 * H, f"moved to {(T + H).isoformat()}"),
+    ]
+    assert life("outcome-nudge:call-1") == [
+        (None, "planned", T - 30 * H, f"due {(T + 3 * H).isoformat()}"),
+        ("planned", "cancelled", T - 22 * H, "rule no longer applies"),
+        ("cancelled", "planned", T - 21 * H, "moved to " + (T + 5 * H).isoformat()),
+    ]
+    # And every send's last transition is where it is now
+    for send in ledger.sends():
+        assert ledger.transitions(send.key)[-1].to_status == send.status.value
+
+
+# -- claiming -------------------------------------------------------------------------------------
+def test_two_instances_claiming_at_once_share_the_due_sends_without_overlap(open_ledger: OpenLedger) -> None:
+    # Given 200 sends due now
+    setup = open_ledger()
+    now = T - 23 * H
+    plan(setup, *(prompt(f"call-{i:03}", "closing-prep", T - 24 * H, expires=T) for i in range(200)), at=now)
+    everything = {s.key for s in setup.sends()}
+    assert len(everything) == 200
+
+    # When two instances (two engines: two connections) claim in small batches at the same moment
+    def claim_all(ledger: Ledger) -> Callable[[], list[str]]:
+        def claim() -> list[str]:
+            keys: list[str] = []
+            while batch := ledger.claim_due(now, LEASE, limit=10):
+                keys += [s.key for s in batch]
+            return keys
+
+        return claim
+
+    claimed, errors = at_once(claim_all(open_ledger()), claim_all(open_ledger()))
+    assert not errors, errors
+
+    # Then no send was claimed twice, and every due send was claimed by one of them
+    first, second = Counter(claimed[0]), Counter(claimed[1])
+    assert max((first + second).values()) == 1, "a send was claimed more than once"
+    assert set(first) | set(second) == everything
+    assert {s.status for s in setup.sends()} == {Status.CLAIMED}
+    claims = [t for t in setup.transitions() if t.to_status == "claimed"]
+    assert len(claims) == 200
+
+
+def test_a_claim_that_expired_before_being_handed_over_is_claimed_again(open_ledger: OpenLedger) -> None:
+    first, second = open_ledger(), open_ledger()
+    now = T - 23 * H
+    plan(first, prompt("call-1", "closing-prep", T - 24 * H, expires=T), at=now)
+    # Given an instance claimed the send, then stopped before handing it to the mail server
+    [taken] = first.claim_due(now, LEASE)
+    # When another instance looks while the lease still runs, it gets nothing
+    assert second.claim_due(now + LEASE - timedelta(seconds=1), LEASE) == []
+    # Then once the lease has run out, it takes the send, with a new attempt
+    later = now + LEASE + timedelta(seconds=1)
+    [again] = second.claim_due(later, LEASE)
+    assert again.key == taken.key
+    assert again.attempt_id != taken.attempt_id
+    assert again.attempts == 2
+    assert [t.reason for t in second.transitions(taken.key)][-1] == "claimed again: lease expired"
+    assert second.orphans(later) == []
+
+
+def test_a_send_handed_over_then_left_is_an_orphan_and_never_claimed_again(open_ledger: OpenLedger) -> None:
+    first, second = open_ledger(), open_ledger()
+    now = T - 23 * H
+    plan(first, prompt("call-1", "closing-prep", T - 24 * H, expires=T), at=now)
+    # Given an instance claimed the send and recorded handing it to the mail server, then stopped
+    [taken] = first.claim_due(now, LEASE)
+    assert taken.attempt_id is not None
+    handed = now + timedelta(seconds=5)
+    assert first.mark_handed(taken.key, taken.attempt_id, handed, LEASE)
+    # When its lease still runs, it is neither an orphan nor claimable
+    assert second.orphans(handed + LEASE - timedelta(seconds=1)) == []
+    # Then once the lease has run out it is an orphan (the mail may be out), and no claim takes it
+    later = handed + LEASE + timedelta(seconds=1)
+    [orphan] = second.orphans(later)
+    assert (orphan.key, orphan.attempt_id, orphan.handed_at) == (taken.key, taken.attempt_id, handed)
+    assert second.claim_due(later, LEASE) == []
+    assert status(second, taken.key) is Status.CLAIMED
+
+
+def test_mark_handed_refuses_a_claim_another_instance_took_over(open_ledger: OpenLedger) -> None:
+    slow, other = open_ledger(), open_ledger()
+    now = T - 23 * H
+    plan(slow, prompt("call-1", "closing-prep", T - 24 * H, expires=T), at=now)
+    # Given a slow instance's claim ran out and another instance claimed the send again
+    [mine] = slow.claim_due(now, LEASE)
+    later = now + LEASE + timedelta(seconds=1)
+    [theirs] = other.claim_due(later, LEASE)
+    assert mine.attempt_id is not None and theirs.attempt_id is not None
+    # When the slow one tries to hand it over, it is told no; nor may it record a result
+    assert not slow.mark_handed(mine.key, mine.attempt_id, later, LEASE)
+    assert not slow.finish(mine.key, Status.SENT, later, attempt_id=mine.attempt_id, sent_at=later)
+    # Then the send is the other instance's to hand over and finish
+    assert other.mark_handed(theirs.key, theirs.attempt_id, later, LEASE)
+    assert other.finish(theirs.key, Status.SENT, later, attempt_id=theirs.attempt_id, sent_at=later)
+    record = other.send(mine.key)
+    assert record is not None and (record.status, record.attempt_id) == (Status.SENT, theirs.attempt_id)
+
+
+# -- the calendar sync lease --------------------------------------------------------------------
+def test_the_sync_lease_is_exclusive_until_it_expires_or_is_released(open_ledger: OpenLedger) -> None:
+    a, b = open_ledger(), open_ledger()
+    # Given instance A takes the lease on a calendar
+    assert a.take_sync_lease("sales", "a", T, SYNC_TTL)
+    # Then B cannot take it while it runs, and A may renew it
+    assert not b.take_sync_lease("sales", "b", T + timedelta(minutes=1), SYNC_TTL)
+    assert a.take_sync_lease("sales", "a", T + timedelta(minutes=5), SYNC_TTL)
+    assert not b.take_sync_lease("sales", "b", T + timedelta(minutes=16), SYNC_TTL)  # renewed: until 20
+    # And another calendar is not held by it
+    assert b.take_sync_lease("support", "b", T + timedelta(minutes=16), SYNC_TTL)
+    # When A's renewed lease runs out, B takes it, and A cannot
+    assert b.take_sync_lease("sales", "b", T + timedelta(minutes=21), SYNC_TTL)
+    assert not a.take_sync_lease("sales", "a", T + timedelta(minutes=21), SYNC_TTL)
+    # And only the holder can release it
+    a.release_sync_lease("sales", "a")
+    assert not a.take_sync_lease("sales", "a", T + timedelta(minutes=22), SYNC_TTL)
+    b.release_sync_lease("sales", "b")
+    assert a.take_sync_lease("sales", "a", T + timedelta(minutes=22), SYNC_TTL)
+
+
+def test_two_instances_taking_a_new_calendars_sync_lease_at_once_get_it_once(open_ledger: OpenLedger) -> None:
+    # Given two instances starting on calendars nobody has synced yet (no cursor row exists)
+    a, b = open_ledger(), open_ledger()
+    failures: list[BaseException] = []
+    for n in range(20):
+        calendar = f"calendar-{n}"
+        # When both try to take its lease at the same moment
+        taken, errors = at_once(
+            partial(a.take_sync_lease, calendar, "a", T, SYNC_TTL),
+            partial(b.take_sync_lease, calendar, "b", T, SYNC_TTL),
+        )
+        failures += errors
+        # Then exactly one of them holds it
+        assert errors or taken.count(True) == 1, (calendar, taken)
+    # And neither was met with an error
+    assert not failures, f"{len(failures)} of 40 attempts failed; first: {failures[0]}"
+
+
+def test_two_instances_setting_a_new_meta_value_at_once_both_succeed(open_ledger: OpenLedger) -> None:
+    # Given two instances starting on a new ledger: each records the rules' digest it planned with
+    a, b = open_ledger(), open_ledger()
+    failures: list[BaseException] = []
+    for n in range(20):
+        key = f"policy-{n}"
+        # When both record it at the same moment
+        _, errors = at_once(partial(a.set_meta, key, "digest"), partial(b.set_meta, key, "digest"))
+        failures += errors
+        # Then it is recorded
+        assert a.get_meta(key) == "digest"
+    # And neither was met with an error
+    assert not failures, f"{len(failures)} of 40 attempts failed; first: {failures[0]}"
+
+
+# -- re-engagement ------------------------------------------------------------------------------
+def test_pending_sequences_are_found_by_the_customers_domain(open_ledger: OpenLedger) -> None:
+    ledger = open_ledger()
+    # Given a lost deal's call with Globex, stored from the calendar, and its planned follow-ups
+    call = CalendarEvent(
+        uid="call-1",
+        start=T,
+        end=T + H,
+        title="Globex terms #closing #lost",
+        organizer=ALICE,
+        attendees=(Attendee(ALICE), Attendee(DANA)),
+    )
+    ledger.apply_sync(
+        "sales", [call], [], {}, {"call-1": "globex.com"}, {"call-1": {"globex.com"}}, T - 30 * H
+    )
+    thank_you = replace(
+        prompt("call-1", "lost-thank-you", T + 25 * H),
+        to=(DANA,),
+        audience=Audience.CUSTOMER,
+        stop_on_reengagement=True,
+    )
+    nudge = prompt("call-1", "outcome-nudge", T + 3 * H)
+    ledger.reconcile("call-1", [thank_you, nudge], {}, {}, T + 2 * H)
+    # When Globex meets us again, then its sequence is found, and only that
+    assert [s.key for s in ledger.pending_sequences(["globex.com"])] == [thank_you.key]
+    assert ledger.pending_sequences(["initech.com"]) == []
+    # And once stopped, it is no longer pending
+    assert ledger.stop_sequence(thank_you.key, "customer re-engaged", T + 3 * H)
+    assert ledger.pending_sequences(["globex.com"]) == []
+    assert status(ledger, thank_you.key) is Status.STOPPED
+
+
+# -- opening, and schema versions ---------------------------------------------------------------
+def test_three_instances_opening_a_new_ledger_at_once_all_open_it(store_url: str) -> None:
+    # Given a store with no ledger in it yet
+    # When three instances open it at the same moment (three replicas of one deployment)
+    opened, errors = at_once(*[partial(Ledger, store_url)] * 3)
+    try:
+        # Then all of them open it, at the current schema version
+        assert not errors, f"{len(errors)} of 3 failed to open the new ledger; first: {errors[0]}"
+        assert {ledger.get_meta("schema_version") for ledger in opened} == {str(SCHEMA_VERSION)}
+    finally:
+        for ledger in opened:
+            ledger.close()
+
+
+V2_COLUMNS = {"sends": {"handed_at"}, "cursors": {"lease_owner", "lease_until"}, "events": {"unsettled"}}
+
+
+def create_v1_ledger(url: str) -> None:
+    """A ledger as version 1 left it: today's tables without the version 2 columns, and some rows."""
+    v1 = MetaData()
+    for table in ledger_module.metadata.sorted_tables:
+        columns = [
+            Column(
+                c.name,
+                c.type,
+                primary_key=c.primary_key,
+                nullable=c.nullable,
+                index=c.index,
+                autoincrement=c.autoincrement,
+            )
+            for c in table.columns
+            if c.name not in V2_COLUMNS.get(table.name, set())
+        ]
+        Table(table.name, v1, *columns)
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            v1.create_all(conn)
+            conn.execute(insert(v1.tables["meta"]).values(key="schema_version", value="1"))
+            conn.execute(
+                insert(v1.tables["sends"]).values(
+                    key="closing-prep:call-1",
+                    rule="closing-prep",
+                    event_id="call-1",
+                    deal="globex.com",
+                    status="planned",
+                    due=T - 24 * H,
+                    expires=T,
+                    to=[[ALICE.email, ALICE.name]],
+                    cc=[],
+                    audience="rep",
+                    template="closing-prep",
+                    stop_on_reengagement=False,
+                    subject="Prep: Globex terms",
+                    attempts=0,
+                    created_at=T - 30 * H,
+                    updated_at=T - 30 * H,
+                )
+            )
+            conn.execute(
+                insert(v1.tables["transitions"]).values(
+                    key="closing-prep:call-1", from_status=None, to_status="planned", at=T - 30 * H
+                )
+            )
+            conn.execute(
+                insert(v1.tables["cursors"]).values(
+                    source="sales", state={"etag": '"v1-etag"'}, synced_at=T - 30 * H
+                )
+            )
+    finally:
+        engine.dispose()
+
+
+def test_a_version_1_ledger_is_upgraded_on_open_with_its_rows_intact(
+    store_url: str, open_ledger: OpenLedger
+) -> None:
+    # Given a ledger written by version 1, with a planned send and a calendar cursor in it
+    create_v1_ledger(store_url)
+    # When this version opens it
+    ledger = open_ledger()
+    # Then it is at the current schema version, and the rows are all there
+    assert ledger.get_meta("schema_version") == str(SCHEMA_VERSION)
+    [send] = ledger.sends()
+    assert (send.key, send.status, send.due, send.expires) == (
+        "closing-prep:call-1",
+        Status.PLANNED,
+        T - 24 * H,
+        T,
+    )
+    assert (send.to, send.subject, send.handed_at) == ((ALICE,), "Prep: Globex terms", None)
+    assert [(t.from_status, t.to_status, t.at) for t in ledger.transitions(send.key)] == [
+        (None, "planned", T - 30 * H)
+    ]
+    assert ledger.cursor("sales") == {"etag": '"v1-etag"'}
+    # And the new columns work: the send is claimed and handed over, the calendar's lease taken
+    [claimed] = ledger.claim_due(T - 23 * H, LEASE)
+    assert claimed.attempt_id is not None
+    assert ledger.mark_handed(claimed.key, claimed.attempt_id, T - 23 * H, LEASE)
+    assert ledger.take_sync_lease("sales", "me", T - 23 * H, SYNC_TTL)
+    assert ledger.cursor("sales") == {"etag": '"v1-etag"'}
+    # And opening it again later finds nothing left to do
+    assert open_ledger().get_meta("schema_version") == str(SCHEMA_VERSION)
+
+
+def test_a_ledger_from_a_newer_version_is_refused_naming_both_versions(
+    store_url: str, open_ledger: OpenLedger
+) -> None:
+    # Given a ledger that a newer followthrough has marked with a higher schema version
+    newer = SCHEMA_VERSION + 1
+    first = open_ledger()
+    first.set_meta("schema_version", str(newer))
+    first.close()
+    # When this version opens it, then it refuses, naming both versions
+    with pytest.raises(LedgerError) as refused:
+        Ledger(store_url)
+    message = str(refused.value)
+    assert f"schema version {newer}" in message and f"({SCHEMA_VERSION})" in message
+    assert "upgrade followthrough" in message
+    # And it has left the ledger as it was
+    assert stored_schema_version(store_url) == str(newer)
+
+
+def stored_schema_version(url: str) -> str | None:
+    """The schema version as stored, read without the Ledger (which would refuse to open)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as conn:
+            table = ledger_module.meta
+            value = conn.execute(table.select().where(table.c.key == "schema_version")).first()
+            return None if value is None else str(value.value)
+    finally:
+        engine.dispose()
