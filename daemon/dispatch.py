@@ -61,7 +61,7 @@ def render_send(
     stored = ledger.event(send.event_id)
     if stored is None:
         raise TemplateError(f"send {send.key}: its event {send.event_id} is not in the ledger")
-    deal_events = [e.event for e in ledger.events_of_deal(send.deal)] if send.deal else []
+    deal_events = ledger.events_of_deal(send.deal) if send.deal else []
     outcome = ledger.outcome(send.event_id)
     context = build_context(
         rule=send.rule,

@@ -15,7 +15,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from daemon.config import Settings
-from daemon.dispatch import Delivery, Dispatcher, DispatchReport, render_send
+from daemon.context import build as build_context
+from daemon.dispatch import Delivery, Dispatcher, DispatchReport
 from daemon.errors import ConfigError, LedgerError, SourceError, TemplateError, UserError
 from daemon.ledger import Ledger, StoredEvent
 from daemon.mail import Transport
@@ -315,13 +316,24 @@ class Engine:
                 dropped[send.key] = f"already too late when planned (deadline {send.expires.isoformat()})"
             else:
                 sends.append(send)
+        # Subjects for `plan`; the whole email is rendered when it is sent, from the data of then.
+        deal_events = self.ledger.events_of_deal(c.deal.name) if sends and c else []
         subjects = {}
         for send in sends:
+            context = build_context(
+                rule=send.rule,
+                event=event,
+                policy=self.policy,
+                company=self.settings.company.name,
+                audience=send.audience,
+                to=send.to,
+                cc=send.cc,
+                deal_events=deal_events,
+                outcome=outcome.outcome if outcome else None,
+                sent_at=send.due,
+            )
             try:
-                rendered = render_send(
-                    self.ledger, self.templates, self.policy, self.settings.company.name, send, send.due
-                )
-                subjects[send.key] = rendered.subject
+                subjects[send.key] = self.templates.render_subject(send.template, context)
             except TemplateError as exc:  # shown in `plan`; the send itself retries at its time
                 subjects[send.key] = f"(template error: {exc})"
         cancelled = "event cancelled" if event.status is EventStatus.CANCELLED else None

@@ -498,18 +498,15 @@ class Ledger:
             raise UserError(f"no event with id {text!r} (see `followthrough plan` for event ids)")
         raise UserError(f"{text!r} matches several events: {', '.join(ids[:5])}; give more of the id")
 
-    def events_of_deal(self, deal: str) -> list[StoredEvent]:
+    def events_of_deal(self, deal: str) -> list[CalendarEvent]:
+        """The deal's live events, earliest first: for a template's kickoff and closing call."""
         with self._read() as conn:
-            ids = (
-                conn.execute(
-                    select(events.c.id)
-                    .where(events.c.deal == deal, events.c.deleted.is_(False))
-                    .order_by(events.c.start)
-                )
-                .scalars()
-                .all()
-            )
-        return [e for e in (self.event(i) for i in ids) if e]
+            rows = conn.execute(
+                select(events.c.data)
+                .where(events.c.deal == deal, events.c.deleted.is_(False))
+                .order_by(events.c.start)
+            ).scalars()
+            return [CalendarEvent.from_dict(data) for data in rows]
 
     def all_event_ids(self) -> list[str]:
         with self._read() as conn:
