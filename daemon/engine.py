@@ -23,7 +23,7 @@ from daemon.mail import Transport
 from daemon.mail.outbox import OutboxTransport
 from daemon.mail.smtp import SmtpTransport
 from daemon.model import CalendarEvent, EventStatus, Outcome
-from daemon.playbook import Policy, classify, customer_domains, plan, tagged_outcome
+from daemon.playbook import Policy, classify, customer_domains, event_kind, plan, tagged_outcome
 from daemon.sources import CalendarSource
 from daemon.sources.ics import IcsSource
 from daemon.templates import Templates
@@ -238,8 +238,8 @@ class Engine:
             source.name, batch.upserted, batch.removed, batch.state, deals, domains, now
         )
         result.new, result.changed, result.gone = len(new), len(changed), len(gone)
-        for event_id in (*new, *changed, *gone):
-            result.problems += self.settle(event_id, now, report)
+        by_id = {ev.id: ev for ev in batch.upserted}
+        result.problems += self.settle_many([*new, *changed, *gone], by_id, now, report)
         log.info("calendar %s: %d new, %d changed, %d gone", source.name, len(new), len(changed), len(gone))
         return result
 
@@ -264,11 +264,42 @@ class Engine:
             return [f"event {event_id}: cannot be planned: {type(exc).__name__}: {exc}"]
         return []
 
+    def settle_many(
+        self, event_ids: list[str], events: dict[str, CalendarEvent], now: datetime, report: PassReport
+    ) -> list[str]:
+        """`settle` each event, skipping the work for ordinary meetings, which are most of them: no
+        tag, no sends to move or cancel, no outcome to keep. Those are marked settled in bulk."""
+        involved = self.ledger.with_sends_or_outcome(event_ids)
+        problems: list[str] = []
+        quiet: list[str] = []
+        for event_id in event_ids:
+            event = events.get(event_id)
+            if event_id in involved or (
+                event is not None
+                and (event_kind(event, self.policy.tags) or tagged_outcome(event, self.policy.tags))
+            ):
+                problems += self.settle(event_id, now, report)
+            else:
+                quiet.append(event_id)
+        self.ledger.mark_settled(quiet)  # their plan is up to date: there is nothing to plan
+        report.replanned += len(quiet)
+        # A meeting with a customer whose lost deal has follow-ups pending: rare, so asked once.
+        fresh = [e for i, e in events.items() if i in quiet and e.status is not EventStatus.CANCELLED]
+        domains = set().union(*(customer_domains(e, self.policy) for e in fresh)) if fresh else set()
+        if domains and self.ledger.pending_sequences(domains):
+            for event in fresh:
+                stored = self.ledger.event(event.id)
+                if stored is not None:
+                    report.stopped += self._stop_on_reengagement(stored, now)
+        return problems
+
     def settle_interrupted(self, now: datetime, report: PassReport) -> None:
         """Plan the events a crashed pass stored but did not get to plan."""
-        for event_id in self.ledger.unsettled_events():
-            log.warning("event %s: finishing planning that an earlier pass did not complete", event_id)
-            self.settle(event_id, now, report)
+        unsettled = self.ledger.unsettled_events()
+        if unsettled:
+            log.warning("finishing the planning of %d event(s) an earlier pass left", len(unsettled))
+            stored = {i: s.event for i in unsettled if (s := self.ledger.event(i)) and not s.deleted}
+            self.settle_many(unsettled, stored, now, report)
 
     def _note_tagged_outcome(self, event: CalendarEvent, now: datetime) -> None:
         outcome = tagged_outcome(event, self.policy.tags)

@@ -464,6 +464,24 @@ class Ledger:
             self._save_cursor(conn, source, state, at)
         return new, changed, gone
 
+    def with_sends_or_outcome(self, event_ids: list[str]) -> set[str]:
+        """Which of these events have sends or an outcome: the ones whose changes matter."""
+        found: set[str] = set()
+        with self._read() as conn:
+            for chunk in _chunks(event_ids, 500):
+                found.update(
+                    conn.execute(select(sends.c.event_id).where(sends.c.event_id.in_(chunk))).scalars()
+                )
+                found.update(
+                    conn.execute(select(outcomes.c.event_id).where(outcomes.c.event_id.in_(chunk))).scalars()
+                )
+        return found
+
+    def mark_settled(self, event_ids: list[str]) -> None:
+        with self._tx() as conn:
+            for chunk in _chunks(event_ids, 500):
+                conn.execute(update(events).where(events.c.id.in_(chunk)).values(unsettled=False))
+
     def unsettled_events(self) -> list[str]:
         with self._read() as conn:
             return list(conn.execute(select(events.c.id).where(events.c.unsettled.is_(True))).scalars())
