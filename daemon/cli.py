@@ -457,6 +457,26 @@ def suppress_list(ctx: click.Context) -> None:
         click.echo(f"{address:<40} {local(added, zone)}  {reason or ''}".rstrip())
 
 
+# -- auth ---------------------------------------------------------------------------------
+@cli.group()
+def auth() -> None:
+    """Authorize followthrough to read calendars and send mail as an account."""
+
+
+@auth.command("google")
+@click.option("--account", required=True, help="The Google account to act as, e.g. rep@company.com.")
+@click.option("--no-browser", is_flag=True, help="Print the sign-in URL instead of opening a browser.")
+@click.option("--port", type=int, default=0, help="Local port for Google's redirect (default: any free one).")
+@click.pass_context
+def auth_google(ctx: click.Context, account: str, no_browser: bool, port: int) -> None:
+    """The installed-app OAuth flow; stores a refreshable token, readable only by you."""
+    from daemon.google_auth import authorize
+
+    settings = _settings(ctx)
+    path = authorize(settings, account, open_browser=not no_browser, port=port)
+    click.echo(f"Authorized {account}; token stored in {path} (mode 0600).")
+
+
 # -- init / demo --------------------------------------------------------------------------
 @cli.command()
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")

@@ -88,28 +88,61 @@ class CompanyConfig(Section):
 
 
 class CalendarConfig(Section):
-    source: Literal["ics"]
+    source: Literal["ics", "google"]
     name: str | None = None
+    # source = "ics"
     path: Path | None = None
     url: str | None = None
-    owner: str
+    owner: str | None = None
+    # source = "google": one account, or many reps' accounts each synced on its own
+    account: str | None = None
+    accounts: list[str] | None = None
+    calendar_id: str = "primary"
     window_past_days: int = Field(30, ge=0)
     window_future_days: int = Field(400, ge=1)
     timeout: float = Field(30.0, gt=0)
 
-    _owner = field_validator("owner")(classmethod(lambda cls, v: _check_person(v)))
-
     @model_validator(mode="after")
-    def _one_location(self) -> CalendarConfig:
-        if (self.path is None) == (self.url is None):
-            raise ValueError("give exactly one of 'path' or 'url'")
-        if self.url and not re.match(r"https?://", self.url):
-            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+    def _fits_its_source(self) -> CalendarConfig:
+        for person in (self.owner, self.account, *(self.accounts or ())):
+            if person is not None:
+                _check_person(person)
+        if self.source == "ics":
+            if (self.path is None) == (self.url is None):
+                raise ValueError("give exactly one of 'path' or 'url'")
+            if self.url and not re.match(r"https?://", self.url):
+                raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+            if self.owner is None:
+                raise ValueError("an ics calendar needs 'owner'")
+            if self.account or self.accounts:
+                raise ValueError("'account' and 'accounts' are for source = \"google\"")
+        else:
+            if (self.account is None) == (not self.accounts):
+                raise ValueError("a google calendar needs exactly one of 'account' or 'accounts'")
+            if self.path or self.url:
+                raise ValueError("'path' and 'url' are for source = \"ics\"")
         return self
 
     @property
+    def owners(self) -> list[str]:
+        """The accounts this entry covers: one calendar source each."""
+        if self.source == "ics":
+            return [self.owner or ""]
+        return [self.account] if self.account else list(self.accounts or ())
+
+    @property
     def label(self) -> str:
-        return self.name or self.owner
+        if self.name:
+            return self.name
+        if self.source == "ics":
+            return self.owner or ""
+        return ",".join(self.owners)
+
+    def label_for(self, owner: str) -> str:
+        """The name of one account's calendar: the entry's name, qualified when it has many."""
+        if self.source == "ics" or (self.account and not self.accounts):
+            return self.label
+        return f"{self.name}:{owner}" if self.name else f"{owner}/{self.calendar_id}"
 
 
 class SmtpConfig(Section):
@@ -122,7 +155,7 @@ class SmtpConfig(Section):
 
 
 class MailConfig(Section):
-    transport: Literal["smtp", "outbox"] = "outbox"
+    transport: Literal["smtp", "outbox", "gmail"] = "outbox"
     from_: str = Field(alias="from")
     outbox_dir: Path = Path("outbox")
     unsubscribe: str | None = None  # where List-Unsubscribe mail goes; default: the sender
@@ -246,6 +279,22 @@ class RuleConfig(Section):
         return value
 
 
+class GoogleConfig(Section):
+    service_account_file: Path | None = None  # domain-wide delegation: one key for the whole team
+    token_dir: Path | None = None  # OAuth: <token_dir>/<account>.json, written by `followthrough auth`
+    client_secrets_file: Path | None = None  # the OAuth client ("Desktop app") for `followthrough auth`
+    api_endpoint: str | None = None  # a root URL serving /calendar/v3/… and /gmail/v1/…
+    timeout: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> GoogleConfig:
+        if self.service_account_file is not None and self.token_dir is not None:
+            raise ValueError("give one of 'service_account_file' or 'token_dir', not both")
+        if self.api_endpoint and not re.match(r"https?://", self.api_endpoint):
+            raise ValueError(f"api_endpoint must start with http:// or https://, got {self.api_endpoint!r}")
+        return self
+
+
 class TemplatesConfig(Section):
     dir: Path = BUNDLED_TEMPLATES
 
@@ -268,6 +317,7 @@ class Settings(BaseSettings):
     tags: TagsConfig = TagsConfig()
     rules: list[RuleConfig] = []
     templates: TemplatesConfig = TemplatesConfig()
+    google: GoogleConfig | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -281,6 +331,18 @@ class Settings(BaseSettings):
         # The file is the base; the environment overrides it.
         toml = TomlConfigSettingsSource(settings_cls, toml_file=cls.toml_path)
         return (init_settings, env_settings, toml)
+
+    @model_validator(mode="after")
+    def _google_configured(self) -> Settings:
+        uses_google = self.mail.transport == "gmail" or any(c.source == "google" for c in self.calendars)
+        if uses_google and (
+            self.google is None
+            or (self.google.service_account_file is None and self.google.token_dir is None)
+        ):
+            raise ValueError(
+                "google: Google calendars or mail need [google] service_account_file or token_dir"
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_calendars(self) -> Settings:

@@ -201,10 +201,20 @@ class Dispatcher:
     ) -> None:
         """A send whose delivery may or may not have happened: by default, because the process that
         handed it to the transport stopped before recording the result; or `what` says why."""
+        sender = send.sender or self.service_sender
+        found = self.transport.find(message_id(send.key, sender.domain), sender.email)
+        if found:
+            reason = "outcome unknown after a crash, then found in the sender's sent mail: sent"
+            if self.ledger.finish(
+                send.key, Status.SENT, now, reason, attempt_id=send.attempt_id, sent_at=send.handed_at or now
+            ):
+                log.warning("send %s: %s", send.key, reason)
+            return
         handed = send.handed_at.isoformat() if send.handed_at else now.isoformat()
         what = what or f"handed to the mail server at {handed} by a process that stopped before recording it"
         resend = self.delivery.resend_unknown_prompts and send.audience == Audience.REP.value
-        if self.transport.idempotent or resend:
+        # found is False: the transport looked and it is not there, so sending is safe.
+        if self.transport.idempotent or resend or found is False:
             when = now + compute_backoff(max(send.attempts, 1), base=self.delivery.retry_base)
             reason = f"outcome unknown ({what}): sending again at {when.isoformat()}"
             if self.ledger.finish(

@@ -27,3 +27,10 @@ class Transport(ABC):
 
     def close(self) -> None:  # noqa: B027 - most transports hold nothing open
         """End any open connection."""
+
+    def find(self, message_id: str, sender: str) -> bool | None:
+        """Whether a message with this Message-ID is in the sender's sent mail; None: cannot tell.
+
+        Asked before resending a message whose outcome a crash left unknown.
+        """
+        return None

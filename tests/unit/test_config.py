@@ -154,3 +154,58 @@ def test_a_new_rule_without_its_essentials_is_an_error(tmp_path: Path) -> None:
 )
 def test_durations(text: str | int, expected: timedelta) -> None:
     assert parse_duration(text) == expected
+
+
+GOOGLE = """
+[company]
+name = "Acme"
+domains = ["acme.example"]
+
+[[calendars]]
+source = "google"
+{calendar}
+
+[mail]
+transport = "gmail"
+from = "ft@acme.example"
+{google}
+"""
+
+
+def test_google_calendars_one_entry_for_many_reps(tmp_path: Path) -> None:
+    text = GOOGLE.format(
+        calendar='name = "sales"\naccounts = ["alice@acme.example", "bob@acme.example"]',
+        google='[google]\ntoken_dir = "tokens"\napi_endpoint = "http://127.0.0.1:9/"',
+    )
+    settings = load(write(tmp_path, base=text))
+    calendar = settings.calendars[0]
+    assert calendar.owners == ["alice@acme.example", "bob@acme.example"]
+    assert calendar.calendar_id == "primary"
+    assert calendar.label_for("bob@acme.example") == "sales:bob@acme.example"
+    assert settings.google is not None and settings.google.api_endpoint == "http://127.0.0.1:9/"
+
+
+@pytest.mark.parametrize(
+    ("calendar", "google", "message"),
+    [
+        ('account = "alice@acme.example"', "", "google: Google calendars or mail need [google]"),
+        (
+            'account = "a@acme.example"\naccounts = ["b@acme.example"]',
+            '[google]\ntoken_dir = "t"',
+            "exactly one of 'account' or 'accounts'",
+        ),
+        (
+            'account = "alice@acme.example"\npath = "x.ics"',
+            '[google]\ntoken_dir = "t"',
+            "'path' and 'url' are for source",
+        ),
+        (
+            'account = "alice@acme.example"',
+            '[google]\ntoken_dir = "t"\nservice_account_file = "k.json"',
+            "not both",
+        ),
+        ('account = "not an address"', '[google]\ntoken_dir = "t"', "not an email address"),
+    ],
+)
+def test_google_config_mistakes_are_named(tmp_path: Path, calendar: str, google: str, message: str) -> None:
+    assert message in error(write(tmp_path, base=GOOGLE.format(calendar=calendar, google=google)))

@@ -1,0 +1,57 @@
+"""`followthrough auth google`: the installed-app OAuth flow for one account.
+
+Asks only for the scopes followthrough uses, and stores the refreshable token where the Google
+calendar source and Gmail transport look for it, readable only by its owner.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from daemon.config import Settings
+from daemon.errors import ConfigError, UserError
+from daemon.google import SCOPES
+from daemon.model import parse_address
+
+
+def authorize(settings: Settings, account: str, *, open_browser: bool = True, port: int = 0) -> Path:
+    google = settings.google
+    if google is None or google.token_dir is None:
+        raise ConfigError("google.token_dir: set it to the folder where OAuth tokens are kept")
+    if google.client_secrets_file is None:
+        raise ConfigError(
+            "google.client_secrets_file: download the OAuth client (type 'Desktop app') JSON from the "
+            "Google Cloud console and point this key at it"
+        )
+    if parse_address(account) is None:
+        raise UserError(f"not an email address: {account!r}")
+    secrets = settings.resolve(google.client_secrets_file)
+    token_dir = settings.resolve(google.token_dir)
+    from google_auth_oauthlib.flow import InstalledAppFlow
+
+    try:
+        flow = InstalledAppFlow.from_client_secrets_file(str(secrets), scopes=list(SCOPES))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"google.client_secrets_file: cannot use {secrets}: {exc}") from None
+    try:
+        credentials = flow.run_local_server(
+            host="localhost",
+            port=port,
+            open_browser=open_browser,
+            login_hint=account,
+            access_type="offline",
+            prompt="consent",  # a refresh token every time, even for an account authorized before
+            authorization_prompt_message=f"Sign in as {account} at this address:\n{{url}}",
+            success_message="followthrough is authorized. You can close this window.",
+        )
+    except Exception as exc:  # denied, a wrong client, a network problem: say so in one line
+        raise UserError(f"authorizing {account} failed: {type(exc).__name__}: {exc}") from None
+    token_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = token_dir / f"{parse_address(account)}.json"
+    # Created 0600 from the start: the token is never readable by others, not even for a moment.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(credentials.to_json())
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_TRUNC
+    return path
