@@ -467,13 +467,18 @@ def auth() -> None:
 @click.option("--account", required=True, help="The Google account to act as, e.g. rep@company.com.")
 @click.option("--no-browser", is_flag=True, help="Print the sign-in URL instead of opening a browser.")
 @click.option("--port", type=int, default=0, help="Local port for Google's redirect (default: any free one).")
+@click.option(
+    "--lookup",
+    is_flag=True,
+    help="Also grant gmail.readonly, to confirm a send after a crash instead of asking.",
+)
 @click.pass_context
-def auth_google(ctx: click.Context, account: str, no_browser: bool, port: int) -> None:
+def auth_google(ctx: click.Context, account: str, no_browser: bool, port: int, lookup: bool) -> None:
     """The installed-app OAuth flow; stores a refreshable token, readable only by you."""
     from daemon.google_auth import authorize
 
     settings = _settings(ctx)
-    path = authorize(settings, account, open_browser=not no_browser, port=port)
+    path = authorize(settings, account, open_browser=not no_browser, port=port, lookup=lookup)
     click.echo(f"Authorized {account}; token stored in {path} (mode 0600).")
 
 

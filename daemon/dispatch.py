@@ -169,6 +169,10 @@ class Dispatcher:
         try:
             refused = self.transport.deliver(message, sender.email, recipients)
         except UnknownDeliveryError as exc:
+            if self.transport.searchable:
+                # Looked up once the claim's lease runs out: a search right now could miss it.
+                log.warning("send %s: %s; will look it up in the sent mail later", send.key, exc)
+                return
             self._settle_orphan(send, now, report, what=str(exc))
             return
         except DeliveryError as exc:
@@ -202,7 +206,11 @@ class Dispatcher:
         """A send whose delivery may or may not have happened: by default, because the process that
         handed it to the transport stopped before recording the result; or `what` says why."""
         sender = send.sender or self.service_sender
-        found = self.transport.find(message_id(send.key, sender.domain), sender.email)
+        try:
+            found = self.transport.find(message_id(send.key, sender.domain), sender.email)
+        except DeliveryError as exc:
+            log.warning("send %s: cannot check whether it was sent: %s", send.key, exc)
+            found = None
         if found:
             reason = "outcome unknown after a crash, then found in the sender's sent mail: sent"
             if self.ledger.finish(

@@ -18,6 +18,7 @@ from daemon.config import Settings
 from daemon.context import build as build_context
 from daemon.dispatch import Delivery, Dispatcher, DispatchReport
 from daemon.errors import ConfigError, LedgerError, SourceError, TemplateError, UserError
+from daemon.google import GoogleAccess, GoogleSettings
 from daemon.ledger import Ledger, StoredEvent
 from daemon.mail import Transport
 from daemon.mail.outbox import OutboxTransport
@@ -58,9 +59,45 @@ class PassReport:
         return any(c.error for c in self.calendars) or self.dispatch.trouble
 
 
-def make_sources(settings: Settings) -> list[CalendarSource]:
+def google_access(settings: Settings) -> GoogleAccess | None:
+    google = settings.google
+    if google is None:
+        return None
+    return GoogleAccess(
+        GoogleSettings(
+            service_account_file=settings.resolve(google.service_account_file)
+            if google.service_account_file
+            else None,
+            token_dir=settings.resolve(google.token_dir) if google.token_dir else None,
+            api_endpoint=google.api_endpoint,
+            timeout=google.timeout,
+        )
+    )
+
+
+def make_sources(settings: Settings, access: GoogleAccess | None = None) -> list[CalendarSource]:
     sources: list[CalendarSource] = []
     for cal in settings.calendars:
+        if cal.source == "google":
+            from daemon.sources.google import GoogleCalendarSource
+
+            assert access is not None  # the config guarantees a [google] table
+            for account in cal.owners:
+                sources.append(
+                    GoogleCalendarSource(
+                        cal.label_for(account),
+                        access=access,
+                        account=account,
+                        calendar_id=cal.calendar_id,
+                        default_zone=settings.company.timezone,
+                        window_past=timedelta(days=cal.window_past_days),
+                        window_future=timedelta(days=cal.window_future_days),
+                        # With delegation all reps share one service account: spread its quota.
+                        quota_user=settings.google is not None
+                        and settings.google.service_account_file is not None,
+                    )
+                )
+            continue
         sources.append(
             IcsSource(
                 cal.label,
@@ -75,10 +112,19 @@ def make_sources(settings: Settings) -> list[CalendarSource]:
     return sources
 
 
-def make_transport(settings: Settings) -> Transport:
+def make_transport(
+    settings: Settings, access: GoogleAccess | None = None, ledger: Ledger | None = None
+) -> Transport:
     mail = settings.mail
     if mail.transport == "outbox":
         return OutboxTransport(settings.resolve(mail.outbox_dir))
+    if mail.transport == "gmail":
+        from daemon.mail.gmail import GmailTransport
+
+        assert access is not None  # the config guarantees a [google] table
+        service = settings.sender.email
+        history = (lambda sender, since: ledger.sent_count(sender, since, service)) if ledger else None
+        return GmailTransport(access, history=history)
     password = os.environ.get("FOLLOWTHROUGH_SMTP_PASSWORD")
     secret_file = os.environ.get("FOLLOWTHROUGH_SMTP_PASSWORD_FILE")
     if password is None and secret_file:
@@ -153,10 +199,11 @@ class Engine:
         self.ledger = ledger or Ledger(settings.store_url, busy_timeout=settings.store.busy_timeout)
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.templates = Templates(settings.resolve(settings.templates.dir))
-        self.sources = sources if sources is not None else make_sources(settings)
+        access = google_access(settings)
+        self.sources = sources if sources is not None else make_sources(settings, access)
         self.dispatcher = Dispatcher(
             self.ledger,
-            transport or make_transport(settings),
+            transport or make_transport(settings, access, self.ledger),
             self.templates,
             self.policy,
             company=settings.company.name,

@@ -11,11 +11,13 @@ from pathlib import Path
 
 from daemon.config import Settings
 from daemon.errors import ConfigError, UserError
-from daemon.google import SCOPES
+from daemon.google import GMAIL_READ_SCOPE, SCOPES
 from daemon.model import parse_address
 
 
-def authorize(settings: Settings, account: str, *, open_browser: bool = True, port: int = 0) -> Path:
+def authorize(
+    settings: Settings, account: str, *, open_browser: bool = True, port: int = 0, lookup: bool = False
+) -> Path:
     google = settings.google
     if google is None or google.token_dir is None:
         raise ConfigError("google.token_dir: set it to the folder where OAuth tokens are kept")
@@ -31,7 +33,8 @@ def authorize(settings: Settings, account: str, *, open_browser: bool = True, po
     from google_auth_oauthlib.flow import InstalledAppFlow
 
     try:
-        flow = InstalledAppFlow.from_client_secrets_file(str(secrets), scopes=list(SCOPES))
+        scopes = [*SCOPES, GMAIL_READ_SCOPE] if lookup else list(SCOPES)
+        flow = InstalledAppFlow.from_client_secrets_file(str(secrets), scopes=scopes)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"google.client_secrets_file: cannot use {secrets}: {exc}") from None
     try:

@@ -822,6 +822,14 @@ class Ledger:
             handed_at=None,
         )
 
+    def sent_count(self, sender: str, since: datetime, service_sender: str) -> int:
+        """How many messages went out from `sender` since a moment: for per-sender daily limits."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(sends.c.sender).where(sends.c.status == Status.SENT.value, sends.c.sent_at >= since)
+            ).scalars()
+            return sum(1 for row in rows if (row[0] if row else service_sender) == sender)
+
     def next_due(self) -> datetime | None:
         with self._read() as conn:
             due = conn.execute(

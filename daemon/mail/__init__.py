@@ -20,6 +20,8 @@ class Transport(ABC):
     # Delivering the same message twice has no visible effect (the outbox overwrites its file):
     # a send whose outcome a crash left unknown can simply be delivered again.
     idempotent: bool = False
+    # `find` can tell whether a message went out, so an unknown outcome is looked up, not guessed.
+    searchable: bool = False
 
     @abstractmethod
     def deliver(self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> dict[str, str]:

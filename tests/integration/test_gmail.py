@@ -1,0 +1,509 @@
+"""The Gmail transport over real HTTP: the real client library against a small fake Gmail on 127.0.0.1.
+
+The fake serves the OAuth token endpoint (one refresh token per account, scopes per account), the
+send method (plain and upload paths), and the message search by `rfc822msgid:`.
+"""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import json
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import google.oauth2.credentials
+import googleapiclient.http
+import pytest
+
+from daemon.errors import PermanentDeliveryError, TransientDeliveryError, UnknownDeliveryError
+from daemon.google import GMAIL_READ_SCOPE, GMAIL_SEND_SCOPE, GoogleAccess, GoogleSettings
+from daemon.mail.gmail import GmailTransport
+from daemon.mail.message import build
+from daemon.model import Person
+from daemon.templates import Rendered
+
+REP = Person("rita.rep@seller.example", "Rita Rep")
+SERVICE = Person("followthrough@seller.example", "Followthrough")
+CUSTOMER = Person("carl@customer.example", "Carl Customer")
+COLLEAGUE = Person("cora@customer.example", "Cora")
+
+
+@dataclass(frozen=True)
+class Seen:
+    method: str
+    path: str
+    account: str | None  # whose access token came with the request
+    body: bytes
+
+
+@dataclass
+class FakeGmail:
+    """Accounts, their grants and mailboxes; scripted answers for the next sends."""
+
+    port: int = 0
+    scopes: dict[str, set[str]] = field(default_factory=dict)  # account -> granted scopes
+    revoked: set[str] = field(default_factory=set)
+    mailboxes: dict[str, list[EmailMessage]] = field(default_factory=dict)
+    answers: list[tuple[int, dict[str, Any]] | None] = field(default_factory=list)  # None: drop the line
+    requests: list[Seen] = field(default_factory=list)
+    tokens: dict[str, tuple[str, set[str]]] = field(default_factory=dict)  # access token -> account, scopes
+    delay: float = 0.0  # seconds before answering a send
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def grant(self, account: str, *scopes: str) -> None:
+        self.scopes[account] = set(scopes)
+        self.mailboxes.setdefault(account, [])
+
+    def sends(self) -> list[Seen]:
+        return [r for r in self.requests if r.method == "POST" and r.path.endswith("/messages/send")]
+
+    def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        account = form.get("refresh_token", "").removeprefix("refresh-")
+        if account not in self.scopes or account in self.revoked:
+            return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
+        wanted = set(form.get("scope", "").split()) or self.scopes[account]
+        if not wanted <= self.scopes[account]:
+            return 400, {"error": "invalid_scope", "error_description": "Bad Request"}
+        with self.lock:
+            access = f"access-{account}-{len(self.tokens)}"
+            self.tokens[access] = (account, wanted)
+        return 200, {
+            "access_token": access,
+            "expires_in": 3600,
+            "token_type": "Bearer",
+            "scope": " ".join(wanted),
+        }
+
+
+def _error(status: int, reason: str, message: str) -> tuple[int, dict[str, Any]]:
+    return status, {"error": {"code": status, "message": message, "errors": [{"reason": reason}]}}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self, status: int, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _seen(self, body: bytes) -> tuple[str | None, set[str]]:
+        fake = self.server.fake
+        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        account, scopes = fake.tokens.get(token, (None, set()))
+        with fake.lock:  # recorded before answering: once the client has its answer, it is here
+            fake.requests.append(Seen(self.command, self.path.split("?")[0], account, body))
+        return account, scopes
+
+    def do_POST(self) -> None:
+        fake = self.server.fake
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        if self.path == "/token":
+            self._seen(body)
+            form = dict(urllib.parse.parse_qsl(body.decode()))
+            self._answer(*fake.token(form))
+            return
+        account, scopes = self._seen(body)
+        if not self.path.split("?")[0].endswith("/messages/send"):
+            self._answer(*_error(404, "notFound", "Not Found"))
+            return
+        if account is None:
+            self._answer(*_error(401, "authError", "Invalid Credentials"))
+            return
+        if GMAIL_SEND_SCOPE not in scopes:
+            self._answer(
+                *_error(403, "insufficientPermissions", "Request had insufficient authentication scopes.")
+            )
+            return
+        with fake.lock:
+            scripted = fake.answers.pop(0) if fake.answers else (200, {})
+        if fake.delay:
+            threading.Event().wait(fake.delay)  # not time.sleep, which the tests silence for the library
+        if scripted is None:  # the whole request arrived; the answer never leaves
+            self.close_connection = True
+            return
+        if scripted[0] != 200:
+            self._answer(*scripted)
+            return
+        upload = self.path.startswith("/upload/")  # the media path carries the message itself
+        raw = body if upload else base64.urlsafe_b64decode(json.loads(body)["raw"])
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        with fake.lock:
+            fake.mailboxes[account].append(message)
+            number = len(fake.mailboxes[account])
+        self._answer(200, {"id": f"m{number}", "threadId": f"t{number}", "labelIds": ["SENT"]})
+
+    def do_GET(self) -> None:
+        fake = self.server.fake
+        account, scopes = self._seen(b"")
+        path, _, query = self.path.partition("?")
+        if account is None:
+            self._answer(*_error(401, "authError", "Invalid Credentials"))
+            return
+        if GMAIL_READ_SCOPE not in scopes:
+            self._answer(
+                *_error(403, "insufficientPermissions", "Request had insufficient authentication scopes.")
+            )
+            return
+        if not path.endswith("/messages"):
+            self._answer(*_error(404, "notFound", "Not Found"))
+            return
+        search = urllib.parse.parse_qs(query).get("q", [""])[0]
+        wanted = search.removeprefix("rfc822msgid:").strip("<>")
+        found = [
+            {"id": f"m{i + 1}", "threadId": f"t{i + 1}"}
+            for i, m in enumerate(fake.mailboxes.get(account, []))
+            if search.startswith("rfc822msgid:") and str(m["Message-ID"]).strip("<>") == wanted
+        ]
+        self._answer(
+            200, {"messages": found, "resultSizeEstimate": len(found)} if found else {"resultSizeEstimate": 0}
+        )
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeGmail
+
+
+@pytest.fixture
+def gmail(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGmail]:
+    server = _Server(("127.0.0.1", 0), _Handler)
+    server.fake = FakeGmail(port=server.server_address[1])
+    # google-auth ignores the token_uri of an authorized-user file ("always overrides"): point its
+    # default at the fake instead.
+    monkeypatch.setattr(google.oauth2.credentials, "_GOOGLE_OAUTH2_TOKEN_ENDPOINT", f"{server.fake.url}token")
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-gmail", daemon=True)
+    thread.start()
+    try:
+        yield server.fake
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The library's retries sleep through `time.sleep`, taken when a request is made: record instead."""
+    slept: list[float] = []
+    monkeypatch.setattr(googleapiclient.http.time, "sleep", slept.append)
+    return slept
+
+
+def access_for(gmail: FakeGmail, tmp_path: Path, *accounts: Person, timeout: float = 10.0) -> GoogleAccess:
+    for person in accounts:
+        token = {
+            "type": "authorized_user",
+            "client_id": "client-id",
+            "client_secret": "client-secret",
+            "refresh_token": f"refresh-{person.email}",
+            "token_uri": f"{gmail.url}token",
+        }
+        (tmp_path / f"{person.email}.json").write_text(json.dumps(token))
+    return GoogleAccess(GoogleSettings(token_dir=tmp_path, api_endpoint=gmail.url, timeout=timeout))
+
+
+def letter(
+    key: str = "deal-7/recap/carl", *, sender: Person = REP, to: tuple[Person, ...] = (CUSTOMER,)
+) -> EmailMessage:
+    return build(
+        key=key,
+        rendered=Rendered(
+            subject="Our call on Tuesday — next steps",
+            text="Hello Carl,\n\nthank you for your time.\n",
+            html="<p>Hello Carl,</p><p>thank you for your time.</p>",
+        ),
+        sender=sender,
+        to=to,
+        cc=(COLLEAGUE,),
+        reply_to=REP,
+        date=datetime(2026, 3, 3, 9, 30, tzinfo=UTC),
+        unsubscribe="unsubscribe@seller.example",
+    )
+
+
+def recipients(message: EmailMessage) -> list[str]:
+    return [a.addr_spec for f in ("To", "Cc") for a in message[f].addresses]
+
+
+def test_a_built_message_arrives_as_the_same_mime_in_the_senders_mailbox(
+    gmail: FakeGmail, tmp_path: Path
+) -> None:
+    # Given a rep with a gmail.send grant and a customer letter built like every transport's
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    transport = GmailTransport(access_for(gmail, tmp_path, REP))
+    message = letter()
+
+    # When it is delivered as the rep
+    refused = transport.deliver(message, REP.email, recipients(message))
+
+    # Then one send went to the rep's mailbox with the rep's own token, as raw MIME with every header intact
+    assert refused == {}
+    [send] = gmail.sends()
+    assert send.path == "/gmail/v1/users/me/messages/send"
+    assert send.account == REP.email
+    [arrived] = gmail.mailboxes[REP.email]
+    for header in ("From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID", "List-Unsubscribe"):
+        assert str(arrived[header]) == str(message[header]), header
+    assert str(arrived["From"]) == "Rita Rep <rita.rep@seller.example>"
+    assert str(arrived["Subject"]) == "Our call on Tuesday — next steps"
+    assert arrived["Bcc"] is None
+    assert arrived.get_content_type() == "multipart/alternative"
+    # Lines end in CRLF on the wire, as the SMTP policy writes them
+    parts = {p.get_content_type(): p.get_content().replace("\r\n", "\n") for p in arrived.iter_parts()}
+    assert parts == {
+        "text/plain": "Hello Carl,\n\nthank you for your time.\n",
+        "text/html": "<p>Hello Carl,</p><p>thank you for your time.</p>\n",
+    }
+    raw = base64.urlsafe_b64decode(json.loads(send.body)["raw"])
+    assert raw == message.as_bytes()
+
+
+def test_each_sender_sends_from_its_own_mailbox(gmail: FakeGmail, tmp_path: Path) -> None:
+    # Given a rep and the service sender, each with its own grant
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    gmail.grant(SERVICE.email, GMAIL_SEND_SCOPE)
+    transport = GmailTransport(access_for(gmail, tmp_path, REP, SERVICE))
+
+    # When a customer letter goes out as the rep and a prompt as the service sender
+    transport.deliver(letter(), REP.email, [CUSTOMER.email])
+    prompt = letter("deal-7/prompt/rita", sender=SERVICE, to=(REP,))
+    transport.deliver(prompt, SERVICE.email, [REP.email])
+
+    # Then each landed in its own sender's mailbox, sent with that sender's credentials
+    assert [s.account for s in gmail.sends()] == [REP.email, SERVICE.email]
+    assert [str(m["From"]) for m in gmail.mailboxes[SERVICE.email]] == [
+        "Followthrough <followthrough@seller.example>"
+    ]
+    assert len(gmail.mailboxes[REP.email]) == 1
+
+
+def test_a_429_then_success_is_retried_by_the_library(
+    gmail: FakeGmail, tmp_path: Path, no_backoff: list[float]
+) -> None:
+    # Given Gmail answers the first send with a rate limit
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    gmail.answers = [_error(429, "rateLimitExceeded", "Too many concurrent requests for user.")]
+    transport = GmailTransport(access_for(gmail, tmp_path, REP))
+
+    # When the message is delivered
+    refused = transport.deliver(letter(), REP.email, [CUSTOMER.email])
+
+    # Then the library backed off once and sent again: two requests, one message
+    assert refused == {}
+    assert len(gmail.sends()) == 2
+    assert len(no_backoff) == 1
+    assert len(gmail.mailboxes[REP.email]) == 1
+
+
+def test_an_invalid_recipient_is_a_permanent_failure_with_gmails_words(
+    gmail: FakeGmail, tmp_path: Path
+) -> None:
+    # Given Gmail rejects the message as invalid
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    gmail.answers = [_error(400, "invalidArgument", "Invalid To header")]
+    transport = GmailTransport(access_for(gmail, tmp_path, REP))
+
+    # When it is delivered, then it fails for good, quoting Gmail, after a single request
+    with pytest.raises(PermanentDeliveryError, match="Invalid To header"):
+        transport.deliver(letter(), REP.email, [CUSTOMER.email])
+    assert len(gmail.sends()) == 1
+
+
+def test_the_daily_limit_keeps_the_send_waiting_and_pauses_the_sender(
+    gmail: FakeGmail, tmp_path: Path
+) -> None:
+    # Given Gmail says the rep's daily sending quota is used up
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    gmail.answers = [_error(403, "dailyLimitExceeded", "Daily user sending quota exceeded.")]
+    transport = GmailTransport(access_for(gmail, tmp_path, REP))
+
+    # When a send is delivered, then it is transient and says it waits in the ledger
+    with pytest.raises(TransientDeliveryError, match=r"daily sending limit.*waits in the ledger"):
+        transport.deliver(letter(), REP.email, [CUSTOMER.email])
+    assert len(gmail.sends()) == 1
+
+    # And the rep's next send waits too, without asking Gmail again
+    with pytest.raises(TransientDeliveryError, match="paused until"):
+        transport.deliver(letter("deal-8/recap/carl"), REP.email, [CUSTOMER.email])
+    assert len(gmail.sends()) == 1
+
+
+def test_a_mail_sending_rate_limit_after_retries_waits_in_the_ledger(
+    gmail: FakeGmail, tmp_path: Path, no_backoff: list[float]
+) -> None:
+    # Given Gmail keeps answering the per-user mail sending limit, naming when to retry
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    limit = _error(
+        429,
+        "rateLimitExceeded",
+        "User-rate limit exceeded (Mail sending). Retry after 2099-03-03T11:00:00.000Z",
+    )
+    gmail.answers = [limit] * 6
+    transport = GmailTransport(access_for(gmail, tmp_path, REP))
+
+    # When a send is delivered, then after the library's retries it waits until the named time
+    with pytest.raises(TransientDeliveryError, match=r"waits in the ledger.*2099-03-03T11:00:00"):
+        transport.deliver(letter(), REP.email, [CUSTOMER.email])
+    assert len(gmail.sends()) == 6
+
+
+def test_the_transport_counts_its_own_sends_against_the_daily_limit(gmail: FakeGmail, tmp_path: Path) -> None:
+    # Given a daily limit of two messages
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    gmail.grant(SERVICE.email, GMAIL_SEND_SCOPE)
+    transport = GmailTransport(access_for(gmail, tmp_path, REP, SERVICE), daily_limit=2)
+    transport.deliver(letter("a"), REP.email, [CUSTOMER.email])
+    transport.deliver(letter("b"), REP.email, [CUSTOMER.email])
+
+    # When the rep sends a third, then it waits without reaching Gmail; another sender still sends
+    with pytest.raises(TransientDeliveryError, match=r"daily limit \(2\).*waits in the ledger"):
+        transport.deliver(letter("c"), REP.email, [CUSTOMER.email])
+    assert len(gmail.sends()) == 2
+    transport.deliver(letter("d", sender=SERVICE, to=(REP,)), SERVICE.email, [REP.email])
+    assert len(gmail.sends()) == 3
+
+
+def test_the_ledger_history_counts_against_the_daily_limit(gmail: FakeGmail, tmp_path: Path) -> None:
+    # Given the ledger says the rep already sent 2,000 messages in the last day (before a restart)
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    asked: list[tuple[str, datetime]] = []
+
+    def history(sender: str, since: datetime) -> int:
+        asked.append((sender, since))
+        return 2000
+
+    transport = GmailTransport(access_for(gmail, tmp_path, REP), history=history)
+
+    # When a send is delivered, then it waits, and Gmail was never asked
+    with pytest.raises(TransientDeliveryError, match="waits in the ledger"):
+        transport.deliver(letter(), REP.email, [CUSTOMER.email])
+    assert gmail.sends() == []
+    assert [sender for sender, _ in asked] == [REP.email]
+
+
+def test_more_than_100_recipients_fail_without_calling_gmail(gmail: FakeGmail, tmp_path: Path) -> None:
+    # Given a message to 101 people
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    transport = GmailTransport(access_for(gmail, tmp_path, REP))
+    crowd = tuple(Person(f"guest{i}@customer.example") for i in range(100))
+    message = letter(to=crowd)  # and Cora in Cc
+
+    # When it is delivered, then it fails for good naming Gmail's limit, and no request was made
+    with pytest.raises(PermanentDeliveryError, match="at most 100"):
+        transport.deliver(message, REP.email, recipients(message))
+    assert gmail.requests == []
+
+
+def test_a_revoked_grant_keeps_the_send_waiting_and_names_the_account(
+    gmail: FakeGmail, tmp_path: Path
+) -> None:
+    # Given the rep revoked followthrough's access
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    gmail.revoked.add(REP.email)
+    transport = GmailTransport(access_for(gmail, tmp_path, REP))
+
+    # When a send is delivered, then it waits, naming the account and the command that fixes it
+    with pytest.raises(TransientDeliveryError) as caught:
+        transport.deliver(letter(), REP.email, [CUSTOMER.email])
+    assert REP.email in str(caught.value)
+    assert f"followthrough auth google --account {REP.email}" in str(caught.value)
+    assert gmail.sends() == []
+
+    # And once the grant is renewed, the next attempt sends
+    gmail.revoked.clear()
+    transport.deliver(letter(), REP.email, [CUSTOMER.email])
+    assert len(gmail.mailboxes[REP.email]) == 1
+
+
+def test_a_lost_answer_is_unknown_and_never_sent_twice(gmail: FakeGmail, tmp_path: Path) -> None:
+    # Given Gmail takes the whole request, then the connection drops before its answer
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    gmail.answers = [None]
+    transport = GmailTransport(access_for(gmail, tmp_path, REP))
+
+    # When it is delivered, then the outcome is unknown, and neither httplib2 nor the library sent it again
+    with pytest.raises(UnknownDeliveryError, match="answer was lost"):
+        transport.deliver(letter(), REP.email, [CUSTOMER.email])
+    assert len(gmail.sends()) == 1
+
+
+def test_a_timeout_after_the_request_is_unknown(gmail: FakeGmail, tmp_path: Path) -> None:
+    # Given Gmail is slower to answer a send than the client waits
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    gmail.delay = 1.5
+    transport = GmailTransport(access_for(gmail, tmp_path, REP, timeout=0.5))
+
+    # When it is delivered, then the outcome is unknown after a single request
+    with pytest.raises(UnknownDeliveryError, match="answer was lost"):
+        transport.deliver(letter(), REP.email, [CUSTOMER.email])
+    assert len(gmail.sends()) == 1
+
+
+def test_find_looks_the_message_up_by_its_message_id(gmail: FakeGmail, tmp_path: Path) -> None:
+    # Given the rep's mailbox holds one sent letter and the grant includes gmail.readonly
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE, GMAIL_READ_SCOPE)
+    transport = GmailTransport(access_for(gmail, tmp_path, REP))
+    sent = letter()
+    transport.deliver(sent, REP.email, [CUSTOMER.email])
+
+    # When the transport looks up that Message-ID and another one
+    found = transport.find(str(sent["Message-ID"]), REP.email)
+    missing = transport.find(str(letter("deal-9/recap/carl")["Message-ID"]), REP.email)
+
+    # Then the first is there and the second is not, both searched in the rep's mailbox
+    assert (found, missing) == (True, False)
+    assert transport.can_find(REP.email)
+    searches = [r for r in gmail.requests if r.method == "GET"]
+    assert [(r.path, r.account) for r in searches] == [("/gmail/v1/users/me/messages", REP.email)] * 2
+
+
+def test_find_without_the_readonly_grant_cannot_tell_and_logs_once(
+    gmail: FakeGmail, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a rep who granted gmail.send only, and a sent letter
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    transport = GmailTransport(access_for(gmail, tmp_path, REP))
+    sent = letter()
+    transport.deliver(sent, REP.email, [CUSTOMER.email])
+
+    # When the transport looks it up twice
+    results = [transport.find(str(sent["Message-ID"]), REP.email) for _ in range(2)]
+
+    # Then it cannot tell, says so once, and sending still works
+    assert results == [None, None]  # cannot tell: not "not sent"
+    assert not transport.can_find(REP.email)
+    assert len([r for r in caplog.records if GMAIL_READ_SCOPE in r.getMessage()]) == 1
+    transport.deliver(letter("deal-8/recap/carl"), REP.email, [CUSTOMER.email])
+    assert len(gmail.mailboxes[REP.email]) == 2
+
+
+def test_find_when_gmail_is_unreachable_raises_transient(closed_port: int, tmp_path: Path) -> None:
+    # Given Gmail cannot be reached at all
+    fake = FakeGmail(port=closed_port)
+    transport = GmailTransport(access_for(fake, tmp_path, REP, timeout=1.0))
+
+    # When a lookup is made, then it fails as transient rather than answering "not sent"
+    with pytest.raises(TransientDeliveryError):
+        transport.find("<ft.0@seller.example>", REP.email)
