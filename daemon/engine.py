@@ -198,6 +198,7 @@ class Engine:
         self.policy = settings.policy()
         self.ledger = ledger or Ledger(settings.store_url, busy_timeout=settings.store.busy_timeout)
         self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._last_error: dict[str, str] = {}
         self.templates = Templates(settings.resolve(settings.templates.dir))
         access = google_access(settings)
         self.sources = sources if sources is not None else make_sources(settings, access)
@@ -262,7 +263,10 @@ class Engine:
             batch = source.sync(self.ledger.cursor(source.name), now)
         except SourceError as exc:
             result.error = str(exc)
-            log.error("calendar %s: %s", source.name, exc)
+            # Said once while it lasts: a revoked grant must not fill the log at every poll.
+            if self._last_error.get(source.name) != result.error:
+                log.error("calendar %s: %s", source.name, exc)
+            self._last_error[source.name] = result.error
             return result
         except LedgerError:
             raise  # not this calendar's fault: the whole pass stops and says why
@@ -270,6 +274,8 @@ class Engine:
             result.error = f"calendar {source.name!r}: unexpected error: {type(exc).__name__}: {exc}"
             log.exception("calendar %s: unexpected error", source.name)
             return result
+        if self._last_error.pop(source.name, None):
+            log.info("calendar %s: readable again", source.name)
         result.problems = batch.problems
         for problem in batch.problems:
             log.warning("calendar %s: %s", source.name, problem)

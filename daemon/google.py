@@ -9,6 +9,7 @@ corporate proxy, or a local fake in tests), retries with backoff on 429 and 5xx,
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass
@@ -24,7 +25,12 @@ GMAIL_SEND_SCOPE = "https://www.googleapis.com/auth/gmail.send"
 # Finding a message by its Message-ID after a crash needs a search, which gmail.send cannot do.
 GMAIL_READ_SCOPE = "https://www.googleapis.com/auth/gmail.readonly"
 SCOPES = (CALENDAR_SCOPE, GMAIL_SEND_SCOPE)
-NUM_RETRIES = 5  # the library's own exponential backoff on 429, 5xx and rate-limit 403s
+NUM_RETRIES = 5
+# Where each API lives under the root URL; `api_endpoint` replaces the root and keeps these.
+SERVICE_PATHS = {
+    "calendar": "calendar/v3/",
+    "gmail": "",
+}  # the library's own exponential backoff on 429, 5xx and rate-limit 403s
 
 
 class GrantError(FollowthroughError):
@@ -75,9 +81,14 @@ class GoogleAccess:
                 f"run `followthrough auth google --account {account}`"
             )
         try:
-            return Credentials.from_authorized_user_file(str(path), scopes=list(scopes))
+            info = json.loads(path.read_text(encoding="utf-8"))
+            credentials = Credentials.from_authorized_user_info(info, scopes=list(scopes))
         except (OSError, ValueError) as exc:
             raise GrantError(f"account {account}: the token at {path} cannot be read: {exc}") from None
+        # google-auth refreshes at Google's own endpoint unless told: use the one stored with the token.
+        if info.get("token_uri"):
+            credentials = credentials.with_token_uri(info["token_uri"])
+        return credentials
 
     def service(self, api: str, version: str, account: str, scopes: tuple[str, ...]) -> Any:
         """An API client for `account`, cached per thread."""
@@ -92,7 +103,11 @@ class GoogleAccess:
             http = google_auth_httplib2.AuthorizedHttp(
                 self.credentials(account, scopes), http=httplib2.Http(timeout=self.settings.timeout)
             )
-            options = {"api_endpoint": self.settings.api_endpoint} if self.settings.api_endpoint else None
+            options = (
+                {"api_endpoint": endpoint(self.settings.api_endpoint, api)}
+                if self.settings.api_endpoint
+                else None
+            )
             cache[key] = build(
                 api, version, http=http, static_discovery=True, client_options=options, cache_discovery=False
             )
@@ -103,6 +118,11 @@ class GoogleAccess:
         cache: dict[tuple[str, str, str], Any] = getattr(self._local, "services", None) or {}
         for key in [k for k in cache if k[2] == account]:
             del cache[key]
+
+
+def endpoint(root: str, api: str) -> str:
+    """The client library's api_endpoint for an API under a root URL such as https://proxy.example."""
+    return root.rstrip("/") + "/" + SERVICE_PATHS.get(api, "")
 
 
 def grant_problem(exc: BaseException) -> str | None:

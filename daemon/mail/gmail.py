@@ -38,7 +38,14 @@ from daemon.errors import (
     TransientDeliveryError,
     UnknownDeliveryError,
 )
-from daemon.google import GMAIL_READ_SCOPE, GMAIL_SEND_SCOPE, NUM_RETRIES, GoogleAccess, GrantError
+from daemon.google import (
+    GMAIL_READ_SCOPE,
+    GMAIL_SEND_SCOPE,
+    NUM_RETRIES,
+    GoogleAccess,
+    GrantError,
+    endpoint,
+)
 from daemon.mail import Transport
 
 log = logging.getLogger(__name__)
@@ -150,13 +157,13 @@ class GmailTransport(Transport):
             http = google_auth_httplib2.AuthorizedHttp(
                 credentials, http=httplib2.Http(timeout=self.access.settings.timeout)
             )
-            endpoint = self.access.settings.api_endpoint
+            root = self.access.settings.api_endpoint
             service = build(
                 "gmail",
                 "v1",
                 http=http,
                 static_discovery=True,
-                client_options={"api_endpoint": endpoint} if endpoint else None,
+                client_options={"api_endpoint": endpoint(root, "gmail")} if root else None,
                 cache_discovery=False,
             )
             cache[(account, scope)] = (service, credentials)
