@@ -14,7 +14,7 @@ import threading
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -24,6 +24,7 @@ import google.oauth2.credentials
 import googleapiclient.http
 import pytest
 
+from daemon.config import load
 from daemon.errors import PermanentDeliveryError, TransientDeliveryError, UnknownDeliveryError
 from daemon.google import GMAIL_READ_SCOPE, GMAIL_SEND_SCOPE, GoogleAccess, GoogleSettings
 from daemon.mail.gmail import GmailTransport
@@ -507,3 +508,41 @@ def test_find_when_gmail_is_unreachable_raises_transient(closed_port: int, tmp_p
     # When a lookup is made, then it fails as transient rather than answering "not sent"
     with pytest.raises(TransientDeliveryError):
         transport.find("<ft.0@seller.example>", REP.email)
+
+
+def test_the_engine_sends_customer_mail_as_the_rep_and_prompts_as_the_service_sender(
+    gmail: FakeGmail, tmp_path: Path
+) -> None:
+    # Given a config with Gmail as the transport, OAuth tokens for the rep and the service sender,
+    # and a calendar with a closing call due for its prep and a lost call due for its thank-you
+    from daemon.engine import Engine
+    from tests.helpers import World, vevent
+
+    rep, service = Person("alice@acme.example", "Alice Moreno"), Person("ft@acme.example")
+    for account in (rep, service):
+        gmail.grant(account.email, GMAIL_SEND_SCOPE)
+    (tmp_path / "tokens").mkdir()
+    access_for(gmail, tmp_path / "tokens", rep, service)
+    extra = (
+        f'[google]\ntoken_dir = "tokens"\napi_endpoint = "{gmail.url}"\n'
+        '[schedule]\nbusiness_hours = "00:00-24:00"\n'
+        'business_days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\n'
+    )
+    world = World(tmp_path, extra=extra)
+    config = tmp_path / "followthrough.toml"
+    config.write_text(config.read_text().replace('transport = "outbox"', 'transport = "gmail"'))
+    now = datetime.now(UTC)
+    world.write(
+        vevent("call", now + timedelta(hours=23), now + timedelta(hours=24)),
+        vevent("lost", now - timedelta(hours=26), now - timedelta(hours=25), "Globex #closing #lost"),
+    )
+    engine = Engine(load(config))
+    try:
+        # When a pass runs
+        report = engine.tick(now)
+    finally:
+        engine.close()
+    # Then the thank-you went from the rep's mailbox, the prompt from the service sender's
+    assert {s.key for s in report.dispatch.sent} == {"closing-prep:call", "lost-thank-you:lost"}
+    assert [str(m["X-Followthrough-Key"]) for m in gmail.mailboxes[rep.email]] == ["lost-thank-you:lost"]
+    assert [str(m["X-Followthrough-Key"]) for m in gmail.mailboxes[service.email]] == ["closing-prep:call"]
