@@ -1,6 +1,7 @@
 """Mail transports: each delivers one built message to its recipients.
 
-The contract (tests/integration/test_transport_contract.py runs it against each transport):
+The contract (tests/integration/test_transport_contract.py runs it against outbox and SMTP, and
+tests/integration/test_gmail.py the same checks against Gmail):
 - `deliver(message, envelope_from, recipients)` returns the recipients the server refused, with its
   answer; an empty dict means every recipient was accepted.
 - It raises `TransientDeliveryError` when trying again later may work (4xx, a dropped connection, a
