@@ -140,7 +140,7 @@ class _Handler(BaseHTTPRequestHandler):
         if scripted is None:  # the whole request arrived; the answer never leaves
             self.close_connection = True
             return
-        if scripted[0] != 200:
+        if scripted[0] not in (200, 250):
             self._answer(*scripted)
             return
         upload = self.path.startswith("/upload/")  # the media path carries the message itself
@@ -150,6 +150,9 @@ class _Handler(BaseHTTPRequestHandler):
         with fake.lock:
             fake.mailboxes[account].append(message)
             number = len(fake.mailboxes[account])
+        if scripted[0] == 250:  # scripted "sent, but the answer is lost on the way back"
+            self.close_connection = True
+            return
         self._answer(200, {"id": f"m{number}", "threadId": f"t{number}", "labelIds": ["SENT"]})
 
     def do_GET(self) -> None:
@@ -546,3 +549,45 @@ def test_the_engine_sends_customer_mail_as_the_rep_and_prompts_as_the_service_se
     assert {s.key for s in report.dispatch.sent} == {"closing-prep:call", "lost-thank-you:lost"}
     assert [str(m["X-Followthrough-Key"]) for m in gmail.mailboxes[rep.email]] == ["lost-thank-you:lost"]
     assert [str(m["X-Followthrough-Key"]) for m in gmail.mailboxes[service.email]] == ["closing-prep:call"]
+
+
+def test_an_unknown_outcome_is_looked_up_in_the_sent_mail_and_never_sent_twice(
+    gmail: FakeGmail, tmp_path: Path
+) -> None:
+    # Given Gmail stores the rep's thank-you but the answer is lost on the way back
+    from daemon.engine import Engine
+    from daemon.model import Status
+    from tests.helpers import World, vevent
+
+    rep = Person("alice@acme.example", "Alice Moreno")
+    gmail.grant(rep.email, GMAIL_SEND_SCOPE, GMAIL_READ_SCOPE)
+    (tmp_path / "tokens").mkdir()
+    access_for(gmail, tmp_path / "tokens", rep)
+    extra = (
+        f'[google]\ntoken_dir = "tokens"\napi_endpoint = "{gmail.url}"\n'
+        '[schedule]\nbusiness_hours = "00:00-24:00"\nclaim_lease = "2m"\n'
+        'business_days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\n'
+    )
+    world = World(tmp_path, extra=extra)
+    config = tmp_path / "followthrough.toml"
+    config.write_text(config.read_text().replace('transport = "outbox"', 'transport = "gmail"'))
+    now = datetime.now(UTC)
+    world.write(vevent("lost", now - timedelta(hours=26), now - timedelta(hours=25), "Globex #closing #lost"))
+    gmail.answers = [(250, {})]
+    engine = Engine(load(config))
+    try:
+        engine.tick(now)
+        # Then it is not guessed at once: it waits, handed over, for its lease to run out
+        pending = engine.ledger.send("lost-thank-you:lost")
+        assert pending is not None and pending.status is Status.CLAIMED and pending.handed_at is not None
+        # When the lease has run out, the sent mail is searched and the send recorded as sent
+        engine.dispatcher.dispatch_due(now + timedelta(minutes=3))
+        done = engine.ledger.send("lost-thank-you:lost")
+    finally:
+        engine.close()
+    assert (
+        done is not None
+        and done.status is Status.SENT
+        and "found in the sender's sent mail" in (done.reason or "")
+    )
+    assert len(gmail.sends()) == 1 and len(gmail.mailboxes[rep.email]) == 1
