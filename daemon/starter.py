@@ -46,7 +46,7 @@ business_days = ["mon", "tue", "wed", "thu", "fri"]
 business_timezone = "event"        # …in the event's own time zone, or an IANA name
 max_late_days = 3                  # never send more than this late
 poll_interval = "5m"
-jitter = 0.1
+jitter = 0.25
 
 [tags]
 closing = ["#closing"]
