@@ -188,6 +188,17 @@ def expect(condition: bool, message: str, problems: list[str]) -> None:
 
 # -- the run ------------------------------------------------------------------------------------------
 @dataclass
+class Checks:
+    """Per-calendar costs of the polls after the first."""
+
+    unchanged: int = 0  # calendar-polls with no change in the calendar
+    unchanged_one_list: int = 0  # of those, exactly one request: an events.list with the sync token, empty
+    changed: int = 0
+    changed_one_list: int = 0
+    most_requests: int = 0
+
+
+@dataclass
 class Poll:
     number: int
     tally: Tally
@@ -218,7 +229,7 @@ def run(
         fake.answers.clear()
 
         results: list[Poll] = []
-        steady_calls = steady_ok = 0
+        checks = Checks()
         for number in range(1, polls + 1):
             now = NOW + (number - 1) * POLL_INTERVAL
             touched: dict[int, Change] = {}
@@ -240,13 +251,17 @@ def run(
                 expect(
                     cost.lists == 1 and cost.total - cost.refreshes == 1, f"{rep.account}: {cost}", problems
                 )
+                checks.most_requests = max(checks.most_requests, cost.total)
                 kind = touched.get(index)
                 if kind is None:
-                    steady_calls += 1
-                    steady_ok += (
-                        cost.lists == 1 and cost.sync_token_lists == 1 and cost.items == 0 and batch.unchanged
+                    checks.unchanged += 1
+                    checks.unchanged_one_list += (
+                        cost.total == 1 and cost.sync_token_lists == 1 and cost.items == 0 and batch.unchanged
                     )
-                elif kind == "cancel":
+                    continue
+                checks.changed += 1
+                checks.changed_one_list += cost.lists == 1 and cost.sync_token_lists == 1
+                if kind == "cancel":
                     expect(
                         len(batch.removed) == 1, f"poll {number}, {rep.account}: cancel not seen", problems
                     )
@@ -292,8 +307,7 @@ def run(
 
     return report(
         results,
-        steady_calls,
-        steady_ok,
+        checks,
         naive,
         pages_per_calendar,
         naive_seconds,
@@ -310,8 +324,7 @@ def run(
 
 def report(
     results: list[Poll],
-    steady_calls: int,
-    steady_ok: int,
+    checks: Checks,
     naive: Tally,
     pages_per_calendar: list[int],
     naive_seconds: float,
@@ -363,8 +376,11 @@ def report(
                 "seconds_per_poll_max": round(max([p.seconds for p in rest] or [0.0]), 2),
             },
             "steady_state": {
-                "unchanged_calendar_polls": steady_calls,
-                "cost_exactly_one_sync_token_list": steady_ok,
+                "unchanged_calendar_polls": checks.unchanged,
+                "of_which_exactly_one_sync_token_list": checks.unchanged_one_list,
+                "changed_calendar_polls": checks.changed,
+                "of_which_one_sync_token_list": checks.changed_one_list,
+                "most_requests_for_one_calendar_in_a_later_poll": checks.most_requests,
             },
             "seconds_total": round(total_seconds, 1),
         },
@@ -375,13 +391,19 @@ def report(
                 "mean": round(statistics.fmean(pages_per_calendar), 2),
             },
             "requests_per_poll": naive_per_poll,
-            "requests": naive_per_poll * polls,
+            "events_list": naive_per_poll * polls,
+            "token_refreshes": first.tally.refreshes,  # the same clients need the same first refreshes
+            "requests": naive_per_poll * polls + first.tally.refreshes,
             "items_per_poll": naive.items,
             "bytes_per_poll": naive.bytes,
             "seconds_per_poll": round(naive_seconds, 2),
         },
         "ratio": {
-            "requests_naive_over_incremental": round(naive_per_poll * polls / total, 3) if total else None,
+            "requests_naive_over_incremental": round(
+                (naive_per_poll * polls + first.tally.refreshes) / total, 3
+            )
+            if total
+            else None,
             "requests_per_later_poll": round(naive_per_poll / statistics.fmean(later), 3) if rest else None,
             "bytes_per_later_poll": round(naive.bytes / statistics.fmean([p.tally.bytes for p in rest]), 1)
             if rest
@@ -411,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     steady = figures["incremental"]["steady_state"]
     ok = (
         not figures["problems"]
-        and steady["unchanged_calendar_polls"] == steady["cost_exactly_one_sync_token_list"]
+        and steady["unchanged_calendar_polls"] == steady["of_which_exactly_one_sync_token_list"]
+        and steady["changed_calendar_polls"] == steady["of_which_one_sync_token_list"]
     )
     if not ok:
         print("FAILED: see problems / steady_state above", file=sys.stderr)
