@@ -336,14 +336,24 @@ class Engine:
                 quiet.append(event_id)
         self.ledger.mark_settled(quiet)  # their plan is up to date: there is nothing to plan
         report.replanned += len(quiet)
-        # A meeting with a customer whose lost deal has follow-ups pending: rare, so asked once.
-        fresh = [e for i, e in events.items() if i in quiet and e.status is not EventStatus.CANCELLED]
-        domains = set().union(*(customer_domains(e, self.policy) for e in fresh)) if fresh else set()
-        if domains and self.ledger.pending_sequences(domains):
-            for event in fresh:
-                stored = self.ledger.event(event.id)
-                if stored is not None:
-                    report.stopped += self._stop_on_reengagement(stored, now)
+        # A meeting with a customer whose lost deal has follow-ups pending: asked once for all, then
+        # looked at closely only for the meetings that share a domain with such a deal.
+        quiet_ids = set(quiet)
+        fresh = {
+            e.id: customer_domains(e, self.policy)
+            for i, e in events.items()
+            if i in quiet_ids and e.status is not EventStatus.CANCELLED
+        }
+        domains = set().union(*fresh.values()) if fresh else set()
+        pending = self.ledger.pending_sequences(domains) if domains else []
+        lost_domains: set[str] = set()
+        for event_id in {s.event_id for s in pending}:
+            lost = self.ledger.event(event_id)
+            if lost is not None:
+                lost_domains |= customer_domains(lost.event, self.policy)
+        for event_id, its_domains in fresh.items():
+            if its_domains & lost_domains and (stored := self.ledger.event(event_id)) is not None:
+                report.stopped += self._stop_on_reengagement(stored, now)
         return problems
 
     def settle_interrupted(self, now: datetime, report: PassReport) -> None:

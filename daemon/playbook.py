@@ -5,6 +5,7 @@ Pure functions only: no clock, no I/O, no database. Everything they need comes i
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -84,6 +85,12 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _tag_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
+    alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?<![\w#])(?:{alternatives})(?![\w-])", re.IGNORECASE)
+
+
 @dataclass(frozen=True)
 class Tags:
     """Words that mark an event. Matched case-insensitively in the title or the description."""
@@ -95,8 +102,7 @@ class Tags:
     deal_prefix: str = "#deal:"
 
     def _pattern(self, words: Iterable[str]) -> re.Pattern[str]:
-        alternatives = "|".join(re.escape(w) for w in sorted(words, key=len, reverse=True))
-        return re.compile(rf"(?<![\w#])(?:{alternatives})(?![\w-])", re.IGNORECASE)
+        return _tag_pattern(tuple(words))
 
     def has(self, words: tuple[str, ...], text: str) -> bool:
         return bool(words) and self._pattern(words).search(text) is not None
