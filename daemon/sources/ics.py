@@ -71,16 +71,19 @@ def _decode(data: bytes) -> str:
 class Group:
     """The VEVENT blocks that share one UID: a single event, or a series with its overrides."""
 
-    __slots__ = ("blocks", "uid")
+    __slots__ = ("_digest", "blocks", "uid")
 
     def __init__(self, uid: str) -> None:
         self.uid = uid
         self.blocks: list[str] = []
+        self._digest: str | None = None
 
     @property
     def digest(self) -> str:
         # DTSTAMP is the export time in many feeds: it changes on every download, the event does not.
-        return _digest("".join(_DTSTAMP.sub("", block) for block in self.blocks))
+        if self._digest is None:
+            self._digest = _digest("".join(_DTSTAMP.sub("", block) for block in self.blocks))
+        return self._digest
 
     @property
     def recurring(self) -> bool:
@@ -90,15 +93,24 @@ class Group:
 def split(text: str) -> tuple[str, dict[str, Group]]:
     """The calendar without its events (time zones and properties), and its events by UID."""
     groups: dict[str, Group] = {}
+    gaps: list[str] = []  # the text between the events: the skeleton, cut out in the same pass
+    end = 0
     for match in _BLOCK.finditer(text):
+        gaps.append(text[end : match.start()])
+        end = match.end()
+        block = match.group(0)
         # Reminders are never read, and icalendar rejects a malformed one along with its event.
-        block = _VALARM.sub("", match.group(0))
+        if "ALARM" in block or "alarm" in block:
+            block = _VALARM.sub("", block)
         found = _UID.search(block)
-        uid = re.sub(r"\r?\n[ \t]", "", found.group(1)).strip() if found else ""
+        uid = found.group(1) if found else ""
+        if "\n" in uid:
+            uid = re.sub(r"\r?\n[ \t]", "", uid)
+        uid = uid.strip()
         key = uid or "no-uid-" + _digest(block)
         groups.setdefault(key, Group(key)).blocks.append(block)
-    skeleton = _BLOCK.sub("", text)
-    return skeleton, groups
+    gaps.append(text[end:])
+    return "".join(gaps), groups
 
 
 def _assemble(skeleton: str, blocks: Iterable[str]) -> str:
