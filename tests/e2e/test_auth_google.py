@@ -63,6 +63,21 @@ class FakeSignIn(BaseHTTPRequestHandler):
         pass
 
 
+def auth_command(config: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "daemon",
+        "--config",
+        str(config),
+        "auth",
+        "google",
+        "--account",
+        "rep@acme.example",
+        "--no-browser",
+    ]
+
+
 @pytest.fixture
 def sign_in() -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeSignIn)
@@ -99,18 +114,7 @@ def test_auth_google_stores_a_refreshable_token_readable_only_by_its_owner(
     env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWTHROUGH_")}
     env.update(PYTHONUNBUFFERED="1", OAUTHLIB_INSECURE_TRANSPORT="1")  # the fake speaks plain http
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "daemon",
-            "--config",
-            str(tmp_path / "followthrough.toml"),
-            "auth",
-            "google",
-            "--account",
-            "rep@acme.example",
-            "--no-browser",
-        ],
+        auth_command(tmp_path / "followthrough.toml"),
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -153,18 +157,7 @@ def test_auth_google_without_a_client_file_says_what_to_do(tmp_path: Path) -> No
         '[mail]\nfrom = "ft@acme.example"\n[google]\ntoken_dir = "tokens"\n'
     )
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "daemon",
-            "--config",
-            str(tmp_path / "followthrough.toml"),
-            "auth",
-            "google",
-            "--account",
-            "rep@acme.example",
-            "--no-browser",
-        ],
+        auth_command(tmp_path / "followthrough.toml"),
         cwd=ROOT,
         capture_output=True,
         text=True,
