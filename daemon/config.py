@@ -199,7 +199,7 @@ class ScheduleConfig(Section):
     business_timezone: str = "event"  # "event": each event's own zone; or an IANA name
     max_late_days: float = Field(3, ge=0)
     poll_interval: timedelta = timedelta(minutes=5)
-    jitter: float = Field(0.25, ge=0, le=0.5)  # each poll starts up to this fraction of the interval late
+    jitter: float = Field(0.25, ge=0, le=0.5)  # each wait is poll_interval × (1 ± jitter), at random
     claim_lease: timedelta = timedelta(minutes=5)  # a dead instance's claims free up after this
     retry_base: timedelta = timedelta(minutes=1)  # first wait after a transient failure; doubles
 

@@ -7,6 +7,7 @@ what is due, so nothing depends on APScheduler's misfire bookkeeping.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Callable
 from datetime import UTC, timedelta
@@ -15,7 +16,6 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from daemon import clock
 from daemon.engine import Engine, PassReport
@@ -33,7 +33,7 @@ class Daemon:
         self.engine = engine
         schedule = engine.settings.schedule
         self.interval = schedule.poll_interval
-        self.jitter = schedule.poll_interval.total_seconds() * schedule.jitter
+        self.jitter = schedule.jitter  # each poll comes after interval × (1 ± jitter), at random
         # One worker: a sync and a dispatch never run at once in one process.
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -50,12 +50,7 @@ class Daemon:
         self._stopping = False
 
     def start(self) -> None:
-        self.scheduler.add_job(
-            self.sync_job,
-            IntervalTrigger(seconds=self.interval.total_seconds(), jitter=self.jitter, timezone=UTC),
-            id=SYNC_JOB,
-            next_run_time=clock.now(),
-        )
+        self.scheduler.add_job(self.sync_job, DateTrigger(run_date=clock.now(), timezone=UTC), id=SYNC_JOB)
         self.scheduler.start()
         log.info(
             "followthrough running: %d calendar(s), sync every %s",
@@ -77,8 +72,16 @@ class Daemon:
         self.scheduler.wakeup()
 
     def sync_job(self) -> None:
-        self._run(lambda: self.engine.tick(clock.now()), "sync pass failed; the next one will try again")
+        self._run(
+            lambda: self.engine.tick(clock.now()),
+            "sync pass failed; the next one will try again",
+            poll_again=True,
+        )
         self.passes += 1
+
+    def next_poll(self) -> timedelta:
+        """The wait before the next poll: many calendars and instances must not poll in step."""
+        return self.interval * random.uniform(1 - self.jitter, 1 + self.jitter)
 
     def wake_job(self) -> None:
         self._run(
@@ -86,8 +89,9 @@ class Daemon:
             "dispatch failed; the next wake-up will try again",
         )
 
-    def _run(self, work: Callable[[], PassReport], failure: str) -> None:
-        """One job: do the work, then arm the wake-up for whatever the ledger says is due next."""
+    def _run(self, work: Callable[[], PassReport], failure: str, poll_again: bool = False) -> None:
+        """One job: do the work, then arm the wake-up for whatever the ledger says is due next, and
+        after a sync, the next sync."""
         with self._job_lock:
             if self._stopping:
                 return
@@ -98,6 +102,13 @@ class Daemon:
                 log.exception(failure)
             finally:
                 self._arm_wakeup()
+                if poll_again:
+                    self.scheduler.add_job(
+                        self.sync_job,
+                        DateTrigger(run_date=clock.now() + self.next_poll(), timezone=UTC),
+                        id=SYNC_JOB,
+                        replace_existing=True,
+                    )
                 self.idle.set()
 
     def _arm_wakeup(self) -> None:

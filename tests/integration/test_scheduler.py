@@ -15,7 +15,7 @@ from freezegun import freeze_time
 
 from daemon.config import load
 from daemon.engine import Engine
-from daemon.scheduler import WAKE_JOB, Daemon
+from daemon.scheduler import SYNC_JOB, WAKE_JOB, Daemon
 from tests.helpers import World, vevent
 
 T = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
@@ -45,6 +45,9 @@ def test_daemon_syncs_at_start_then_wakes_for_each_due_send(tmp_path: Path) -> N
             # Given the first sync has run, the wake-up is armed for the prep, 24 h before the call.
             wait_for(lambda: daemon.passes >= 1 and daemon.idle.is_set())
             assert next_wake(daemon) == T - timedelta(hours=24)
+            # and the next poll is 5 minutes away, give or take the 25% jitter
+            poll = daemon.scheduler.get_job(SYNC_JOB).next_run_time - (T - timedelta(hours=30))
+            assert timedelta(minutes=3.75) <= poll <= timedelta(minutes=6.25)
             assert world.outbox() == {}
             # When the clock reaches it, the prep goes out, and the next wake-up is the final prompt.
             frozen.move_to(T - timedelta(hours=24))
@@ -58,3 +61,12 @@ def test_daemon_syncs_at_start_then_wakes_for_each_due_send(tmp_path: Path) -> N
             wait_for(lambda: "closing-final:call-1" in world.outbox())
         finally:
             daemon.stop()
+
+
+def test_polls_are_spread_by_the_jitter_both_ways(tmp_path: Path) -> None:
+    World(tmp_path)
+    daemon = Daemon(Engine(load(tmp_path / "followthrough.toml")))
+    waits = [daemon.next_poll() for _ in range(400)]
+    # Given the default ±25% on a 5-minute poll, the waits cover both sides of 5 minutes, within bounds
+    assert min(waits) >= timedelta(minutes=3.75) and max(waits) <= timedelta(minutes=6.25)
+    assert min(waits) < timedelta(minutes=4.5) and max(waits) > timedelta(minutes=5.5)
