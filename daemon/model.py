@@ -228,9 +228,6 @@ class Rule:
         """A prompt due before the call is pointless once the call has started."""
         return self.anchor is Anchor.START and self.offset <= timedelta(0)
 
-    @property
-    def to_customer(self) -> bool:
-        return Audience.CUSTOMER in self.to or Audience.CUSTOMER in self.cc
 
 
 @dataclass(frozen=True)
@@ -246,7 +243,6 @@ class Deal:
 @dataclass(frozen=True)
 class Classification:
     kind: Kind | None
-    outcome: Outcome | None  # from the event's own tags
     rep: Person
     deal: Deal
     internal: tuple[Person, ...]  # company attendees other than the rep

@@ -225,7 +225,6 @@ def classify(event: CalendarEvent, policy: Policy) -> Classification | None:
     )
     return Classification(
         kind=event_kind(event, policy.tags),
-        outcome=tagged_outcome(event, policy.tags),
         rep=organizer,
         deal=deal,
         internal=tuple(internal),
