@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from daemon.model import Audience, CalendarEvent, Kind, Outcome, Person
@@ -62,6 +62,44 @@ def related(
         default=None,
     )
     return kickoff, closing
+
+
+class SendLike(Protocol):
+    """What a template's context needs of a send, planned or stored."""
+
+    @property
+    def rule(self) -> str: ...
+    @property
+    def audience(self) -> str: ...
+    @property
+    def to(self) -> tuple[Person, ...]: ...
+    @property
+    def cc(self) -> tuple[Person, ...]: ...
+
+
+def for_send(
+    send: SendLike,
+    *,
+    event: CalendarEvent,
+    policy: Policy,
+    company: str,
+    deal_events: Sequence[CalendarEvent],
+    outcome: Outcome | None,
+    at: datetime,
+) -> dict[str, Any]:
+    """The context of one send's email, as it reads at `at`."""
+    return build(
+        rule=send.rule,
+        event=event,
+        policy=policy,
+        company=company,
+        audience=Audience(send.audience),
+        to=send.to,
+        cc=send.cc,
+        deal_events=deal_events,
+        outcome=outcome,
+        sent_at=at,
+    )
 
 
 def build(

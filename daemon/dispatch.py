@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from daemon import clock
-from daemon.context import build as build_context
+from daemon.context import for_send
 from daemon.errors import DeliveryError, TemplateError, UnknownDeliveryError
 from daemon.ledger import Ledger, SendRecord
 from daemon.mail import Transport
@@ -63,17 +63,14 @@ def render_send(
         raise TemplateError(f"send {send.key}: its event {send.event_id} is not in the ledger")
     deal_events = ledger.events_of_deal(send.deal) if send.deal else []
     outcome = ledger.outcome(send.event_id)
-    context = build_context(
-        rule=send.rule,
+    context = for_send(
+        send,
         event=stored.event,
         policy=policy,
         company=company,
-        audience=Audience(send.audience),
-        to=send.to,
-        cc=send.cc,
         deal_events=deal_events,
         outcome=outcome.outcome if outcome else None,
-        sent_at=at,
+        at=at,
     )
     return templates.render(send.template, context)
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from daemon.config import Settings
-from daemon.context import build as build_context
+from daemon.context import for_send
 from daemon.dispatch import Delivery, Dispatcher, DispatchReport
 from daemon.errors import ConfigError, LedgerError, SourceError, TemplateError, UserError
 from daemon.google import GoogleAccess, GoogleSettings
@@ -414,17 +414,14 @@ class Engine:
         deal_events = self.ledger.events_of_deal(c.deal.name) if sends and c else []
         subjects = {}
         for send in sends:
-            context = build_context(
-                rule=send.rule,
+            context = for_send(
+                send,
                 event=event,
                 policy=self.policy,
                 company=self.settings.company.name,
-                audience=send.audience,
-                to=send.to,
-                cc=send.cc,
                 deal_events=deal_events,
                 outcome=outcome.outcome if outcome else None,
-                sent_at=send.due,
+                at=send.due,
             )
             try:
                 subjects[send.key] = self.templates.render_subject(send.template, context)

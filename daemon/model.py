@@ -229,7 +229,6 @@ class Rule:
         return self.anchor is Anchor.START and self.offset <= timedelta(0)
 
 
-
 @dataclass(frozen=True)
 class Deal:
     """The customer side of an event: who they are and what the deal is called."""

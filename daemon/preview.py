@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from daemon.config import Settings
 from daemon.context import build as build_context
+from daemon.context import for_send
 from daemon.dispatch import render_send
 from daemon.errors import TemplateError, UserError
 from daemon.ledger import Ledger
@@ -135,17 +136,14 @@ def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, 
     send = next((s for s in result.sends if s.rule == rule.name), None)
     if send is None:
         raise UserError(f"rule {rule.name!r} plans nothing for the sample deal: {result.dropped}")
-    context = build_context(
-        rule=send.rule,
+    context = for_send(
+        send,
         event=event,
         policy=policy,
         company=settings.company.name,
-        audience=send.audience,
-        to=send.to,
-        cc=send.cc,
         deal_events=(closing, kickoff),
         outcome=outcome.outcome if outcome else None,
-        sent_at=send.due,
+        at=send.due,
     )
     templates = Templates(settings.resolve(settings.templates.dir))
     return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), templates.render(
