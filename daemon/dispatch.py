@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from daemon import clock
 from daemon.context import for_send
-from daemon.errors import DeliveryError, TemplateError, UnknownDeliveryError
+from daemon.errors import DeliveryError, TemplateError, UnknownDeliveryError, UnsafeMessageError
 from daemon.ledger import Ledger, SendRecord
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
@@ -148,17 +148,22 @@ class Dispatcher:
             self._retry_or_fail(send, now, f"template error: {exc}", report)
             return
         sender = send.sender or self.service_sender
-        message = build_message(
-            key=send.key,
-            rendered=rendered,
-            sender=sender,
-            to=to,
-            cc=cc,
-            reply_to=send.reply_to,
-            date=now,
-            unsubscribe=self.unsubscribe if send.stop_on_reengagement else None,
-            automated=send.audience == Audience.REP.value,
-        )
+        try:
+            message = build_message(
+                key=send.key,
+                rendered=rendered,
+                sender=sender,
+                to=to,
+                cc=cc,
+                reply_to=send.reply_to,
+                date=now,
+                unsubscribe=self.unsubscribe if send.stop_on_reengagement else None,
+                # Every internal mail is a machine's: out-of-office replies must not answer it.
+                automated=send.audience != Audience.CUSTOMER.value,
+            )
+        except UnsafeMessageError as exc:
+            self._fail(send, now, str(exc), report)
+            return
         recipients = [p.email for p in (*to, *cc)]
         if not self.ledger.mark_handed(send.key, send.attempt_id, now, self.delivery.lease):
             log.warning("send %s: claim lost to another process before sending; left to it", send.key)

@@ -56,3 +56,7 @@ class UnknownDeliveryError(DeliveryError):
 
 class PermanentDeliveryError(DeliveryError):
     """Retrying will not help: a 5xx answer such as an unknown mailbox."""
+
+
+class UnsafeMessageError(PermanentDeliveryError):
+    """The built message's headers are not what followthrough set: it is never handed over."""

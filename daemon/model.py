@@ -5,6 +5,9 @@ No I/O and no framework types: sources produce these, the playbook reads them, t
 
 from __future__ import annotations
 
+import base64
+import binascii
+import quopri
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,14 +17,43 @@ from typing import Any
 
 _ADDR_SPEC = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([QqBb])\?([^?\s]*)\?=")
+
+
+def _decoded_word(match: re.Match[str]) -> str:
+    charset, encoding, payload = match.groups()
+    try:
+        if encoding in "Qq":
+            raw = quopri.decodestring(payload.replace("_", " ").encode("ascii", "replace"), header=True)
+        else:
+            raw = base64.b64decode(payload + "=" * (-len(payload) % 4))
+        return raw.decode(charset.split("*", 1)[0] or "utf-8", "replace")
+    except (LookupError, ValueError, binascii.Error):
+        return payload
+
+
+def decode_words(text: str) -> str:
+    """`text` with RFC 2047 encoded words (`=?utf-8?q?...?=`) decoded, however deeply nested.
+
+    Python's header folder decodes such words after we have cleaned a value (CVE-2024-6923), so an
+    encoded CR LF in a display name or title would become a header line of its own: decode them
+    first, so that cleaning sees what the folder would, and break any `=?` left over.
+    """
+    for _ in range(10):
+        decoded = _ENCODED_WORD.sub(_decoded_word, text)
+        if decoded == text:
+            break
+        text = decoded
+    return text.replace("=?", "= ?")
 
 
 def clean_line(text: str, limit: int = 200) -> str:
-    """One line of plain text: control characters and newlines become spaces, length capped.
+    """One line of plain text: encoded words decoded, control characters and newlines become spaces,
+    length capped.
 
     Event text is untrusted; this is what keeps it from ever forming a header of its own.
     """
-    text = " ".join(_CONTROL.sub(" ", text).split())
+    text = " ".join(_CONTROL.sub(" ", decode_words(text)).split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
@@ -66,8 +98,9 @@ class Person:
         return self.email.split("@", 1)[0].split(".")[0].capitalize()
 
     def header(self) -> Address:
+        """The address for a header; the name cleaned again, whoever built this Person."""
         local, domain = self.email.split("@", 1)
-        return Address(display_name=self.name, username=local, domain=domain)
+        return Address(display_name=clean_line(self.name, 100), username=local, domain=domain)
 
     def __str__(self) -> str:
         return str(self.header())

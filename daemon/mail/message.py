@@ -1,7 +1,8 @@
 """Builds the one RFC 5322 message of a send, the same for every transport.
 
 Headers come only from the ledger's validated people and cleaned text: nothing an event says can
-add a header or a recipient.
+add a header or a recipient. The built message is then read back as a mail server would, and
+refused if its header lines or addresses differ from what was set, whatever the Python version.
 """
 
 from __future__ import annotations
@@ -11,8 +12,11 @@ import urllib.parse
 from collections.abc import Sequence
 from datetime import datetime
 from email.message import EmailMessage
+from email.parser import BytesHeaderParser
 from email.policy import SMTP
-from email.utils import format_datetime
+from email.utils import format_datetime, getaddresses
+
+from daemon.errors import UnsafeMessageError
 
 from daemon.model import Person, clean_line
 from daemon.templates import Rendered
@@ -56,4 +60,22 @@ def build(
         message["List-Unsubscribe"] = f"<mailto:{unsubscribe}?{query}>"
     message.set_content(rendered.text, subtype="plain", charset="utf-8")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8")
+    expected = {"from": [sender], "to": list(to), "cc": list(cc), "reply-to": [reply_to] if reply_to else []}
+    _check(message, {field: {p.email for p in people} for field, people in expected.items()}, key)
     return message
+
+
+def _check(message: EmailMessage, addresses: dict[str, set[str]], key: str) -> None:
+    """Read the serialized headers back and compare: the last line of defence against a value that
+    the standard library's folding turns into a header line of its own (CVE-2024-6923 and kin)."""
+    head = message.as_bytes().split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    parsed = BytesHeaderParser().parsebytes(head)
+    wanted = [name.lower() for name in message.keys()]
+    found = [name.lower() for name in parsed.keys()]
+    if found != wanted:
+        extra = sorted(set(found) - set(wanted)) or found
+        raise UnsafeMessageError(f"send {key}: refused: event text would add header lines ({', '.join(extra)})")
+    for field, emails in addresses.items():
+        got = {a.lower() for _, a in getaddresses(parsed.get_all(field, [])) if a}
+        if got != emails:
+            raise UnsafeMessageError(f"send {key}: refused: the {field} header would not be what was planned")

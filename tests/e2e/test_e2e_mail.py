@@ -126,6 +126,10 @@ def test_won_call_introduces_implementation_to_all_customers_in_one_mail(deploy:
     assert addresses(brief["Cc"]) == {ALICE_EMAIL}
     assert "AUBERGINE-7" in briefs[0].part("plain")
     assert len(ft.mail.messages()) == 2
+    # And the internal brief says it is automated, so out-of-office replies leave it alone; the
+    # customer's letter, written as from a person, does not
+    assert brief["Auto-Submitted"] == "auto-generated"
+    assert message["Auto-Submitted"] is None
 
 
 def test_lost_call_thanks_the_customer_from_the_rep_with_an_unsubscribe_link(deploy: Deploy) -> None:
@@ -166,20 +170,24 @@ def test_hostile_event_text_adds_no_recipient_and_no_header(deploy: Deploy) -> N
     # names try the same (a literal backslash-n, and RFC 6868's ^n which decodes to a real newline)
     ft = deploy()
     now = now_utc()
-    title = "Deal\nBcc: evil@attacker.example #closing"  # written to the file as Deal\nBcc: ...
+    # (and RFC 2047 encoded words, which Python's header folding decodes after our cleaning)
+    title = "Deal\nBcc: evil@attacker.example =?utf-8?q?x=0D=0ABcc:_evil5@attacker.example?= #closing"
     mallory = ("mallory@initech.example", "Mallory\\nBcc: evil2@attacker.example")
     trent = ("trent@initech.example", "Trent^nBcc: evil3@attacker.example")
+    oscar = ("oscar@initech.example", "=?utf-8?q?Oscar=0D=0ABcc:_evil4@attacker.example?=")
     ft.write_calendar(
-        vevent("hostile-next@acme.example", now + 23 * H, now + 24 * H, title, attendees=[mallory, trent]),
+        vevent(
+            "hostile-next@acme.example", now + 23 * H, now + 24 * H, title, attendees=[mallory, trent, oscar]
+        ),
         vevent(
             "hostile-lost@acme.example",
             now - 26 * H,
             now - 25 * H,
             title + " #lost",
-            attendees=[mallory, trent],
+            attendees=[mallory, trent, oscar],
         ),
     )
-    assert "SUMMARY:Deal\\nBcc: evil@attacker.example #closing" in ft.calendar.read_text(encoding="utf-8")
+    assert "SUMMARY:Deal\\nBcc: evil@attacker.example =?utf-8" in ft.calendar.read_text(encoding="utf-8")
 
     # When one pass runs
     result = ft.tick()
@@ -187,7 +195,7 @@ def test_hostile_event_text_adds_no_recipient_and_no_header(deploy: Deploy) -> N
     # Then the rep's prep and the customers' thank-you go out, to the real people only
     assert result.code == 0, result.output
     messages = ft.mail.messages()
-    assert ft.mail.to(ALICE_EMAIL) and ft.mail.to(mallory[0]), messages
+    assert ft.mail.to(ALICE_EMAIL) and ft.mail.to(mallory[0]) and ft.mail.to(oscar[0]), messages
     for received in messages:
         assert not [a for a in received.rcpt_tos if "attacker" in a.lower()], received.rcpt_tos
         # And no message carries a Bcc header, nor any header line that starts with "Bcc"

@@ -284,6 +284,46 @@ def test_a_built_message_arrives_as_the_same_mime_in_the_senders_mailbox(
     assert raw == message.as_bytes()
 
 
+@pytest.mark.parametrize(
+    "injection",
+    [
+        "=?utf-8?q?Carl=0D=0ABcc:_attacker@evil.example?=",
+        "=?utf-8?b?Q2FybA0KQ2M6IGF0dGFja2VyQGV2aWwuZXhhbXBsZQ==?=",
+    ],
+)
+def test_encoded_words_in_a_customer_name_add_no_recipient_gmail_reads(
+    gmail: FakeGmail, tmp_path: Path, injection: str
+) -> None:
+    # Given a customer whose display name, and a subject, carry an encoded CR LF and a recipient
+    gmail.grant(REP.email, GMAIL_SEND_SCOPE)
+    transport = GmailTransport(access_for(gmail, tmp_path, REP))
+    carl = Person(CUSTOMER.email, injection)
+    message = build(
+        key="deal-7/inject",
+        rendered=Rendered(f"Next steps {injection}", "Hello\n", "<p>Hello</p>"),
+        sender=Person(REP.email, injection),
+        to=(carl,),
+        reply_to=Person(REP.email, injection),
+        date=datetime(2026, 12, 1, 9, tzinfo=UTC),
+    )
+
+    # When it is sent through Gmail, which takes the recipients from the headers
+    transport.deliver(message, REP.email, [CUSTOMER.email])
+
+    # Then the raw MIME Gmail received has only the header lines we set, and no other recipient
+    [send] = gmail.sends()
+    raw = base64.urlsafe_b64decode(json.loads(send.body)["raw"])
+    head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii").split("\r\n")
+    names = [line.split(":", 1)[0].lower() for line in head if line and not line[0].isspace()]
+    assert names == [
+        "from", "to", "reply-to", "subject", "date", "message-id", "x-followthrough-key",
+        "mime-version", "content-type",
+    ], head
+    [arrived] = gmail.mailboxes[REP.email]
+    assert [a.addr_spec for a in arrived["To"].addresses] == [CUSTOMER.email]
+    assert arrived["Bcc"] is None and arrived["Cc"] is None
+
+
 def test_each_sender_sends_from_its_own_mailbox(gmail: FakeGmail, tmp_path: Path) -> None:
     # Given a rep and the service sender, each with its own grant
     gmail.grant(REP.email, GMAIL_SEND_SCOPE)
