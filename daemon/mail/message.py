@@ -17,7 +17,6 @@ from email.policy import SMTP
 from email.utils import format_datetime, getaddresses
 
 from daemon.errors import UnsafeMessageError
-
 from daemon.model import Person, clean_line
 from daemon.templates import Rendered
 
@@ -70,11 +69,13 @@ def _check(message: EmailMessage, addresses: dict[str, set[str]], key: str) -> N
     the standard library's folding turns into a header line of its own (CVE-2024-6923 and kin)."""
     head = message.as_bytes().split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
     parsed = BytesHeaderParser().parsebytes(head)
-    wanted = [name.lower() for name in message.keys()]
-    found = [name.lower() for name in parsed.keys()]
+    wanted = [name.lower() for name in message]
+    found = [name.lower() for name in parsed]
     if found != wanted:
         extra = sorted(set(found) - set(wanted)) or found
-        raise UnsafeMessageError(f"send {key}: refused: event text would add header lines ({', '.join(extra)})")
+        raise UnsafeMessageError(
+            f"send {key}: refused: event text would add header lines ({', '.join(extra)})"
+        )
     for field, emails in addresses.items():
         got = {a.lower() for _, a in getaddresses(parsed.get_all(field, [])) if a}
         if got != emails:
