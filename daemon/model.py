@@ -17,6 +17,7 @@ from typing import Any
 
 _ADDR_SPEC = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]+")
+_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv", "phd", "md", "esq", "inc", "ltd", "llc", "gmbh"})
 _ENCODED_WORD = re.compile(r"=\?([^?\s]*)\?([QqBb])\?([^?\s]*)\?=")
 
 
@@ -88,14 +89,27 @@ class Person:
         return self.email.rsplit("@", 1)[1]
 
     @property
+    def natural_name(self) -> str:
+        """The name as it is spoken: directories write `Belson, Gavin`; "" when there is no real name
+        (clients often put the address itself in the name)."""
+        name = self.name.strip().strip('"').strip()
+        if "@" in name or not name:
+            return ""
+        last, comma, first = (part.strip() for part in name.partition(","))
+        if comma and first and "," not in first and first.lower().rstrip(".") not in _SUFFIXES:
+            return f"{first} {last}"
+        return name
+
+    @property
     def display_name(self) -> str:
-        return self.name or self.email.split("@", 1)[0]
+        """The name to show, or the address for someone without one (never a guess from it)."""
+        return self.natural_name or self.email
 
     @property
     def first_name(self) -> str:
-        if self.name:
-            return self.name.split()[0].rstrip(",")
-        return self.email.split("@", 1)[0].split(".")[0].capitalize()
+        """What to greet them by; "" without a name: "Hi," beats "Hi Tom.reed,"."""
+        name = self.natural_name
+        return name.split()[0].rstrip(",") if name else ""
 
     def header(self) -> Address:
         """The address for a header; the name cleaned again, whoever built this Person."""

@@ -42,8 +42,8 @@ def day(value: datetime | None) -> str:
 
 
 def names(people: Iterable[Any], key: str = "name") -> str:
-    """`Ann, Bob and Cy` from a list of people."""
-    items = [str(p[key] if isinstance(p, dict) else p) for p in people]
+    """`Ann, Bob and Cy` from a list of people; those without a value (no name) are left out."""
+    items = [text for p in people if (text := str(p[key] if isinstance(p, dict) else p))]
     if len(items) <= 1:
         return "".join(items)
     return ", ".join(items[:-1]) + " and " + items[-1]

@@ -48,3 +48,15 @@ def test_a_value_that_would_still_fold_into_a_header_line_is_refused(monkeypatch
 def test_an_ordinary_name_with_a_comma_and_quotes_builds_unchanged() -> None:
     message = letter('Belson, Gavin "G"')
     assert [a.addr_spec for a in message["To"].addresses] == ["dan@globex.example"]  # type: ignore[index]
+
+
+def test_names_are_read_as_spoken_and_never_guessed_from_an_address() -> None:
+    # Given names as directories, clients and people write them
+    # Then "Last, First" reads "First Last"; an address in the name, or none, leaves nothing to greet
+    assert Person("g@h.example", "Belson, Gavin").display_name == "Gavin Belson"
+    assert Person("g@h.example", "Belson, Gavin").first_name == "Gavin"
+    assert Person("m@h.example", "Smith, Jr.").display_name == "Smith, Jr."
+    assert Person("tom.reed@h.example").display_name == "tom.reed@h.example"
+    assert Person("tom.reed@h.example").first_name == ""
+    assert Person("tom.reed@h.example", "tom.reed@h.example").first_name == ""
+    assert Person("d@h.example", "Dana Fox").first_name == "Dana"
