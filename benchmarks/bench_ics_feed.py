@@ -362,6 +362,7 @@ name = "sales-team"
 source = "ics"
 path = "feed.ics"
 owner = "sales@acme.example"
+max_bytes = 1_000_000_000  # 121 MB at 100,000 events: above the 50 MB default
 
 [mail]
 transport = "outbox"

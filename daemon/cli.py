@@ -73,7 +73,21 @@ def send_json(send: SendRecord) -> dict[str, Any]:
         "attempts": send.attempts,
         "sent_at": send.sent_at.isoformat().replace("+00:00", "Z") if send.sent_at else None,
         "refused": send.refused or {},
+        # `status` stays "pending" for a claimed send (a promise); these say who holds it, until when.
+        "claimed_by": send.claimed_by if send.status is Status.CLAIMED else None,
+        "claimed_until": send.lease_until.isoformat().replace("+00:00", "Z")
+        if send.status is Status.CLAIMED and send.lease_until
+        else None,
     }
+
+
+def status_text(send: SendRecord, zone: ZoneInfo) -> str:
+    """The status for people: a claimed send says which process holds it (host:pid), until when."""
+    if send.status is not Status.CLAIMED:
+        return Status(send.status).public
+    who = ":".join(send.claimed_by.split(":")[:2]) if send.claimed_by else None
+    until = send.lease_until.astimezone(zone).strftime("%H:%M") if send.lease_until else None
+    return " ".join(["claimed", *(["by", who] if who else []), *(["until", until] if until else [])])
 
 
 def _table(rows: list[list[str]], headers: list[str]) -> str:
@@ -138,8 +152,10 @@ def run(ctx: click.Context) -> None:
         signals["count"] += 1
         if signals["count"] > 1:
             log.warning("second signal: stopping now, without waiting for the current job")
+            daemon.abandon()  # claims not yet handed over go back to planned first
             os._exit(EXIT_KILLED)
-        log.info("signal %s: finishing the current job, then stopping (again to force)", signum)
+        daemon.request_stop()  # before saying so: once this is logged, no further message goes out
+        log.info("signal %s: finishing the message in flight, then stopping (again to force)", signum)
         stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -154,11 +170,19 @@ def run(ctx: click.Context) -> None:
 
 
 @cli.command()
+@click.option(
+    "--accept-removals",
+    "accept",
+    multiple=True,
+    metavar="CALENDAR",
+    help="Confirm that this calendar really lost most of its events; its sync was held (repeatable).",
+)
 @click.pass_context
-def tick(ctx: click.Context) -> None:
+def tick(ctx: click.Context, accept: tuple[str, ...]) -> None:
     """One pass: sync every calendar, plan, send all that is due, then exit."""
     engine = _engine(ctx)
     try:
+        engine.accept_removals(accept)
         now = clock.now()
         report = engine.tick(now)
         zone = ZoneInfo(engine.settings.company.timezone)
@@ -180,12 +204,18 @@ def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcom
         else:
             click.echo(f"calendar {cal.name}: {cal.new} new, {cal.changed} changed, {cal.gone} gone")
         if cal.problems:
-            click.echo(f"  {len(cal.problems)} event(s) could not be used:")
+            click.echo(f"  {len(cal.problems)} problem(s) with its events:")
             for problem in cal.problems[:20]:
                 click.echo(f"  - {problem}")
             if len(cal.problems) > 20:
                 click.echo(f"  … and {len(cal.problems) - 20} more (run with -v to log them all)")
     d = report.dispatch
+    if d.halted:
+        click.echo(f"SENDING STOPPED for this pass: {d.halted}")
+        click.echo(
+            f"  {len(d.held) + d.waiting} due email(s) wait in the ledger (see `followthrough plan`); "
+            "they go out at the next pass once this is fixed."
+        )
     click.echo(f"\nSent {len(d.sent)} email(s)" + (":" if d.sent else "."))
     for send in d.sent:
         final = ledger.send(send.key) or send
@@ -195,6 +225,7 @@ def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcom
             click.echo(f"  {'':<22} note: {final.reason}")
     for label, items in (
         ("NEEDS A DECISION", d.unknown),
+        ("HELD", [] if d.halted else d.held),
         ("Failed", d.failed),
         ("Will retry", d.retrying),
         ("Skipped", d.skipped),
@@ -204,6 +235,8 @@ def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcom
             click.echo(f"{label}: {send.key}: {reason}")
     for key, reason in report.stopped:
         click.echo(f"Stopped: {key}: {reason}")
+    if d.waiting and not d.halted:
+        click.echo(f"  … and {d.waiting} more due email(s) from the same sender, held for the same reason")
     pending = ledger.sends([Status.PLANNED])
     click.echo(f"\nPlanned next ({len(pending)} pending):" if pending else "\nNothing else planned.")
     for send in pending[:upcoming]:
@@ -241,7 +274,7 @@ def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
     rows = [
         [
             local(s.due, zone),
-            Status(s.status).public,
+            status_text(s, zone),
             s.rule,
             ", ".join(_addresses(s.to)),
             s.subject or "",
@@ -250,6 +283,12 @@ def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
         for s in sends
     ]
     click.echo(_table(rows, ["due", "status", "rule", "to", "subject", "event"]))
+    # Why pending sends wait, in full: a held send's reason names the setting to fix.
+    waiting = [s for s in sends if s.status is Status.PLANNED and s.reason]
+    if waiting:
+        click.echo("\nWaiting:")
+        for s in waiting:
+            click.echo(f"  {s.key}: {s.reason}")
 
 
 @cli.command()
@@ -357,13 +396,20 @@ def templates_check(ctx: click.Context) -> None:
 @click.argument("decision", type=click.Choice(["sent", "resend"]))
 @click.pass_context
 def resolve(ctx: click.Context, key: str, decision: str) -> None:
-    """Settle a send whose outcome a crash left unknown: it did arrive (sent), or send it again."""
+    """Settle a send whose outcome a crash left unknown: it did arrive (sent), or send it again.
+
+    A failed send can be sent again too, deliberately, once what made it fail is fixed.
+    """
     ledger = open_ledger(_settings(ctx))
     send = ledger.send(key)
     if send is None:
         raise UserError(f"no send with key {key!r} (see `followthrough plan --status unknown`)")
-    if send.status is not Status.UNKNOWN:
-        raise UserError(f"send {key} is {Status(send.status).public}, not unknown: nothing to resolve")
+    if send.status is Status.FAILED and decision == "sent":
+        raise UserError(f"send {key} failed: the server did not take it; `resend` sends it again")
+    if send.status not in (Status.UNKNOWN, Status.FAILED):
+        raise UserError(
+            f"send {key} is {Status(send.status).public}, not unknown or failed: nothing to resolve"
+        )
     now = clock.now()
     if decision == "sent":
         ledger.finish(
@@ -380,10 +426,11 @@ def resolve(ctx: click.Context, key: str, decision: str) -> None:
             key,
             Status.PLANNED,
             now,
-            "resolved by hand: send again",
-            only_from=(Status.UNKNOWN,),
+            f"resolved by hand: send again (was {send.status.value})",
+            only_from=(Status.UNKNOWN, Status.FAILED),
             handed_at=None,
             next_attempt=None,
+            expires=None,  # a person asked for it: not skipped for being late
         )
         click.echo(f"{key}: will be sent again at the next pass.")
 

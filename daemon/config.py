@@ -5,15 +5,28 @@ Every problem is reported at once, each naming the key and the file; secrets com
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import tomllib
+import types
+import typing
+import urllib.parse
+from collections.abc import Mapping
 from datetime import time, timedelta
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +39,11 @@ from daemon.model import Anchor, Audience, Condition, Kind, Person, Rule, Sender
 from daemon.playbook import DEFAULT_RULES, BusinessHours, Policy, Tags
 
 DEFAULT_CONFIG = Path("config/followthrough.toml")
+ENV_PREFIX = "FOLLOWTHROUGH_"
+# FOLLOWTHROUGH_* variables that are not settings: the config's path, secrets, the dev script's venv.
+NOT_SETTINGS = frozenset(
+    f"{ENV_PREFIX}{name}" for name in ("CONFIG", "SMTP_PASSWORD", "SMTP_PASSWORD_FILE", "VENV")
+)
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_TEMPLATES = PACKAGE_ROOT / "templates" / "email"
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -101,6 +119,8 @@ class CalendarConfig(Section):
     window_past_days: int = Field(30, ge=0)
     window_future_days: int = Field(400, ge=1)
     timeout: float = Field(30.0, gt=0)
+    # source = "ics": a larger file or download is refused (a calendar error), never read whole.
+    max_bytes: int = Field(50_000_000, ge=1)
 
     @model_validator(mode="after")
     def _fits_its_source(self) -> CalendarConfig:
@@ -131,6 +151,17 @@ class CalendarConfig(Section):
         return [self.account] if self.account else list(self.accounts or ())
 
     @property
+    def default_name(self) -> str:
+        """What tells this feed from its owner's others: the file's name, or the URL's host and .ics
+        file name (never the rest of a URL, where private feeds keep their secret)."""
+        if self.path is not None:
+            return self.path.stem
+        parts = urllib.parse.urlsplit(self.url or "")
+        tail = parts.path.rstrip("/").rsplit("/", 1)[-1]
+        host = parts.hostname or ""
+        return f"{host}/{tail[:-4]}" if tail.lower().endswith(".ics") and len(tail) > 4 else host
+
+    @property
     def label(self) -> str:
         if self.name:
             return self.name
@@ -152,6 +183,11 @@ class SmtpConfig(Section):
     ssl: bool = False
     username: str | None = None
     timeout: float = Field(30.0, gt=0)
+    # A private CA's PEM file, trusted for the mail server's certificate on top of the system's CAs.
+    ca_file: Path | None = None
+
+
+GMAIL_MAX_RECIPIENTS = 100  # Gmail's own limit for one message, To and Cc together
 
 
 class MailConfig(Section):
@@ -162,9 +198,19 @@ class MailConfig(Section):
     # After a crash mid-send, prompts to reps may go out twice rather than not at all;
     # customer mail is never resent blindly: a person decides (`followthrough resolve`).
     resend_unknown_prompts: bool = True
+    # Customer mail to more people than this is held for a person: a crowded invite must not become
+    # one email showing thousands of customers each other's addresses.
+    max_recipients: int = Field(50, ge=1)
     smtp: SmtpConfig = SmtpConfig()
 
     _from = field_validator("from_")(classmethod(lambda cls, v: _check_person(v)))
+
+    @field_validator("max_recipients")
+    @classmethod
+    def _within_gmail(cls, value: int, info: ValidationInfo) -> int:
+        if info.data.get("transport") == "gmail" and value > GMAIL_MAX_RECIPIENTS:
+            raise ValueError(f"Gmail sends a message to at most {GMAIL_MAX_RECIPIENTS} recipients")
+        return value
 
 
 class StoreConfig(Section):
@@ -196,7 +242,9 @@ class TeamConfig(Section):
 class ScheduleConfig(Section):
     business_hours: str = "09:00-17:00"
     business_days: list[Day] = list(DAYS[:5])
-    business_timezone: str = "event"  # "event": each event's own zone; or an IANA name
+    # Customer mail's zone when neither their events nor [customers] say where they are;
+    # "event": no zone of its own (the company's is used).
+    business_timezone: str = "event"
     max_late_days: float = Field(3, ge=0)
     poll_interval: timedelta = timedelta(minutes=5)
     jitter: float = Field(0.25, ge=0, le=0.5)  # each wait is poll_interval × (1 ± jitter), at random
@@ -295,6 +343,14 @@ class GoogleConfig(Section):
         return self
 
 
+class CustomerConfig(Section):
+    """What followthrough should know of one customer, by email domain: `[customers."globex.example"]`."""
+
+    timezone: str | None = None  # where they work, when none of their events says so
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: v if v is None else _check_zone(v)))
+
+
 class TemplatesConfig(Section):
     dir: Path = BUNDLED_TEMPLATES
 
@@ -318,6 +374,15 @@ class Settings(BaseSettings):
     rules: list[RuleConfig] = []
     templates: TemplatesConfig = TemplatesConfig()
     google: GoogleConfig | None = None
+    customers: dict[str, CustomerConfig] = {}
+
+    @field_validator("customers")
+    @classmethod
+    def _customer_domains(cls, value: dict[str, CustomerConfig]) -> dict[str, CustomerConfig]:
+        for domain in value:
+            if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)+", domain.lower()):
+                raise ValueError(f"not a domain name: {domain!r} (write [customers.\"globex.example\"])")
+        return {domain.lower(): config for domain, config in value.items()}
 
     @classmethod
     def settings_customise_sources(
@@ -345,7 +410,20 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _ca_file_exists(self) -> Settings:
+        # Checked here, where paths resolve next to the config file, so a typo fails at start-up.
+        ca_file = self.mail.smtp.ca_file
+        if ca_file is not None and not self.resolve(ca_file).is_file():
+            raise ValueError(f"mail.smtp.ca_file: no such file: {self.resolve(ca_file)}")
+        return self
+
+    @model_validator(mode="after")
     def _unique_calendars(self) -> Settings:
+        # One owner's several feeds are told apart by their file or host, without a `name` to write.
+        owners = [c.label for c in self.calendars]
+        for calendar in self.calendars:
+            if calendar.source == "ics" and not calendar.name and owners.count(calendar.label) > 1:
+                calendar.name = f"{calendar.owner}:{calendar.default_name}"
         labels = [c.label for c in self.calendars]
         duplicates = sorted({label for label in labels if labels.count(label) > 1})
         if duplicates:
@@ -403,6 +481,7 @@ class Settings(BaseSettings):
                 else self.schedule.business_timezone,
             ),
             max_late=timedelta(days=self.schedule.max_late_days),
+            customer_timezones={d: c.timezone for d, c in self.customers.items() if c.timezone},
         )
 
     def _rules(self) -> tuple[Rule, ...]:
@@ -481,10 +560,52 @@ def load(path: Path | str | None = None) -> Settings:
             "(FOLLOWTHROUGH_SMTP_PASSWORD); remove them from the file"
         )
     bound = type("BoundSettings", (Settings,), {"toml_path": path, "base_dir": path.parent.resolve()})
+    unknown = unknown_environment(os.environ)
+    problems = [problem for _, problem in unknown]
     try:
         settings: Settings = bound()
         settings.policy()
     except ValidationError as exc:
-        problems = "\n  ".join(_describe(e) for e in exc.errors())
-        raise ConfigError(f"{path}: invalid configuration:\n  {problems}") from None
+        named = {where for where, _ in unknown}  # said once, naming the variable, not a file key
+        problems += [
+            _describe(e)
+            for e in exc.errors()
+            if not (e["type"] == "extra_forbidden" and tuple(str(p).lower() for p in e["loc"]) in named)
+        ]
+    if problems:
+        listed = "\n  ".join(problems)
+        raise ConfigError(f"{path}: invalid configuration:\n  {listed}") from None
     return settings
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    """The section model a field holds (`GoogleConfig | None` holds GoogleConfig), if any."""
+    optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    for candidate in typing.get_args(annotation) if optional else (annotation,):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def unknown_environment(environ: Mapping[str, str]) -> list[tuple[tuple[str, ...], str]]:
+    """FOLLOWTHROUGH_* variables that set nothing, with the key path each names: a typo in the
+    environment is reported like one in the file, instead of being silently ignored."""
+    problems = []
+    for variable in sorted(environ):
+        upper = variable.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in NOT_SETTINGS:
+            continue
+        model: type[BaseModel] | None = Settings
+        parts = upper[len(ENV_PREFIX) :].lower().split("__")
+        for i, part in enumerate(parts):
+            if model is None:
+                break  # inside a list, a table of tables or a value: pydantic judges the rest
+            fields = {(f.alias or name).lower(): f for name, f in model.model_fields.items()}
+            if part not in fields:
+                close = difflib.get_close_matches(part, fields, n=1)
+                meant = "__".join([*parts[:i], *close[:1], *parts[i + 1 :]]).upper()
+                hint = f"; did you mean {ENV_PREFIX}{meant}?" if close else ""
+                problems.append((tuple(parts[: i + 1]), f"{variable} (environment): unknown setting{hint}"))
+                break
+            model = _model_of(fields[part].annotation)
+    return problems

@@ -10,6 +10,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from daemon.ledger import Ledger, StoredEvent
 from daemon.mail import Transport
 from daemon.mail.outbox import OutboxTransport
 from daemon.mail.smtp import SmtpTransport
-from daemon.model import CalendarEvent, EventStatus, Outcome
+from daemon.model import CalendarEvent, EventStatus, Kind, Outcome
 from daemon.playbook import Policy, classify, customer_domains, event_kind, plan, tagged_outcome
 from daemon.sources import CalendarSource
 from daemon.sources.ics import IcsSource
@@ -107,6 +108,7 @@ def make_sources(settings: Settings, access: GoogleAccess | None = None) -> list
                 window_past=timedelta(days=cal.window_past_days),
                 window_future=timedelta(days=cal.window_future_days),
                 timeout=cal.timeout,
+                max_bytes=cal.max_bytes,
             )
         )
     return sources
@@ -147,6 +149,7 @@ def make_transport(
         username=mail.smtp.username,
         password=password,
         timeout=mail.smtp.timeout,
+        ca_file=settings.resolve(mail.smtp.ca_file) if mail.smtp.ca_file else None,
     )
 
 
@@ -179,6 +182,7 @@ def policy_digest(policy: Policy) -> str:
         sorted(policy.implementation_by_rep.items()),
         (policy.hours.start, policy.hours.end, sorted(policy.hours.days), policy.hours.timezone),
         policy.max_late,
+        sorted(policy.customer_timezones.items()),
     )
     return hashlib.blake2b(repr(stable).encode(), digest_size=12).hexdigest()
 
@@ -214,7 +218,10 @@ class Engine:
                 lease=settings.schedule.claim_lease,
                 retry_base=settings.schedule.retry_base,
                 resend_unknown_prompts=settings.mail.resend_unknown_prompts,
+                max_recipients=settings.mail.max_recipients,
             ),
+            instance=self.instance,
+            is_dead=dead_here,
         )
 
     def close(self) -> None:
@@ -229,6 +236,15 @@ class Engine:
             report.calendars.append(self.sync(source, now, report))
         report.dispatch = self.dispatcher.dispatch_due(now)
         return report
+
+    def accept_removals(self, names: Iterable[str]) -> None:
+        """A person confirms that these calendars really lost the events their next sync removes,
+        which a source may otherwise hold as a broken feed."""
+        known = {source.name: source for source in self.sources}
+        for name in names:
+            if name not in known:
+                raise UserError(f"no calendar named {name!r}; the calendars are: {', '.join(sorted(known))}")
+            known[name].accept_removals = True
 
     def sync_all(self, now: datetime) -> PassReport:
         report = PassReport()
@@ -309,6 +325,7 @@ class Engine:
             self.replan(event_id, now)
             report.replanned += 1
             if stored is not None and not stored.deleted:
+                report.replanned += self._replan_for_kickoff(stored.event, now)
                 report.stopped += self._stop_on_reengagement(stored, now)
         except LedgerError:
             raise
@@ -357,8 +374,17 @@ class Engine:
         return problems
 
     def settle_interrupted(self, now: datetime, report: PassReport) -> None:
-        """Plan the events a crashed pass stored but did not get to plan."""
-        unsettled = self.ledger.unsettled_events()
+        """Plan the events a crashed pass stored but did not get to plan.
+
+        Not those of a calendar another live instance is syncing: it is planning them right now, and
+        planning them here too only doubles the work and races it.
+        """
+        busy = [
+            source
+            for source, owner in self.ledger.sync_leases(now).items()
+            if owner != self.instance and not dead_here(owner)
+        ]
+        unsettled = self.ledger.unsettled_events(skip_sources=busy)
         if unsettled:
             log.warning("finishing the planning of %d event(s) an earlier pass left", len(unsettled))
             stored = {i: s.event for i in unsettled if (s := self.ledger.event(i)) and not s.deleted}
@@ -371,6 +397,23 @@ class Engine:
                 log.info("event %s: outcome %s seen in its tags", event.id, outcome)
         elif self.ledger.clear_outcome(event.id, "tag"):
             log.info("event %s: outcome tag removed", event.id)
+
+    def _replan_for_kickoff(self, event: CalendarEvent, now: datetime) -> int:
+        """A kickoff tells where the customer is: the deal's closing calls that do not say so
+        themselves plan their customer mail in the kickoff's zone, so they are planned again."""
+        if not event.timezone or event_kind(event, self.policy.tags) is not Kind.KICKOFF:
+            return 0
+        c = classify(event, self.policy)
+        if c is None:
+            return 0
+        closings = [
+            e.id
+            for e in self.ledger.events_of_deal(c.deal.name)
+            if e.id != event.id and not e.timezone and event_kind(e, self.policy.tags) is Kind.CLOSING
+        ]
+        for event_id in closings:
+            self.replan(event_id, now)
+        return len(closings)
 
     def _stop_on_reengagement(self, stored: StoredEvent, now: datetime) -> list[tuple[str, str]]:
         """A new meeting with a lost customer ends the follow-up sequence at once."""
@@ -401,7 +444,9 @@ class Engine:
         event = stored.event
         c = classify(event, self.policy)
         outcome = self.ledger.outcome(event_id)
-        result = plan(event, c, outcome, self.policy)
+        # The deal's other events tell where the customer is (their kickoff) and fill the subjects.
+        deal_events = self.ledger.events_of_deal(c.deal.name) if c and c.kind else []
+        result = plan(event, c, outcome, self.policy, deal_events)
         # A send already past its deadline when planned is not news: note why, keep `plan` clean.
         dropped = dict(result.dropped)
         sends = []
@@ -411,7 +456,6 @@ class Engine:
             else:
                 sends.append(send)
         # Subjects for `plan`; the whole email is rendered when it is sent, from the data of then.
-        deal_events = self.ledger.events_of_deal(c.deal.name) if sends and c else []
         subjects = {}
         for send in sends:
             context = for_send(

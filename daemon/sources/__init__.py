@@ -4,7 +4,9 @@ The contract every source keeps (tests/integration/test_source_contract.py runs 
 - `sync(state, now)` with `state=None` lists every event in the window; with the state it returned
   last time, only what changed since: events added or modified (`upserted`) and ids gone (`removed`).
 - An event the source cannot use is skipped and named in `problems`; the rest still count.
-- A calendar that cannot be read at all raises `SourceError`, and the caller keeps its old state.
+- A calendar that cannot be read at all raises `SourceError`, and the caller keeps its old state. So
+  does one read incompletely (a download cut short), and one whose changes look like a broken feed
+  rather than a person's edits (most of its events gone at once) until `accept_removals` is set.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class CalendarSource(ABC):
     """One calendar, read incrementally."""
 
     name: str
+    # Set by a person (`tick --accept-removals NAME`) to let the next sync remove most of the
+    # calendar's events, which a source may otherwise hold as more likely a broken feed.
+    accept_removals: bool = False
 
     @abstractmethod
     def sync(self, state: dict[str, Any] | None, now: datetime) -> SyncBatch:

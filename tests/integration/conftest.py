@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from collections.abc import Iterator
@@ -28,6 +29,10 @@ class CalendarFeed:
     etag: str | None = None
     last_modified: str | None = None
     status: int = 200  # anything but 200 is answered as an error page
+    # A download that breaks off: only the first `cut_at` bytes of the body are sent, then the
+    # connection is closed; with `announce_length`, after promising the whole body's Content-Length.
+    cut_at: int | None = None
+    announce_length: bool = True
     requests: list[SeenRequest] = field(default_factory=list)
     port: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -42,15 +47,23 @@ class CalendarFeed:
     def answer(self, headers: dict[str, str]) -> tuple[int, bytes, dict[str, str]]:
         with self._lock:
             if self.status != 200:
-                return self.status, b"<h1>Internal Server Error</h1>", {"Content-Type": "text/html"}
+                page = b"<h1>Internal Server Error</h1>"
+                return self.status, page, {"Content-Type": "text/html", "Content-Length": str(len(page))}
             validators = {"ETag": self.etag, "Last-Modified": self.last_modified}
             validators = {k: v for k, v in validators.items() if v}
             if self.etag and headers.get("If-None-Match") == self.etag:
                 return 304, b"", validators
-            return 200, self.body, {"Content-Type": "text/calendar; charset=utf-8", **validators}
+            extra = {"Content-Type": "text/calendar; charset=utf-8", **validators}
+            if self.announce_length:
+                extra["Content-Length"] = str(len(self.body))
+            body = self.body if self.cut_at is None else self.body[: self.cut_at]
+            return 200, body, extra
 
 
 class _FeedHandler(BaseHTTPRequestHandler):
+    """HTTP/1.0: the connection closes after each answer, which is what ends a body sent without a
+    Content-Length, and what a download that breaks off looks like."""
+
     server: _FeedServer
 
     def do_GET(self) -> None:
@@ -61,11 +74,11 @@ class _FeedHandler(BaseHTTPRequestHandler):
         self.send_response(status)
         for key, value in extra.items():
             self.send_header(key, value)
-        if status != 304:
-            self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         if status != 304:
-            self.wfile.write(body)
+            # A client may stop reading half way: a size limit at work.
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(body)
 
     def log_message(self, format: str, *args: object) -> None:  # keep test output quiet
         pass

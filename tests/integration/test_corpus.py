@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -101,6 +102,47 @@ def test_given_a_real_world_calendar_when_first_synced_then_it_gives_sane_events
     # And every problem names what is wrong, and the state can be stored as the next sync's cursor
     assert all(says_what_is_wrong(p) for p in outcome.batch.problems), outcome.batch.problems
     json.dumps(outcome.batch.state)
+
+
+def _has(pattern: str, name: str) -> bool:
+    text = (CORPUS / name).read_bytes().decode("utf-8", "replace")
+    return re.search(pattern, text, re.MULTILINE | re.IGNORECASE) is not None
+
+
+# Bare VEVENTs whose last event is closed (no BEGIN:VEVENT after the last END:VEVENT).
+BARE = [
+    n
+    for n in FILES
+    if not _has(r"^BEGIN:VCALENDAR", n) and _has(r"^END:VEVENT[ \t\r]*$(?![\s\S]*^BEGIN:VEVENT)", n)
+]
+UNCLOSED = [n for n in FILES if _has(r"^BEGIN:VCALENDAR", n) and not _has(r"^END:VCALENDAR[ \t\r]*$", n)]
+
+
+def test_the_corpus_has_both_kinds_of_files_without_end_vcalendar() -> None:
+    # Given the corpus, then it holds bare-VEVENT exports and calendars never closed (else the two
+    # tests below would test nothing)
+    assert len(BARE) >= 10 and len(UNCLOSED) >= 3, (BARE, UNCLOSED)
+
+
+@pytest.mark.parametrize("name", BARE)
+def test_given_a_file_of_bare_closed_vevents_then_it_is_read_not_refused(name: str) -> None:
+    # Given an export of bare VEVENTs (no VCALENDAR around them, as khal's), each closed with END:VEVENT
+    # When synced, then it is read like a calendar, with a note, and not refused as incomplete
+    outcome = sync(name)
+    assert outcome.error is None, str(outcome.error)
+    assert outcome.batch is not None
+    assert any("BEGIN:VCALENDAR" in p for p in outcome.batch.problems), outcome.batch.problems
+
+
+@pytest.mark.parametrize("name", UNCLOSED)
+def test_given_a_calendar_never_closed_with_end_vcalendar_then_it_fails_naming_the_file(name: str) -> None:
+    # Given a file that opens a VCALENDAR and never closes it: what a download cut short looks like
+    # When synced, then it is not read in part (its missing events would read as deleted): it fails,
+    # naming the file and saying why, on one line
+    outcome = sync(name)
+    assert outcome.error is not None, outcome.batch
+    message = str(outcome.error)
+    assert name in message and "END:VCALENDAR" in message and one_line(message), message
 
 
 def test_given_the_whole_corpus_then_almost_every_file_gives_events_or_says_what_is_wrong() -> None:

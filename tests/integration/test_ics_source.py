@@ -5,6 +5,7 @@ Every sync gets an explicit `now`; nothing reads the clock.
 
 from __future__ import annotations
 
+import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -483,6 +484,110 @@ def test_given_a_missing_file_then_sync_fails_naming_the_calendar_and_path(tmp_p
     assert str(path) in str(caught.value)
 
 
+OPEN_CLOSING = crlf(
+    "BEGIN:VEVENT\nUID:closing@test\nDTSTAMP:20260101T000000Z\nSUMMARY:Globex #closing\nDTSTART:notadate\n"
+    "DTEND:20260305T110000Z\n"
+)
+GARBAGE = "%%%% exported by SyncTool 2.1 %%%%\r\n\x00\x00\r\n"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(
+            vcalendar(meeting("before@test", "20260304T090000Z", "20260304T100000Z"), OPEN_CLOSING + GARBAGE),
+            id="open-event-then-garbage-then-end",
+        ),
+        pytest.param(
+            vcalendar(meeting("before@test", "20260304T090000Z", "20260304T100000Z")).replace(
+                "END:VCALENDAR\r\n", ""
+            )
+            + OPEN_CLOSING
+            + GARBAGE,
+            id="open-event-then-garbage-to-the-end",
+        ),
+        pytest.param(
+            vcalendar(
+                meeting("before@test", "20260304T090000Z", "20260304T100000Z"),
+                OPEN_CLOSING,
+                meeting("after@test", "20260306T090000Z", "20260306T100000Z"),
+            ),
+            id="open-event-between-intact-ones",
+        ),
+        pytest.param(
+            meeting("before@test", "20260304T090000Z", "20260304T100000Z") + OPEN_CLOSING,
+            id="bare-vevents-the-last-open",
+        ),
+    ],
+)
+def test_given_an_event_left_open_then_the_file_fails_naming_the_file_and_that_event(
+    tmp_path: Path, text: str
+) -> None:
+    # Given a calendar file holding a #closing event with a bad start, never closed with END:VEVENT
+    path = write(tmp_path / "team.ics", text)
+
+    # When synced, then the calendar fails, naming the file and the open event, and no intact neighbour
+    with pytest.raises(SourceError) as caught:
+        ics_source(path).sync(None, NOW)
+    message = str(caught.value)
+    assert "calendar 'team'" in message and str(path) in message, message
+    assert "closing@test" in message and "END:VEVENT" in message, message
+    assert "before@test" not in message and "after@test" not in message, message
+    assert "\n" not in message
+
+
+def test_given_a_stray_line_between_the_events_then_the_file_fails_and_no_event_is_blamed(
+    tmp_path: Path,
+) -> None:
+    # Given a complete calendar with a line that is no iCalendar line between its two events
+    path = write(
+        tmp_path / "team.ics",
+        vcalendar(
+            meeting("before@test", "20260304T090000Z", "20260304T100000Z"),
+            "this line is not iCalendar\r\n",
+            meeting("after@test", "20260306T090000Z", "20260306T100000Z"),
+        ),
+    )
+
+    # When synced, then the calendar fails naming the line, and neither event is blamed for it
+    with pytest.raises(SourceError) as caught:
+        ics_source(path).sync(None, NOW)
+    message = str(caught.value)
+    assert "calendar 'team'" in message and "this line is not iCalendar" in message, message
+    assert "before@test" not in message and "after@test" not in message, message
+
+
+def test_given_text_after_the_end_of_the_calendar_then_the_events_are_read_and_the_text_noted(
+    tmp_path: Path,
+) -> None:
+    # Given a complete calendar followed by a line of junk, as some exporters leave
+    path = write(
+        tmp_path / "team.ics",
+        vcalendar(meeting("call@test", "20260305T090000Z", "20260305T100000Z")) + GARBAGE,
+    )
+
+    # When synced
+    batch = ics_source(path).sync(None, NOW)
+
+    # Then the calendar is read whole, and the text after it is mentioned, not taken as a calendar
+    assert sorted(by_id(batch)) == ["call@test"]
+    assert [p for p in batch.problems if "after the end of the calendar" in p], batch.problems
+
+
+def test_given_a_file_larger_than_max_bytes_then_it_is_refused_naming_the_calendar_and_the_limit(
+    tmp_path: Path,
+) -> None:
+    # Given a calendar file of a few kilobytes and a calendar allowed one kilobyte
+    path = write(tmp_path / "team.ics", three_meetings())
+    assert path.stat().st_size > 1000
+
+    # When synced, then it is refused, naming the calendar, the file and the limit to raise
+    with pytest.raises(SourceError) as caught:
+        ics_source(path, max_bytes=1000).sync(None, NOW)
+    message = str(caught.value)
+    assert "calendar 'team'" in message and str(path) in message and "max_bytes = 1000" in message
+
+
 # -- hostile and odd text -------------------------------------------------------------------------
 def test_given_header_injection_in_summary_and_cn_then_they_come_out_as_one_line(tmp_path: Path) -> None:
     # Given titles with escaped and raw line breaks, and attendee names with RFC 6868 and raw line breaks
@@ -560,6 +665,36 @@ def test_given_a_cp1252_file_then_its_accents_are_read(tmp_path: Path) -> None:
     assert [a.person.name for a in event.attendees] == ["Zoë Müller"]
 
 
+def test_given_bytes_that_are_not_utf8_in_one_event_then_only_they_are_replaced_and_that_event_named(
+    tmp_path: Path,
+) -> None:
+    # Given a UTF-8 calendar where one event's description holds two bytes pasted from elsewhere
+    text = vcalendar(
+        meeting(
+            "zoe@test",
+            "20260305T090000Z",
+            "20260305T100000Z",
+            "SUMMARY:Kick-off Müller & Co",
+            'ATTENDEE;CN="Zoë Müller":mailto:zoe@acme.io',
+        ),
+        meeting("notes@test", "20260306T090000Z", "20260306T100000Z", "DESCRIPTION:Notes PASTED: naïve"),
+    )
+    path = write(tmp_path / "team.ics", text.encode("utf-8").replace(b"PASTED", b"\xff\xfe"))
+
+    # When synced
+    batch = ics_source(path).sync(None, NOW)
+    events = by_id(batch)
+
+    # Then the other event's names read as written
+    assert events["zoe@test"].title == "Kick-off Müller & Co"
+    assert [a.person.name for a in events["zoe@test"].attendees] == ["Zoë Müller"]
+    # And in the event with the bad bytes, only those are replaced; the rest of its text is intact
+    assert events["notes@test"].description == "Notes \ufffd\ufffd: naïve"
+    # And that event, and only that one, is reported
+    assert [p for p in batch.problems if "notes@test" in p and "UTF-8" in p], batch.problems
+    assert len(batch.problems) == 1, batch.problems
+
+
 def test_given_an_event_without_attendees_then_it_is_listed_with_nobody(tmp_path: Path) -> None:
     # Given a focus block: no organizer, no attendees
     path = write(
@@ -576,10 +711,10 @@ def test_given_an_event_without_attendees_then_it_is_listed_with_nobody(tmp_path
     assert batch.problems == []
 
 
-def test_given_an_attendee_with_a_malformed_address_then_only_that_attendee_is_dropped(
+def test_given_an_attendee_with_a_malformed_address_then_only_that_attendee_is_dropped_and_named(
     tmp_path: Path,
 ) -> None:
-    # Given a meeting with one real attendee and two that cannot be written to
+    # Given a meeting with one real attendee, two that cannot be written to, and a room without address
     path = write(
         tmp_path / "team.ics",
         vcalendar(
@@ -590,15 +725,53 @@ def test_given_an_attendee_with_a_malformed_address_then_only_that_attendee_is_d
                 "ATTENDEE;CN=Cara:mailto:cara@acme.io",
                 "ATTENDEE;CN=Nobody:mailto:not an address",
                 "ATTENDEE;CN=Also Nobody:mailto:",
+                "ATTENDEE;CUTYPE=ROOM;CN=Everest:urn:uuid:9b2c0d3e-room",
             )
         ),
     )
 
     # When synced
-    event = by_id(ics_source(path).sync(None, NOW))["call@test"]
+    batch = ics_source(path).sync(None, NOW)
+    event = by_id(batch)["call@test"]
 
     # Then the meeting is listed with just the real attendee
     assert [(a.person.email, a.person.name) for a in event.attendees] == [("cara@acme.io", "Cara")]
+    # And each address that is none is reported with its event and value; the room is not a problem
+    assert [p for p in batch.problems if "call@test" in p and "'mailto:not an address'" in p], batch.problems
+    assert [p for p in batch.problems if "call@test" in p and "'mailto:'" in p], batch.problems
+    assert len(batch.problems) == 2, batch.problems
+
+
+def test_given_caldav_style_addresses_then_the_email_parameter_names_the_person(tmp_path: Path) -> None:
+    # Given a meeting as a CalDAV server writes it: people as URNs, their addresses in EMAIL parameters
+    path = write(
+        tmp_path / "team.ics",
+        vcalendar(
+            meeting(
+                "caldav@test",
+                "20260305T090000Z",
+                "20260305T100000Z",
+                "SUMMARY:Globex #closing",
+                "ORGANIZER;CN=Carol Rep;EMAIL=carol@acme.example:urn:uuid:6f1c2a7e-0d4b-4c55-9f3e",
+                "ATTENDEE;CN=Dana Fox;EMAIL=Dana.Fox@globex.example;PARTSTAT=ACCEPTED:"
+                "urn:uuid:0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+                "ATTENDEE;CUTYPE=RESOURCE;CN=Projector:urn:uuid:5d4c3b2a-projector",
+            )
+        ),
+    )
+
+    # When synced
+    batch = ics_source(path).sync(None, NOW)
+    event = by_id(batch)["caldav@test"]
+
+    # Then the organizer and the attendee are the people their EMAIL parameters name
+    assert event.organizer is not None
+    assert (event.organizer.email, event.organizer.name) == ("carol@acme.example", "Carol Rep")
+    assert [(a.person.email, a.person.name, a.status) for a in event.attendees] == [
+        ("dana.fox@globex.example", "Dana Fox", "ACCEPTED")
+    ]
+    # And the projector, a resource known only by its URN, is nobody to write to and no problem
+    assert batch.problems == []
 
 
 def test_given_a_minutely_rule_then_the_series_is_capped_with_a_problem(tmp_path: Path) -> None:
@@ -824,3 +997,165 @@ def test_given_a_feed_on_a_closed_port_then_the_error_names_the_calendar_but_not
 
     # Then the error names the calendar, and keeps the private URL out
     assert_redacted(caught.value, closed_port)
+
+
+# -- feeds that are cut short, oversized, empty or shrunken ----------------------------------------
+def test_given_a_download_cut_mid_event_without_a_length_then_the_calendar_fails_naming_that_event(
+    calendar_feed: CalendarFeed,
+) -> None:
+    # Given a feed of three meetings and a series, synced once
+    calendar_feed.publish(three_meetings().encode(), '"v1"')
+    source = url_source(calendar_feed)
+    first = source.sync(None, NOW)
+
+    # When the next version's download, sent without a Content-Length, breaks off inside the call
+    body = three_meetings(call_title="Call (moved room)").encode()
+    calendar_feed.publish(body, '"v2"')
+    calendar_feed.announce_length = False
+    calendar_feed.cut_at = body.index(b"SUMMARY:Call (moved room)")
+    with pytest.raises(SourceError) as caught:
+        source.sync(first.state, NOW + timedelta(minutes=5))
+
+    # Then the calendar fails, naming the cut event and not its intact neighbour, and keeping the URL secret
+    message = str(caught.value)
+    assert "incomplete" in message and "call@test" in message, message
+    assert "kickoff@test" not in message, message
+    assert_redacted(caught.value, calendar_feed.port)
+
+    # And once the feed is whole again, the state kept from before gives just the change: nothing removed
+    calendar_feed.cut_at = None
+    again = source.sync(first.state, NOW + timedelta(minutes=10))
+    assert [(e.id, e.title) for e in again.upserted] == [("call@test", "Call (moved room)")]
+    assert again.removed == []
+
+
+def test_given_a_download_shorter_than_its_content_length_then_the_calendar_fails(
+    calendar_feed: CalendarFeed,
+) -> None:
+    # Given a feed whose download breaks off after the first complete event, short of its Content-Length
+    body = three_meetings().encode()
+    calendar_feed.publish(body, '"v1"')
+    calendar_feed.cut_at = body.index(b"BEGIN:VEVENT\r\nUID:call@test")
+
+    # When synced, then the calendar fails saying the download broke off, and keeps the URL secret
+    with pytest.raises(SourceError, match="broke off") as caught:
+        url_source(calendar_feed).sync(None, NOW)
+    assert_redacted(caught.value, calendar_feed.port)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        pytest.param(b"", "is empty", id="empty"),
+        pytest.param(b"\r\n \r\n", "is empty", id="blank"),
+        pytest.param(
+            b"<!DOCTYPE html><html><body><h1>Service Unavailable</h1></body></html>\n",
+            "not an iCalendar file",
+            id="html-error-page",
+        ),
+        pytest.param(
+            b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//x//EN\r\n", "END:VCALENDAR", id="header-only"
+        ),
+        pytest.param(
+            three_meetings().replace("END:VCALENDAR\r\n", "").encode(),
+            "END:VCALENDAR",
+            id="cut-between-events",
+        ),
+    ],
+)
+def test_given_a_feed_answering_200_with_no_complete_calendar_then_the_calendar_fails(
+    calendar_feed: CalendarFeed, body: bytes, says: str
+) -> None:
+    # Given a feed synced once
+    calendar_feed.publish(three_meetings().encode(), '"v1"')
+    source = url_source(calendar_feed)
+    first = source.sync(None, NOW)
+
+    # When it next answers 200 with something that is not a complete calendar
+    calendar_feed.publish(body, '"v2"')
+    with pytest.raises(SourceError) as caught:
+        source.sync(first.state, NOW + timedelta(minutes=5))
+
+    # Then the calendar fails (the caller keeps its state: nothing is taken as deleted), saying why
+    assert says in str(caught.value), str(caught.value)
+    assert_redacted(caught.value, calendar_feed.port)
+
+
+@pytest.mark.parametrize("announce_length", [True, False], ids=["content-length", "no-length"])
+def test_given_a_feed_larger_than_max_bytes_then_it_is_refused_without_being_read_whole(
+    calendar_feed: CalendarFeed, announce_length: bool
+) -> None:
+    # Given a 40 MB feed and a calendar allowed 1 MB
+    body = b"BEGIN:VCALENDAR\r\nX-PAD:" + b"x" * 40_000_000 + b"\r\nEND:VCALENDAR\r\n"
+    calendar_feed.publish(body, '"big"')
+    calendar_feed.announce_length = announce_length
+    source = IcsSource("sales", url=calendar_feed.url(SECRET_PATH), timeout=10, max_bytes=1_000_000)
+
+    # When synced
+    tracemalloc.start()
+    try:
+        with pytest.raises(SourceError) as caught:
+            source.sync(None, NOW)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    # Then it is refused, naming the calendar and the limit to raise, and the URL kept secret
+    assert "max_bytes = 1000000" in str(caught.value), str(caught.value)
+    assert_redacted(caught.value, calendar_feed.port)
+    # And it was never held in memory whole: reading stopped soon after the limit
+    assert peak < 8_000_000, f"peak {peak:,} bytes while refusing a 40 MB feed"
+
+
+def numbered_meetings(count: int) -> list[str]:
+    """`count` one-hour meetings, one a day from 2 March 2026: m0@test, m1@test, …"""
+    return [
+        meeting(f"m{i}@test", f"202603{2 + i:02d}T090000Z", f"202603{2 + i:02d}T100000Z", f"SUMMARY:M{i}")
+        for i in range(count)
+    ]
+
+
+def test_given_a_feed_that_lost_most_of_its_events_then_the_sync_is_held_until_a_person_confirms(
+    calendar_feed: CalendarFeed,
+) -> None:
+    # Given a feed of 20 meetings, synced once
+    calendar_feed.publish(vcalendar(*numbered_meetings(20)).encode(), '"v1"')
+    source = url_source(calendar_feed)
+    first = source.sync(None, NOW)
+    assert len(first.upserted) == 20
+
+    # When it is next published, complete, with only 5 of them (a wrong or broken export, or not)
+    calendar_feed.publish(vcalendar(*numbered_meetings(5)).encode(), '"v2"')
+    with pytest.raises(SourceError) as caught:
+        source.sync(first.state, NOW + timedelta(minutes=5))
+
+    # Then the sync is held, naming the calendar, how many events would go, and how to confirm
+    message = str(caught.value)
+    assert "calendar 'sales'" in message and "15 of the 20" in message, message
+    assert "held" in message and "followthrough tick --accept-removals sales" in message, message
+
+    # When a person confirms, then the 15 are removed
+    source.accept_removals = True
+    confirmed = source.sync(first.state, NOW + timedelta(minutes=10))
+    assert sorted(confirmed.removed) == sorted(f"m{i}@test" for i in range(5, 20))
+
+
+@pytest.mark.parametrize(
+    ("had", "kept"),
+    [(10, 0), (20, 10), (30, 19)],
+    ids=["ten-gone", "half-gone", "a-third-gone"],
+)
+def test_given_a_feed_that_lost_some_of_its_events_then_they_are_removed_at_once(
+    tmp_path: Path, had: int, kept: int
+) -> None:
+    # Given a calendar synced once
+    path = write(tmp_path / "team.ics", vcalendar(*numbered_meetings(had)))
+    source = ics_source(path)
+    first = source.sync(None, NOW)
+
+    # When it loses no more than ten events, or no more than half of them
+    write(path, vcalendar(*numbered_meetings(kept)))
+    again = source.sync(first.state, NOW + timedelta(minutes=5))
+
+    # Then those are removed without asking anyone
+    assert sorted(again.removed) == sorted(f"m{i}@test" for i in range(kept, had))
