@@ -1,18 +1,30 @@
 """The dispatcher: claims due sends, renders them, hands them to the transport, records the result.
 
 Transient failures go back to the ledger with a retry time; permanent ones are recorded with the
-server's answer. Nothing is dropped silently.
+server's answer; what only a person can fix (our own account, a recipient limit) waits in the ledger,
+held, without counting as a try. Nothing is dropped silently.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from daemon import clock
 from daemon.context import for_send
-from daemon.errors import DeliveryError, TemplateError, UnknownDeliveryError, UnsafeMessageError
+from daemon.errors import (
+    AccountDeliveryError,
+    DeliveryError,
+    HeldDeliveryError,
+    LedgerError,
+    TemplateError,
+    UnknownDeliveryError,
+    UnsafeMessageError,
+)
 from daemon.ledger import Ledger, SendRecord
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
@@ -24,6 +36,9 @@ from daemon.templates import Rendered, Templates
 
 log = logging.getLogger(__name__)
 
+HOLD_CAP = timedelta(hours=1)  # the longest wait between two tries of a server that refuses our account
+HOLD_RECHECK = timedelta(hours=1)  # a send over the recipient limit is looked at again this often
+
 
 @dataclass(frozen=True)
 class Delivery:
@@ -33,6 +48,7 @@ class Delivery:
     retry_base: timedelta = timedelta(minutes=1)
     retry_window: timedelta = timedelta(days=1)
     resend_unknown_prompts: bool = True
+    max_recipients: int = 50  # for customer mail, To and Cc together
 
 
 @dataclass
@@ -43,10 +59,13 @@ class DispatchReport:
     skipped: list[tuple[SendRecord, str]] = field(default_factory=list)
     stopped: list[tuple[SendRecord, str]] = field(default_factory=list)
     unknown: list[tuple[SendRecord, str]] = field(default_factory=list)  # a person must decide
+    held: list[tuple[SendRecord, str]] = field(default_factory=list)  # waiting for a person's fix
+    halted: str | None = None  # why sending stopped for this pass (our account was refused)
+    waiting: int = 0  # due sends left untried because sending stopped
 
     @property
     def trouble(self) -> bool:
-        return bool(self.failed or self.retrying or self.unknown)
+        return bool(self.failed or self.retrying or self.unknown or self.held or self.halted)
 
 
 def render_send(
@@ -87,6 +106,8 @@ class Dispatcher:
         service_sender: Person,
         unsubscribe: str,
         delivery: Delivery | None = None,
+        instance: str | None = None,
+        is_dead: Callable[[str], bool] | None = None,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
@@ -96,6 +117,13 @@ class Dispatcher:
         self.service_sender = service_sender
         self.unsubscribe = unsubscribe
         self.delivery = delivery or Delivery()
+        self.instance = instance  # recorded as the owner of each claim (`host:pid:nonce`)
+        self.is_dead = is_dead  # whether another instance's process is known to be dead
+        self._stop = threading.Event()
+        self._started = False
+        self._refusals = 0  # passes in a row in which the server refused our account: for the wait
+        self._hold_until: datetime | None = None  # this pass's wait for sends held by such a refusal
+        self._refused_senders: dict[str, str] = {}  # this pass: envelope senders the server refused
 
     def render(self, send: SendRecord, at: datetime) -> Rendered:
         """The send's email as it would go out at `at`. Raises TemplateError."""
@@ -103,22 +131,86 @@ class Dispatcher:
 
     def dispatch_due(self, now: datetime) -> DispatchReport:
         report = DispatchReport()
-        for orphan in self.ledger.orphans(now):
+        if not self._started:
+            # A new process may run with fixed settings: sends held for a fix are tried at once.
+            self._started = True
+            self.ledger.release_held()
+        self._hold_until = None
+        self._refused_senders = {}
+        dead = self._dead_owners()
+        for orphan in self.ledger.orphans(now, dead):
             self._settle_orphan(orphan, now, report)
         report.unknown += [(s, s.reason or "") for s in self.ledger.sends([Status.UNKNOWN])]
+        batch: list[SendRecord] = []
         try:
-            while True:
+            while not self._stop.is_set():
                 # Few at a time: a claim is a lease, and a slow server must not outlast it. A long
                 # pass reads the clock again, so leases are counted from when they are really taken.
                 moment = max(now, clock.now())
-                batch = self.ledger.claim_due(moment, self.delivery.lease, limit=10)
+                batch = self.ledger.claim_due(
+                    moment, self.delivery.lease, limit=10, owner=self.instance, from_dead=dead
+                )
                 if not batch:
                     break
                 for send in batch:
+                    if self._stop.is_set():
+                        break  # stopping: the message in flight was the last one
+                    if report.halted is not None:  # not tried: back to pending, as it was
+                        self._hold(send, moment, report.halted, report, self._until(moment), tried=False)
+                        continue
                     self._one(send, max(moment, clock.now()), report)
+                if report.halted is not None:
+                    # One refused login a pass: the other due sends wait, unclaimed, with the reason.
+                    report.waiting += self.ledger.hold_due(
+                        moment, self._until(moment), f"held: {report.halted}"
+                    )
+                    break
         finally:
+            # Claims of this pass not handed over (stopping, or an error) go back at once, not when
+            # their lease runs out; the ledger leaves alone any that were finished or handed over.
+            if batch:
+                why = "followthrough stopped before" if self.stopping else "the pass ended before"
+                self._release([s.attempt_id for s in batch if s.attempt_id], why)
             self.transport.close()
         return report
+
+    def stop(self) -> None:
+        """Stop after the message in flight: no new claim, no next message (safe from any thread)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def release_own(self, why: str) -> list[str]:
+        """Put every claim of this instance not yet handed over back to planned, at once."""
+        if self.instance is None:
+            return []
+        return self._release_where(why, owner=self.instance)
+
+    def _release(self, attempt_ids: list[str], why: str) -> list[str]:
+        return self._release_where(why, attempt_ids=attempt_ids)
+
+    def _release_where(self, why: str, **which: Any) -> list[str]:
+        try:
+            keys = self.ledger.release_claims(
+                clock.now(), f"released: {why} sending it; due again at once", **which
+            )
+        except LedgerError as exc:  # never hides what stopped the pass: the lease frees them later
+            log.error("claims not released (their lease will free them): %s", exc)
+            return []
+        for key in keys:
+            log.info("send %s: claim released, not sent (%s sending it)", key, why)
+        return keys
+
+    def _dead_owners(self) -> list[str]:
+        """Instances holding claims whose process is known to be dead: taken over at once."""
+        if self.is_dead is None:
+            return []
+        dead = sorted(o for o in self.ledger.claim_owners() if o != self.instance and self.is_dead(o))
+        for owner in dead:
+            log.warning("taking over the claims of %s, which is no longer running", owner)
+        return dead
 
     def _one(self, send: SendRecord, now: datetime, report: DispatchReport) -> None:
         assert send.attempt_id is not None
@@ -141,6 +233,22 @@ class Dispatcher:
             if self.ledger.finish(send.key, Status.STOPPED, now, reason, attempt_id=send.attempt_id):
                 log.info("send %s stopped: %s", send.key, reason)
                 report.stopped.append((send, reason))
+            return
+        refused_sender = self._refused_senders.get((send.sender or self.service_sender).email)
+        if refused_sender is not None:  # the server refused this sender earlier in the pass
+            self._hold(send, now, refused_sender, report, self._until(now), tried=False)
+            return
+        # Recipients the server put off (4xx) when the message went to the others: only they get it now.
+        put_off = {r.lower() for r, answer in send.refused.items() if _temporary(answer)}
+        everyone = {p.email.lower() for p in (*to, *cc)}
+        if not put_off and len(everyone) > self.delivery.max_recipients and self._to_customers(to, cc, send):
+            limit = self.delivery.max_recipients
+            reason = (
+                f"{len(everyone)} recipients, more than [mail] max_recipients = {limit}: "
+                "held for a person (each would see every other address); raise the limit to send it "
+                "as it is, or leave it to be skipped after its deadline"
+            )
+            self._hold(send, now, reason, report, now + HOLD_RECHECK)
             return
         try:
             rendered = self.render(send, now)
@@ -165,11 +273,14 @@ class Dispatcher:
             self._fail(send, now, str(exc), report)
             return
         recipients = [p.email for p in (*to, *cc)]
+        if put_off:
+            recipients = [r for r in recipients if r.lower() in put_off]
         if not self.ledger.mark_handed(send.key, send.attempt_id, now, self.delivery.lease):
             log.warning("send %s: claim lost to another process before sending; left to it", send.key)
             return
         try:
-            refused = self.transport.deliver(message, sender.email, recipients)
+            # Empty only when those put off are no longer recipients: nothing is left to deliver.
+            refused = self.transport.deliver(message, sender.email, recipients) if recipients else {}
         except UnknownDeliveryError as exc:
             if self.transport.searchable:
                 # Looked up once the claim's lease runs out: a search right now could miss it.
@@ -177,12 +288,38 @@ class Dispatcher:
                 return
             self._settle_orphan(send, now, report, what=str(exc))
             return
+        except AccountDeliveryError as exc:
+            if exc.sender is None:
+                report.halted = str(exc)
+                log.error("sending stopped for this pass: %s", exc)
+            else:
+                self._refused_senders[exc.sender] = str(exc)
+            self._hold(send, now, str(exc), report, self._until(now))
+            return
+        except HeldDeliveryError as exc:
+            self._hold(send, now, str(exc), report, self._until(now))
+            return
         except DeliveryError as exc:
-            if exc.transient:
+            if put_off:  # it went to the others before: it can only end as sent
+                earlier = {r: a for r, a in send.refused.items() if _temporary(a)}
+                final = {r: a for r, a in send.refused.items() if not _temporary(a)}
+                if not exc.transient:
+                    earlier = dict.fromkeys(earlier, str(exc))
+                domain = sender.domain
+                self._put_off(send, now, earlier, final, rendered.subject, domain, report, not exc.transient)
+            elif exc.transient:
                 self._retry_or_fail(send, now, str(exc), report)
             else:
                 self._fail(send, now, str(exc), report)
             return
+        self._refusals = 0
+        final = {r: a for r, a in send.refused.items() if not _temporary(a)}  # from earlier tries
+        final |= {r: a for r, a in refused.items() if not _temporary(a)}
+        later = {r: a for r, a in refused.items() if _temporary(a)}
+        if later:
+            self._put_off(send, now, later, final, rendered.subject, sender.domain, report)
+            return
+        refused = final
         note: str | None = None
         if refused:
             note = "refused by the server: " + "; ".join(f"{r}: {a}" for r, a in refused.items())
@@ -194,7 +331,7 @@ class Dispatcher:
             now,
             note,
             attempt_id=send.attempt_id,
-            sent_at=now,
+            sent_at=send.sent_at or now,  # a send retried for some recipients went out at its first try
             subject=rendered.subject,
             refused=refused or None,
             message_id=message_id(send.key, sender.domain),
@@ -246,6 +383,91 @@ class Dispatcher:
             log.error("send %s: %s", send.key, reason)
             report.unknown.append((send, reason))
 
+    def _to_customers(self, to: tuple[Person, ...], cc: tuple[Person, ...], send: SendRecord) -> bool:
+        if send.audience == Audience.CUSTOMER.value:
+            return True
+        return any(not self.policy.is_internal(p.domain) for p in (*to, *cc))
+
+    def _until(self, now: datetime) -> datetime:
+        """When sends held by a refusal of our account are tried again: the wait grows with each pass
+        refused in a row, so a wrong password costs one failed login a pass, and fewer passes."""
+        if self._hold_until is None:
+            self._refusals += 1
+            wait = compute_backoff(self._refusals, base=self.delivery.retry_base, cap=HOLD_CAP)
+            self._hold_until = now + wait
+        return self._hold_until
+
+    def _hold(
+        self,
+        send: SendRecord,
+        now: datetime,
+        reason: str,
+        report: DispatchReport,
+        until: datetime,
+        tried: bool = True,
+    ) -> None:
+        """Back to pending with the reason, until `until` or the next start; the try is not counted,
+        so holding never leads to giving up (the deadline still skips it)."""
+        if not self.ledger.finish(
+            send.key,
+            Status.PLANNED,
+            now,
+            f"held: {reason}",
+            attempt_id=send.attempt_id,
+            next_attempt=until,
+            handed_at=None,
+            attempts=max(send.attempts - 1, 0),
+        ):
+            return
+        if tried:
+            log.warning("send %s held until %s: %s", send.key, until.isoformat(), reason)
+            report.held.append((send, reason))
+        else:
+            report.waiting += 1
+
+    def _put_off(
+        self,
+        send: SendRecord,
+        now: datetime,
+        later: dict[str, str],
+        final: dict[str, str],
+        subject: str,
+        domain: str,
+        report: DispatchReport,
+        give_up: bool = False,
+    ) -> None:
+        """Delivered, but the server put off some recipients with a 4xx: the same message goes to them,
+        and only them, at the next try; the ledger's `refused` says who they are."""
+        answers = "; ".join(f"{r}: {a}" for r, a in later.items())
+        recorded: dict[str, Any] = {
+            "sent_at": send.sent_at or now,
+            "subject": subject,
+            "refused": final | later,
+            "message_id": message_id(send.key, domain),
+        }
+        deadline = send.expires or (send.due + self.delivery.retry_window)
+        when = now + compute_backoff(send.attempts, base=self.delivery.retry_base)
+        if give_up or when > deadline:
+            reason = f"sent, but gave up after {send.attempts} attempts on recipients put off: {answers}"
+            if self.ledger.finish(send.key, Status.SENT, now, reason, attempt_id=send.attempt_id, **recorded):
+                log.error("send %s: %s", send.key, reason)
+                report.sent.append(send)
+                report.failed.append((send, reason))
+            return
+        reason = f"will retry at {when.isoformat()}: sent to the others; the server put off {answers}"
+        if self.ledger.finish(
+            send.key,
+            Status.PLANNED,
+            now,
+            reason,
+            attempt_id=send.attempt_id,
+            next_attempt=when,
+            handed_at=None,
+            **recorded,
+        ):
+            log.warning("send %s: %s", send.key, reason)
+            report.retrying.append((send, reason))
+
     def _retry_or_fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
         assert send.attempt_id is not None
         deadline = send.expires or (send.due + self.delivery.retry_window)
@@ -267,3 +489,8 @@ class Dispatcher:
         self.ledger.finish(send.key, Status.FAILED, now, reason, attempt_id=send.attempt_id)
         log.error("send %s failed: %s", send.key, reason)
         report.failed.append((send, reason))
+
+
+def _temporary(answer: str) -> bool:
+    """A server's answer (as `deliver` reports it, "452 4.5.3 ...") that puts a recipient off for now."""
+    return answer[:1] == "4"

@@ -60,3 +60,20 @@ class PermanentDeliveryError(DeliveryError):
 
 class UnsafeMessageError(PermanentDeliveryError):
     """The built message's headers are not what followthrough set: it is never handed over."""
+
+
+class HeldDeliveryError(DeliveryError):
+    """Neither the message's fault nor trouble that passes by itself: a person must change something
+    first (the mail settings, the account, a recipient limit). The send waits in the ledger with the
+    reason, and the try does not count toward giving up."""
+
+
+class AccountDeliveryError(HeldDeliveryError):
+    """The mail server refused our own connection, login or account (530, 534, 535, 538, a bad TLS
+    setup, a 5xx refusal before any recipient was taken). Every other send would meet the same answer,
+    so sending stops for this pass: for every sender, or only for `sender` when the server refused
+    that envelope sender."""
+
+    def __init__(self, message: str, sender: str | None = None) -> None:
+        super().__init__(message)
+        self.sender = sender

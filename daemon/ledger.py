@@ -48,7 +48,7 @@ from daemon.playbook import OutcomeRecord
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Each step brings a database from the version before it; run in order, in one transaction.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
@@ -57,6 +57,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE cursors ADD COLUMN lease_until TIMESTAMP",
         "ALTER TABLE events ADD COLUMN unsettled BOOLEAN NOT NULL DEFAULT FALSE",
     ),
+    3: ("ALTER TABLE sends ADD COLUMN claimed_by VARCHAR(200)",),
 }
 REVIVABLE = (Status.PLANNED, Status.CANCELLED, Status.SKIPPED)  # re-planning may bring these back
 
@@ -143,6 +144,8 @@ sends = Table(
     Column("next_attempt", UTCDateTime),
     Column("attempt_id", String(40)),
     Column("lease_until", UTCDateTime),
+    # The instance (`host:pid:nonce`) holding the claim: a dead one's claims are taken at once.
+    Column("claimed_by", String(200)),
     Column("message_id", String(300)),
     Column("handed_at", UTCDateTime),  # set, and committed, just before the transport gets it
     Column("refused", JSON),
@@ -218,6 +221,8 @@ class SendRecord:
     updated_at: datetime
     sent_at: datetime | None
     handed_at: datetime | None = None
+    claimed_by: str | None = None  # while claimed: the instance holding it, until lease_until
+    lease_until: datetime | None = None
 
     @classmethod
     def from_row(cls, row: Any) -> SendRecord:
@@ -246,6 +251,8 @@ class SendRecord:
             updated_at=row.updated_at,
             sent_at=row.sent_at,
             handed_at=row.handed_at,
+            claimed_by=row.claimed_by,
+            lease_until=row.lease_until,
         )
 
 
@@ -482,9 +489,26 @@ class Ledger:
             for chunk in _chunks(event_ids, 500):
                 conn.execute(update(events).where(events.c.id.in_(chunk)).values(unsettled=False))
 
-    def unsettled_events(self) -> list[str]:
+    def unsettled_events(self, skip_sources: Iterable[str] = ()) -> list[str]:
+        """Events stored but not yet planned, except those of `skip_sources`: calendars another
+        instance is syncing right now, and so planning."""
+        query = select(events.c.id).where(events.c.unsettled.is_(True))
+        skip = list(skip_sources)
+        if skip:
+            busy = select(event_sources.c.event_id).where(event_sources.c.source.in_(skip))
+            query = query.where(events.c.id.not_in(busy))
         with self._read() as conn:
-            return list(conn.execute(select(events.c.id).where(events.c.unsettled.is_(True))).scalars())
+            return list(conn.execute(query).scalars())
+
+    def sync_leases(self, now: datetime) -> dict[str, str]:
+        """The calendars being synced right now, and by which instance."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(cursors.c.source, cursors.c.lease_owner).where(
+                    cursors.c.lease_owner.is_not(None), cursors.c.lease_until >= now
+                )
+            ).all()
+        return {row.source: row.lease_owner for row in rows}
 
     def event(self, event_id: str) -> StoredEvent | None:
         with self._read() as conn:
@@ -667,12 +691,25 @@ class Ledger:
             ).all()
         return [SendRecord.from_row(r) for r in rows]
 
-    def claim_due(self, now: datetime, lease: timedelta, limit: int = 100) -> list[SendRecord]:
-        """Atomically take the sends due now; each gets a fresh attempt id and a lease."""
+    def claim_due(
+        self,
+        now: datetime,
+        lease: timedelta,
+        limit: int = 100,
+        *,
+        owner: str | None = None,
+        from_dead: Iterable[str] = (),
+    ) -> list[SendRecord]:
+        """Atomically take the sends due now; each gets a fresh attempt id, a lease and its `owner`.
+
+        Claims not yet handed over are taken again once their lease has run out, or at once when
+        their owner is in `from_dead` (instances known to be dead).
+        """
+        dead = [d for d in from_dead if d and d != owner]
         claimed: list[SendRecord] = []
         with self._tx() as conn:
             query = (
-                select(sends.c.key, sends.c.status)
+                select(sends.c.key, sends.c.status, sends.c.claimed_by)
                 .where(
                     or_(
                         and_(
@@ -684,8 +721,8 @@ class Ledger:
                         # handed the message over: safe to take. (Handed ones: see `orphans`.)
                         and_(
                             sends.c.status == Status.CLAIMED.value,
-                            sends.c.lease_until < now,
                             sends.c.handed_at.is_(None),
+                            _lapsed(now, dead),
                         ),
                     )
                 )
@@ -703,15 +740,81 @@ class Ledger:
                         status=Status.CLAIMED.value,
                         attempt_id=attempt,
                         lease_until=now + lease,
+                        claimed_by=owner,
                         attempts=sends.c.attempts + 1,
                         updated_at=now,
                     )
                 )
                 if result.rowcount:
-                    why = "claimed" if row.status == Status.PLANNED.value else "claimed again: lease expired"
+                    if row.status == Status.PLANNED.value:
+                        why = "claimed"
+                    elif row.claimed_by in dead:
+                        why = f"claimed again: {row.claimed_by} is no longer running"
+                    else:
+                        why = "claimed again: lease expired"
                     self._move(conn, row.key, row.status, Status.CLAIMED, now, why)
                     claimed.append(self._get(conn, row.key))
         return claimed
+
+    def claim_owners(self) -> set[str]:
+        """The instances holding claims now: the dispatcher asks which of them are dead."""
+        with self._read() as conn:
+            return set(
+                conn.execute(
+                    select(sends.c.claimed_by)
+                    .where(sends.c.status == Status.CLAIMED.value, sends.c.claimed_by.is_not(None))
+                    .distinct()
+                ).scalars()
+            )
+
+    def release_claims(
+        self,
+        at: datetime,
+        reason: str,
+        *,
+        owner: str | None = None,
+        attempt_ids: Iterable[str] = (),
+    ) -> list[str]:
+        """Put claims back to planned at once, due as before: those of `owner`, or with these attempt
+        ids. Only claims not handed over: a handed one may have gone out (see `orphans`).
+
+        Returns the keys released. The claim did not try to send, so it does not count as an attempt.
+        """
+        ids = list(attempt_ids)
+        if owner is None and not ids:
+            return []
+        whose = sends.c.claimed_by == owner if owner is not None else sends.c.attempt_id.in_(ids)
+        released: list[str] = []
+        with self._tx() as conn:
+            query = select(sends.c.key).where(
+                sends.c.status == Status.CLAIMED.value, sends.c.handed_at.is_(None), whose
+            )
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update()  # a concurrent mark_handed waits, then finds it gone
+            for key in conn.execute(query).scalars().all():
+                result = conn.execute(
+                    update(sends)
+                    .where(
+                        sends.c.key == key,
+                        sends.c.status == Status.CLAIMED.value,
+                        sends.c.handed_at.is_(None),
+                        whose,
+                    )
+                    .values(
+                        status=Status.PLANNED.value,
+                        attempt_id=None,
+                        lease_until=None,
+                        claimed_by=None,
+                        attempts=func.max(sends.c.attempts - 1, 0)
+                        if self.engine.dialect.name == "sqlite"
+                        else func.greatest(sends.c.attempts - 1, 0),
+                        updated_at=at,
+                    )
+                )
+                if result.rowcount:
+                    self._move(conn, key, Status.CLAIMED.value, Status.PLANNED, at, reason)
+                    released.append(key)
+        return released
 
     def mark_handed(self, key: str, attempt_id: str, at: datetime, lease: timedelta) -> bool:
         """Commit, before the transport sees the message, that this attempt is handing it over.
@@ -730,14 +833,15 @@ class Ledger:
             )
             return bool(result.rowcount)
 
-    def orphans(self, now: datetime) -> list[SendRecord]:
-        """Sends handed to the transport by a process that stopped before recording the result."""
+    def orphans(self, now: datetime, from_dead: Iterable[str] = ()) -> list[SendRecord]:
+        """Sends handed to the transport by a process that stopped before recording the result: its
+        lease ran out, or its owner is in `from_dead`."""
         with self._read() as conn:
             rows = conn.execute(
                 select(sends).where(
                     sends.c.status == Status.CLAIMED.value,
-                    sends.c.lease_until < now,
                     sends.c.handed_at.is_not(None),
+                    _lapsed(now, [d for d in from_dead if d]),
                 )
             ).all()
         return [SendRecord.from_row(r) for r in rows]
@@ -800,14 +904,26 @@ class Ledger:
             condition = [sends.c.key == key, sends.c.status.in_([s.value for s in only_from])]
             if attempt_id is not None:
                 condition.append(sends.c.attempt_id == attempt_id)
-            old = conn.execute(select(sends.c.status).where(*condition)).scalar()
+            query = select(sends.c.status).where(*condition)
+            if self.engine.dialect.name == "postgresql":
+                query = query.with_for_update()  # no one else moves it between this read and the write
+            old = conn.execute(query).scalar()
             if old is None:
                 return False
-            conn.execute(
+            result = conn.execute(
                 update(sends)
                 .where(*condition)
-                .values(status=status.value, reason=reason, updated_at=at, lease_until=None, **values)
+                .values(
+                    status=status.value,
+                    reason=reason,
+                    updated_at=at,
+                    lease_until=None,
+                    claimed_by=None,
+                    **values,
+                )
             )
+            if not result.rowcount:
+                return False
             self._move(conn, key, old, status, at, reason)
             return True
 
@@ -821,6 +937,41 @@ class Ledger:
             next_attempt=when,
             handed_at=None,
         )
+
+    def hold_due(self, now: datetime, until: datetime, reason: str) -> int:
+        """Give every pending send due now the reason it waits and its next try, without claiming it:
+        sending stopped for a pass (the server refused our account) and these were not tried."""
+        due = and_(
+            sends.c.status == Status.PLANNED.value,
+            sends.c.due <= now,
+            or_(sends.c.next_attempt.is_(None), sends.c.next_attempt <= now),
+        )
+        with self._tx() as conn:
+            keys = list(conn.execute(select(sends.c.key).where(due)).scalars())
+            for chunk in _chunks(keys, 500):
+                conn.execute(
+                    update(sends)
+                    .where(due, sends.c.key.in_(chunk))
+                    .values(reason=reason, next_attempt=until, updated_at=now)
+                )
+                for key in chunk:
+                    self._move(conn, key, Status.PLANNED.value, Status.PLANNED, now, reason)
+        return len(keys)
+
+    def release_held(self) -> int:
+        """Make sends held for a person's fix (reason "held: ...") due again: at start-up, since the
+        settings may have been fixed meanwhile."""
+        with self._tx() as conn:
+            result = conn.execute(
+                update(sends)
+                .where(
+                    sends.c.status == Status.PLANNED.value,
+                    sends.c.reason.startswith("held: ", autoescape=True),
+                    sends.c.next_attempt.is_not(None),
+                )
+                .values(next_attempt=None)
+            )
+            return int(result.rowcount or 0)
 
     def sent_count(self, sender: str, since: datetime, service_sender: str) -> int:
         """How many messages went out from `sender` since a moment: for per-sender daily limits."""
@@ -894,6 +1045,13 @@ class Ledger:
                 ).scalars()
             )
         return {a for a in addresses if a in listed or a.rsplit("@", 1)[-1] in listed}
+
+
+def _lapsed(now: datetime, dead: list[str]) -> Any:
+    """A claim no one is working on: its lease ran out, or its owner is known to be dead."""
+    if not dead:
+        return sends.c.lease_until < now
+    return or_(sends.c.lease_until < now, sends.c.claimed_by.in_(dead))
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -3,10 +3,15 @@
 The contract (tests/integration/test_transport_contract.py runs it against outbox and SMTP, and
 tests/integration/test_gmail.py the same checks against Gmail):
 - `deliver(message, envelope_from, recipients)` returns the recipients the server refused, with its
-  answer; an empty dict means every recipient was accepted.
+  answer; an empty dict means every recipient was accepted. An answer starting with 4 is temporary:
+  the dispatcher delivers the same message to those recipients again later, and only to them.
 - It raises `TransientDeliveryError` when trying again later may work (4xx, a dropped connection, a
   timeout) and `PermanentDeliveryError` when it will not (5xx for every recipient).
-- `close()` ends any open connection; the transport may be used again afterwards.
+- It raises `AccountDeliveryError` when the server refuses our own connection, login or account
+  (settings a person must fix: the dispatcher stops sending for the pass and keeps every send), and
+  `HeldDeliveryError` when only this message must wait for a person (e.g. a recipient limit).
+- Consecutive deliveries share one connection and one login; `close()` ends it (the dispatcher calls
+  it after each pass), and the transport may be used again afterwards.
 """
 
 from __future__ import annotations

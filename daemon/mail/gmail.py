@@ -11,6 +11,8 @@ message was not taken (429 and 5xx), and connections that never carried the requ
 Gmail's per-user limits (Workspace: 2,000 messages a day, 100 recipients a message) are kept: a send
 over the daily limit, or refused by Gmail for a rate or quota limit, raises `TransientDeliveryError`
 and waits in the ledger; later sends of that sender wait too, without asking Gmail again meanwhile.
+A message to more than 100 people raises `HeldDeliveryError`: it waits for a person, as customer mail
+over `[mail] max_recipients` does (the config keeps that at most 100 with Gmail).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from daemon import clock
 from daemon.errors import (
     ConfigError,
     DeliveryError,
+    HeldDeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
     UnknownDeliveryError,
@@ -225,7 +228,8 @@ class GmailTransport(Transport):
         sender = envelope_from
         count = self._recipient_count(message, recipients)
         if count > self.max_recipients:
-            raise PermanentDeliveryError(
+            # Held like any send over [mail] max_recipients: nothing is wrong with the message itself.
+            raise HeldDeliveryError(
                 f"{count} recipients: Gmail sends a message to at most {self.max_recipients} "
                 "(To and Cc together)"
             )

@@ -1,17 +1,38 @@
-"""The SMTP transport: any mail server, with STARTTLS or TLS, and the password from the environment."""
+"""The SMTP transport: any mail server, with STARTTLS or TLS, and the password from the environment.
+
+One connection serves every send of a pass, with one login; answers about our own connection, login
+or account raise `AccountDeliveryError`, naming the setting to fix, so the dispatcher stops there.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import smtplib
 import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
+from pathlib import Path
 
-from daemon.errors import PermanentDeliveryError, TransientDeliveryError, UnknownDeliveryError
+from daemon.errors import (
+    AccountDeliveryError,
+    HeldDeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    UnknownDeliveryError,
+)
 from daemon.mail import Transport
 
 log = logging.getLogger(__name__)
+
+# One mechanism per login, never a second: smtplib's login() tries the next one after a 535, which
+# doubles the failed logins a wrong password costs (and brings account lockouts closer).
+MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")
+ACCOUNT_CODES = frozenset({530, 534, 535, 538})  # authentication required / refused / needs TLS
+PASSWORD_FIX = (
+    "check [mail.smtp] username and FOLLOWTHROUGH_SMTP_PASSWORD (or FOLLOWTHROUGH_SMTP_PASSWORD_FILE)"
+)
+_ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 class _Tracking:
@@ -34,9 +55,27 @@ class _SMTP_SSL(_Tracking, smtplib.SMTP_SSL):  # type: ignore[misc]
     pass
 
 
+def _text(text: bytes | str) -> str:
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
+
+
 def _answer(code: int, text: bytes | str) -> str:
-    message = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text)
-    return f"{code} {' '.join(message.split())}"
+    return f"{code} {' '.join(_text(text).split())}"
+
+
+def _enhanced(text: bytes | str) -> str:
+    """The RFC 3463 status code at the start of an answer's text ("5.7.1"), or ""."""
+    match = _ENHANCED.match(_text(text))
+    return match.group(1) if match else ""
+
+
+def _offers(smtp: smtplib.SMTP) -> str:
+    features = [name.upper() for name in smtp.esmtp_features]
+    return f" (its EHLO offers: {', '.join(features)})" if features else " (it did not answer EHLO)"
+
+
+def _encrypted(smtp: smtplib.SMTP) -> bool:
+    return isinstance(smtp.sock, ssl.SSLSocket)
 
 
 class SmtpTransport(Transport):
@@ -53,6 +92,7 @@ class SmtpTransport(Transport):
         password: str | None = None,
         timeout: float = 30.0,
         local_hostname: str | None = None,
+        ca_file: Path | str | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -62,75 +102,212 @@ class SmtpTransport(Transport):
         self._password = password
         self.timeout = timeout
         self.local_hostname = local_hostname
+        self.ca_file = Path(ca_file) if ca_file is not None else None
         self._connection: _SMTP | _SMTP_SSL | None = None
+        self.connections = 0  # opened since this transport was made: one a pass, when all is well
+
+    @property
+    def where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def _tls(self) -> ssl.SSLContext:
+        """The TLS settings for STARTTLS and implicit TLS alike: the system's CAs, and ca_file's."""
+        context = ssl.create_default_context()
+        if self.ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=str(self.ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise AccountDeliveryError(
+                    f"[mail.smtp] ca_file {self.ca_file}: cannot be read as PEM certificates ({exc})"
+                ) from None
+        return context
 
     def _connect(self) -> _SMTP | _SMTP_SSL:
-        if self._connection is not None:
+        if self._connection is not None and self._connection.sock is not None:
             return self._connection
-        where = f"{self.host}:{self.port}"
+        self._connection = None
+        smtp: _SMTP | _SMTP_SSL | None = None
         try:
             if self.use_ssl:
-                smtp: _SMTP | _SMTP_SSL = _SMTP_SSL(
+                smtp = _SMTP_SSL(
                     self.host,
                     self.port,
                     timeout=self.timeout,
                     local_hostname=self.local_hostname,
-                    context=ssl.create_default_context(),
+                    context=self._tls(),
                 )
             else:
                 smtp = _SMTP(self.host, self.port, timeout=self.timeout, local_hostname=self.local_hostname)
                 if self.starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    smtp.ehlo()
+                    if not smtp.has_extn("starttls"):
+                        raise AccountDeliveryError(
+                            f"SMTP server {self.where} does not offer STARTTLS{_offers(smtp)}: set "
+                            "[mail.smtp] ssl = true if it speaks TLS from the start (usually port 465), "
+                            "or starttls = false, only on a trusted network"
+                        )
+                    smtp.starttls(context=self._tls())
+            self.connections += 1
             if self.username:
-                smtp.login(self.username, self._password or "")
-        except smtplib.SMTPAuthenticationError as exc:
-            # A configuration problem: keep the sends and retry once someone fixes the credentials.
-            raise TransientDeliveryError(
-                f"SMTP server {where} refused the login for {self.username!r}: "
-                f"{_answer(exc.smtp_code, exc.smtp_error)}"
-            ) from None
-        except smtplib.SMTPNotSupportedError:
-            raise TransientDeliveryError(
-                f"SMTP server {where} does not offer STARTTLS "
-                "(set [mail.smtp] starttls = false only on a trusted network)"
-            ) from None
-        except smtplib.SMTPResponseException as exc:
-            raise TransientDeliveryError(
-                f"SMTP server {where}: {_answer(exc.smtp_code, exc.smtp_error)}"
-            ) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            raise TransientDeliveryError(f"cannot connect to SMTP server {where}: {exc}") from None
+                self._login(smtp)
+        except BaseException as exc:
+            if smtp is not None:
+                smtp.close()
+            raise self._connect_error(exc) from None
         self._connection = smtp
         return smtp
 
-    def deliver(self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> dict[str, str]:
-        smtp = self._connect()
-        smtp.body_sent = False
-        try:
-            refused = smtp.send_message(message, from_addr=envelope_from, to_addrs=list(recipients))
-        except smtplib.SMTPRecipientsRefused as exc:
-            self.close()
-            answers = {r: _answer(c, m) for r, (c, m) in exc.recipients.items()}
-            summary = "; ".join(f"{r}: {a}" for r, a in answers.items())
-            if any(400 <= c < 500 for c, _ in exc.recipients.values()):
-                raise TransientDeliveryError(f"recipients refused for now: {summary}") from None
-            raise PermanentDeliveryError(f"every recipient refused: {summary}") from None
-        except smtplib.SMTPResponseException as exc:
-            self.close()
+    def _connect_error(self, exc: BaseException) -> BaseException:
+        where = self.where
+        if isinstance(exc, HeldDeliveryError | TransientDeliveryError):
+            return exc
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            return AccountDeliveryError(
+                f"SMTP server {where}: its certificate is not trusted ({exc.verify_message}); "
+                "if a private CA signed it, set [mail.smtp] ca_file to that CA's PEM file"
+            )
+        if isinstance(exc, ssl.SSLError):
+            return AccountDeliveryError(
+                f"SMTP server {where}: TLS could not be set up ({exc.reason or exc}); check [mail.smtp] "
+                "port, ssl and starttls (port 465 usually speaks TLS from the start: ssl = true; "
+                "587 and 25 use starttls = true)"
+            )
+        if isinstance(exc, smtplib.SMTPResponseException):
             answer = _answer(exc.smtp_code, exc.smtp_error)
             if 400 <= exc.smtp_code < 500:
-                raise TransientDeliveryError(f"server answered {answer}") from None
-            raise PermanentDeliveryError(f"server answered {answer}") from None
-        except (OSError, smtplib.SMTPException) as exc:
-            self.close()
-            if smtp.body_sent:
-                raise UnknownDeliveryError(
-                    f"the connection to {self.host}:{self.port} broke after the whole message was sent, "
-                    f"before the server answered ({exc or type(exc).__name__})"
-                ) from None
-            raise TransientDeliveryError(f"connection to {self.host}:{self.port} failed: {exc}") from None
-        # smtplib reports a partial refusal only here, in its return value.
-        return {r: _answer(c, m) for r, (c, m) in refused.items()}
+                return TransientDeliveryError(f"SMTP server {where}: {answer}")
+            return AccountDeliveryError(f"SMTP server {where} refused the connection: {answer}")
+        if isinstance(exc, OSError | smtplib.SMTPException):
+            return TransientDeliveryError(f"cannot connect to SMTP server {where}: {exc}")
+        return exc
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        """One AUTH with one mechanism: a refusal is final for this pass, never a second try."""
+        where = self.where
+        smtp.ehlo_or_helo_if_needed()
+        offered = smtp.esmtp_features.get("auth", "").upper().split()
+        if not offered:
+            if not _encrypted(smtp) and smtp.has_extn("starttls"):
+                raise AccountDeliveryError(
+                    f"SMTP server {where} offers AUTH only over TLS: it offers STARTTLS, which is off; "
+                    "set [mail.smtp] starttls = true"
+                )
+            raise AccountDeliveryError(
+                f"SMTP server {where} does not offer AUTH{' even over TLS' if _encrypted(smtp) else ''}"
+                f"{_offers(smtp)}: remove [mail.smtp] username if it takes mail without a login, "
+                "or turn on SMTP AUTH on the server"
+            )
+        mechanism = next((m for m in MECHANISMS if m in offered), None)
+        if mechanism is None:
+            raise AccountDeliveryError(
+                f"SMTP server {where} offers AUTH only as {' '.join(offered)}; followthrough speaks "
+                f"{', '.join(MECHANISMS)}"
+            )
+        smtp.user, smtp.password = self.username or "", self._password or ""
+        method = getattr(smtp, "auth_" + mechanism.lower().replace("-", "_"))
+        try:
+            smtp.auth(mechanism, method, initial_response_ok=True)
+        except smtplib.SMTPAuthenticationError as exc:
+            answer = _answer(exc.smtp_code, exc.smtp_error)
+            if 400 <= exc.smtp_code < 500:
+                raise TransientDeliveryError(f"SMTP server {where}: login failed for now: {answer}") from None
+            if exc.smtp_code == 538:
+                fix = "it wants TLS first: set [mail.smtp] starttls = true (or ssl = true)"
+            elif exc.smtp_code == 534:
+                fix = "the account refuses this way of logging in (an app password may be needed)"
+            else:
+                fix = PASSWORD_FIX
+            raise AccountDeliveryError(
+                f"SMTP server {where} refused the login for {self.username!r} ({answer}): {fix}"
+            ) from None
+        log.debug("logged in to %s as %s with AUTH %s", where, self.username, mechanism)
+
+    def _account_fix(self, code: int, text: bytes | str, sender: str) -> str:
+        """What to change after a refusal of our account or sender, from the answer's wording."""
+        words = _text(text).lower()
+        if "tls" in words or "encrypt" in words:
+            return "set [mail.smtp] starttls = true (or ssl = true)"
+        if not self.username:
+            return (
+                "if the server takes mail only after a login, "
+                "set [mail.smtp] username and FOLLOWTHROUGH_SMTP_PASSWORD"
+            )
+        if code in ACCOUNT_CODES:
+            return PASSWORD_FIX
+        return f"check that the account {self.username!r} may send as {sender}"
+
+    def deliver(self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> dict[str, str]:
+        for tries_left in (1, 0):
+            reused = self._connection is not None and self._connection.sock is not None
+            smtp = self._connect()
+            smtp.body_sent = False
+            try:
+                refused = smtp.send_message(message, from_addr=envelope_from, to_addrs=list(recipients))
+            except smtplib.SMTPServerDisconnected as exc:
+                self._drop()
+                if reused and tries_left and not smtp.body_sent:
+                    # Servers close idle connections; none of this message had gone out, so one
+                    # fresh connection is safe.
+                    log.debug("SMTP connection to %s was closed (%s); connecting again", self.where, exc)
+                    continue
+                raise self._broken(smtp, exc) from None
+            except smtplib.SMTPResponseException as exc:
+                self._drop()  # only if smtplib closed it (421): otherwise it reset the transaction
+                raise self._refusal(exc, envelope_from) from None
+            except smtplib.SMTPRecipientsRefused as exc:
+                self._drop()
+                raise self._refused_all(exc, envelope_from) from None
+            except (OSError, smtplib.SMTPException) as exc:
+                self.close()
+                raise self._broken(smtp, exc) from None
+            # smtplib reports a partial refusal only here, in its return value.
+            return {r: _answer(c, m) for r, (c, m) in refused.items()}
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _broken(self, smtp: _SMTP | _SMTP_SSL, exc: BaseException) -> Exception:
+        if smtp.body_sent:
+            return UnknownDeliveryError(
+                f"the connection to {self.where} broke after the whole message was sent, "
+                f"before the server answered ({exc or type(exc).__name__})"
+            )
+        return TransientDeliveryError(f"connection to {self.where} failed: {exc}")
+
+    def _refusal(self, exc: smtplib.SMTPResponseException, sender: str) -> Exception:
+        answer = _answer(exc.smtp_code, exc.smtp_error)
+        code = exc.smtp_code
+        if 400 <= code < 500:
+            return TransientDeliveryError(f"server answered {answer}")
+        if isinstance(exc, smtplib.SMTPSenderRefused) and not (
+            code == 552 or _enhanced(exc.smtp_error).startswith("5.3.")  # the message's size
+        ):
+            # Refused before any recipient was named: about our account or sender, not the mail.
+            fix = self._account_fix(code, exc.smtp_error, sender)
+            if code in ACCOUNT_CODES:
+                return AccountDeliveryError(f"SMTP server {self.where} answered {answer}: {fix}")
+            return AccountDeliveryError(
+                f"SMTP server {self.where} refused the sender {sender}: {answer}: {fix}", sender=sender
+            )
+        return PermanentDeliveryError(f"server answered {answer}")
+
+    def _refused_all(self, exc: smtplib.SMTPRecipientsRefused, sender: str) -> Exception:
+        answers = {r: _answer(c, m) for r, (c, m) in exc.recipients.items()}
+        summary = "; ".join(f"{r}: {a}" for r, a in answers.items())
+        if any(400 <= c < 500 for c, _ in exc.recipients.values()):
+            return TransientDeliveryError(f"recipients refused for now: {summary}")
+        if all(c in ACCOUNT_CODES or _enhanced(m).startswith("5.7.") for c, m in exc.recipients.values()):
+            # 5.7.x is the server's policy ("Relay access denied"), not an unknown mailbox: it is
+            # about what our account may do, so the send waits for a person instead of failing.
+            code, text = next(iter(exc.recipients.values()))
+            return HeldDeliveryError(
+                f"the mail server's policy refused every recipient: {summary}; "
+                f"{self._account_fix(code, text, sender)}"
+            )
+        return PermanentDeliveryError(f"every recipient refused: {summary}")
+
+    def _drop(self) -> None:
+        """Forget the connection if smtplib closed it (after a 421 or a dropped line)."""
+        if self._connection is not None and self._connection.sock is None:
+            self._connection = None
 
     def close(self) -> None:
         if self._connection is None:

@@ -25,7 +25,12 @@ import googleapiclient.http
 import pytest
 
 from daemon.config import load
-from daemon.errors import PermanentDeliveryError, TransientDeliveryError, UnknownDeliveryError
+from daemon.errors import (
+    HeldDeliveryError,
+    PermanentDeliveryError,
+    TransientDeliveryError,
+    UnknownDeliveryError,
+)
 from daemon.google import GMAIL_READ_SCOPE, GMAIL_SEND_SCOPE, GoogleAccess, GoogleSettings
 from daemon.mail.gmail import GmailTransport
 from daemon.mail.message import build
@@ -447,15 +452,16 @@ def test_the_ledger_history_counts_against_the_daily_limit(gmail: FakeGmail, tmp
     assert [sender for sender, _ in asked] == [REP.email]
 
 
-def test_more_than_100_recipients_fail_without_calling_gmail(gmail: FakeGmail, tmp_path: Path) -> None:
+def test_more_than_100_recipients_are_held_without_calling_gmail(gmail: FakeGmail, tmp_path: Path) -> None:
     # Given a message to 101 people
     gmail.grant(REP.email, GMAIL_SEND_SCOPE)
     transport = GmailTransport(access_for(gmail, tmp_path, REP))
     crowd = tuple(Person(f"guest{i}@customer.example") for i in range(100))
     message = letter(to=crowd)  # and Cora in Cc
 
-    # When it is delivered, then it fails for good naming Gmail's limit, and no request was made
-    with pytest.raises(PermanentDeliveryError, match="at most 100"):
+    # When it is delivered, then it is held for a person (as over [mail] max_recipients), naming
+    # Gmail's limit, and no request was made
+    with pytest.raises(HeldDeliveryError, match="at most 100"):
         transport.deliver(message, REP.email, recipients(message))
     assert gmail.requests == []
 
