@@ -381,7 +381,7 @@ class Settings(BaseSettings):
     def _customer_domains(cls, value: dict[str, CustomerConfig]) -> dict[str, CustomerConfig]:
         for domain in value:
             if not re.fullmatch(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9-]+)+", domain.lower()):
-                raise ValueError(f"not a domain name: {domain!r} (write [customers.\"globex.example\"])")
+                raise ValueError(f'not a domain name: {domain!r} (write [customers."globex.example"])')
         return {domain.lower(): config for domain, config in value.items()}
 
     @classmethod

@@ -10,8 +10,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from daemon.model import Audience, CalendarEvent, Kind, Outcome, Person
-from daemon.playbook import Policy, classify, event_kind, event_zone, homework
+from daemon.model import Audience, CalendarEvent, Outcome, Person
+from daemon.playbook import Policy, classify, customer_zone, homework, related
 
 
 def person(p: Person) -> dict[str, str]:
@@ -37,31 +37,6 @@ def event_view(event: CalendarEvent, policy: Policy, zone: ZoneInfo) -> dict[str
         "customer": people(c.deal.people) if c else [],
         "internal": people(c.internal) if c else [],
     }
-
-
-def related(
-    event: CalendarEvent, deal_events: Sequence[CalendarEvent], policy: Policy
-) -> tuple[CalendarEvent | None, CalendarEvent | None]:
-    """The deal's next kickoff after this event, and its latest closing call before it."""
-    kickoff = min(
-        (
-            e
-            for e in deal_events
-            if e.id != event.id and e.start > event.start and event_kind(e, policy.tags) is Kind.KICKOFF
-        ),
-        key=lambda e: e.start,
-        default=None,
-    )
-    closing = max(
-        (
-            e
-            for e in deal_events
-            if e.id != event.id and e.start < event.start and event_kind(e, policy.tags) is Kind.CLOSING
-        ),
-        key=lambda e: e.start,
-        default=None,
-    )
-    return kickoff, closing
 
 
 class SendLike(Protocol):
@@ -119,8 +94,7 @@ def build(
     kickoff, closing = related(event, deal_events, policy)
     zone = ZoneInfo(policy.company_timezone)
     if audience is Audience.CUSTOMER:
-        # The customer's zone is best told by their events: this one's, else their kickoff's.
-        zone = event_zone(kickoff if kickoff and not event.timezone else event, policy)
+        zone = customer_zone(event, deal_events, policy)  # the zone their mail was planned in
     rep = c.rep if c else (event.organizer or Person("unknown@invalid"))
     implementation = policy.implementation_for(rep)
     return {

@@ -8,7 +8,7 @@ from __future__ import annotations
 import functools
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -124,7 +124,7 @@ class BusinessHours:
     start: time = time(9)
     end: time = time(17)  # time.max stands for 24:00
     days: frozenset[int] = frozenset(range(5))  # Monday is 0
-    timezone: str | None = None  # None: the event's own time zone
+    timezone: str | None = None  # customer mail's zone when nothing says where the customer is
 
 
 @dataclass(frozen=True)
@@ -139,6 +139,7 @@ class Policy:
     implementation_by_rep: Mapping[str, tuple[Person, ...]] = field(default_factory=dict)
     hours: BusinessHours = field(default_factory=BusinessHours)
     max_late: timedelta = 3 * D
+    customer_timezones: Mapping[str, str] = field(default_factory=dict)  # customer domain -> IANA zone
 
     def is_internal(self, domain: str) -> bool:
         domain = domain.lower()
@@ -275,9 +276,49 @@ def next_business_time(moment: datetime, zone: ZoneInfo, hours: BusinessHours) -
     return moment.astimezone(UTC)  # no business days configured: send when due
 
 
-def event_zone(event: CalendarEvent, policy: Policy) -> ZoneInfo:
-    """The zone the event lives in: its own, else the company's."""
-    return ZoneInfo(event.timezone or policy.company_timezone)
+def related(
+    event: CalendarEvent, deal_events: Sequence[CalendarEvent], policy: Policy
+) -> tuple[CalendarEvent | None, CalendarEvent | None]:
+    """The deal's next kickoff after this event, and its latest closing call before it."""
+    kickoff = min(
+        (
+            e
+            for e in deal_events
+            if e.id != event.id and e.start > event.start and event_kind(e, policy.tags) is Kind.KICKOFF
+        ),
+        key=lambda e: e.start,
+        default=None,
+    )
+    closing = max(
+        (
+            e
+            for e in deal_events
+            if e.id != event.id and e.start < event.start and event_kind(e, policy.tags) is Kind.CLOSING
+        ),
+        key=lambda e: e.start,
+        default=None,
+    )
+    return kickoff, closing
+
+
+def customer_zone(event: CalendarEvent, deal_events: Sequence[CalendarEvent], policy: Policy) -> ZoneInfo:
+    """The one zone the customer lives in, for planning their mail and for the times it shows.
+
+    The event's own zone, else their kickoff's, else the zone configured for their domain, else
+    `[schedule] business_timezone`, else the company's. An event in UTC says nothing of where anyone is.
+    """
+    if event.timezone:
+        return ZoneInfo(event.timezone)
+    kickoff, _ = related(event, deal_events, policy)
+    if kickoff is not None and kickoff.timezone:
+        return ZoneInfo(kickoff.timezone)
+    for domain in sorted(customer_domains(event, policy)):
+        parts = domain.split(".")
+        for i in range(len(parts) - 1):  # a subdomain counts as its company's domain
+            configured = policy.customer_timezones.get(".".join(parts[i:]))
+            if configured:
+                return ZoneInfo(configured)
+    return ZoneInfo(policy.hours.timezone or policy.company_timezone)
 
 
 def _anchor(rule: Rule, event: CalendarEvent, outcome: OutcomeRecord | None) -> datetime:
@@ -317,11 +358,16 @@ def plan(
     classification: Classification | None,
     outcome: OutcomeRecord | None,
     policy: Policy,
+    deal_events: Sequence[CalendarEvent] = (),
 ) -> Plan:
-    """The sends this event calls for, and why each other rule of its kind does not apply."""
+    """The sends this event calls for, and why each other rule of its kind does not apply.
+
+    `deal_events`: the deal's other events, which can tell where the customer is (their kickoff).
+    """
     if classification is None or classification.kind is None:
         return Plan((), {})
     c = classification
+    zone = customer_zone(event, deal_events, policy)
     sends: list[PlannedSend] = []
     dropped: dict[str, str] = {}
     for rule in policy.rules:
@@ -346,8 +392,7 @@ def plan(
         if outcome is not None and rule.condition in (Condition.WON, Condition.LOST):
             due = max(due, outcome.seen_at)  # never act on an outcome before knowing it
         if rule.business_hours:
-            zone = ZoneInfo(policy.hours.timezone) if policy.hours.timezone else None
-            due = next_business_time(due, zone or event_zone(event, policy), policy.hours)
+            due = next_business_time(due, zone, policy.hours)
         expires = event.start if rule.before_call else due + (rule.max_late or policy.max_late)
         audience = (
             Audience.CUSTOMER

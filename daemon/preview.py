@@ -163,7 +163,9 @@ def preview_event(
     if send is None:
         if policy.rule(rule_name) is None:
             raise UserError(f"no rule named {rule_name!r}; rules: {', '.join(r.name for r in policy.rules)}")
-        result = plan(stored.event, classify(stored.event, policy), ledger.outcome(stored.event.id), policy)
+        c = classify(stored.event, policy)
+        deal_events = ledger.events_of_deal(c.deal.name) if c else []
+        result = plan(stored.event, c, ledger.outcome(stored.event.id), policy, deal_events)
         planned = next((s for s in result.sends if s.rule == rule_name), None)
         if planned is None:
             why = result.dropped.get(key, "the event is not a call of this rule's kind")

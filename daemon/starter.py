@@ -40,10 +40,13 @@ implementation = ["Ivy Chen <ivy@example.com>"]   # the first is introduced as t
 # [team.per_rep]
 # "rep@example.com" = ["Raj Patel <raj@example.com>"]
 
+# [customers."globex.example"]     # where a customer works, when their events don't say
+# timezone = "America/New_York"
+
 [schedule]
-business_hours = "09:00-17:00"     # customer mail goes out only in these hours…
-business_days = ["mon", "tue", "wed", "thu", "fri"]
-business_timezone = "event"        # …in the event's own time zone, or an IANA name
+business_hours = "09:00-17:00"     # customer mail goes out only in these hours, in the customer's
+business_days = ["mon", "tue", "wed", "thu", "fri"]    # zone: their event's, kickoff's, [customers]'s…
+business_timezone = "event"        # …else this IANA name ("event": the company's zone)
 max_late_days = 3                  # never send more than this late
 poll_interval = "5m"
 jitter = 0.25

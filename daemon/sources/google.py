@@ -28,6 +28,7 @@ from daemon.google import CALENDAR_SCOPE, NUM_RETRIES, GoogleAccess, GrantError,
 from daemon.model import Attendee, CalendarEvent, EventStatus, Person, clean_line, parse_address
 from daemon.sources import CalendarSource, SyncBatch
 from daemon.sources.ics import MAX_DESCRIPTION
+from daemon.sources.zones import iana_zone
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,9 @@ def _rfc3339(moment: datetime) -> str:
 
 
 def _zone(name: Any) -> ZoneInfo | None:
-    if not isinstance(name, str) or not name:
-        return None
-    try:
-        return ZoneInfo(name)
-    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
-        return None
+    """Google writes IANA names, but events imported from Outlook can carry Windows ones."""
+    key = iana_zone(name) if isinstance(name, str) else None
+    return ZoneInfo(key) if key else None
 
 
 class _Gone(Exception):
@@ -124,8 +122,8 @@ class EventMapper:
             end = start + (timedelta(days=1) if all_day else timedelta(0))
         if end < start:
             raise ValueError(f"it ends ({end.isoformat()}) before it starts ({start.isoformat()})")
-        zone_name = (item.get("start") or {}).get("timeZone")
-        timezone = zone_name if _zone(zone_name) is not None and zone_name != "UTC" else None
+        zone = _zone((item.get("start") or {}).get("timeZone"))
+        timezone = zone.key if zone is not None and zone.key != "UTC" else None
         attendees = []
         for data in item.get("attendees") or ():
             person = self._person(data)

@@ -528,6 +528,23 @@ def test_all_day_events_start_at_midnight_where_the_calendar_is(tmp_path: Path, 
     ]
 
 
+def test_an_event_imported_from_outlook_with_a_windows_zone_name_gets_its_iana_zone(
+    tmp_path: Path, fake: FakeGoogle
+) -> None:
+    # Given an event whose zone Google passes on as Outlook named it
+    start = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
+    item = meeting("Initech terms", start, zone=None)
+    item["start"]["timeZone"] = item["end"]["timeZone"] = "Tokyo Standard Time"
+    fake.put_event(ALICE, item)
+
+    # When it is read
+    (event,) = source(oauth_access(tmp_path, fake)).sync(None, NOW).upserted
+
+    # Then it lives in Asia/Tokyo, so customer mail keeps Tokyo's working hours
+    assert event.timezone == "Asia/Tokyo"
+    assert event.start == start
+
+
 def test_one_bad_event_is_skipped_and_named(tmp_path: Path, fake: FakeGoogle) -> None:
     # Given a good meeting, one that ends before it starts, and one without an iCalUID
     good = fake.put_event(ALICE, meeting("Good", NOW + DAY))

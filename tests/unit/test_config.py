@@ -209,3 +209,58 @@ def test_google_calendars_one_entry_for_many_reps(tmp_path: Path) -> None:
 )
 def test_google_config_mistakes_are_named(tmp_path: Path, calendar: str, google: str, message: str) -> None:
     assert message in error(write(tmp_path, base=GOOGLE.format(calendar=calendar, google=google)))
+
+
+def test_a_mistyped_environment_variable_is_an_error_naming_it_with_a_suggestion(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a typo in a section name, one in a nested key, and a correct variable
+    monkeypatch.setenv("FOLLOWTHROUGH_SCHEDUAL__POLL_INTERVAL", "2m")
+    monkeypatch.setenv("FOLLOWTHROUGH_MAIL__SMTP__HOTS", "smtp.acme.example")
+    monkeypatch.setenv("FOLLOWTHROUGH_SCHEDULE__MAX_LATE_DAYS", "2")
+    monkeypatch.setenv("FOLLOWTHROUGH_SMTP_PASSWORD", "not a setting, a secret")
+
+    # When the config is loaded
+    message = error(write(tmp_path))
+
+    # Then both typos are named as environment variables, each with what was meant, once
+    assert (
+        "FOLLOWTHROUGH_SCHEDUAL__POLL_INTERVAL (environment): unknown setting; "
+        "did you mean FOLLOWTHROUGH_SCHEDULE__POLL_INTERVAL?"
+    ) in message
+    assert "did you mean FOLLOWTHROUGH_MAIL__SMTP__HOST?" in message
+    assert "mail.smtp.hots" not in message
+    assert "MAX_LATE_DAYS" not in message and "SMTP_PASSWORD" not in message
+
+
+def test_one_owners_two_feeds_are_named_after_their_file_or_host(tmp_path: Path) -> None:
+    # Given two files and a URL of one owner, none with a name
+    extra = """
+[[calendars]]
+source = "ics"
+path = "sub/team.ics"
+owner = "alice@acme.example"
+
+[[calendars]]
+source = "ics"
+url = "https://cal.example/u/private-8f3a1c/basic.ics"
+owner = "alice@acme.example"
+"""
+    # When the config is loaded
+    settings = load(write(tmp_path, extra))
+
+    # Then each gets a name of its own from its file, or from the URL's host and file, never its secret
+    assert [c.label for c in settings.calendars] == [
+        "alice@acme.example:cal",
+        "alice@acme.example:team",
+        "alice@acme.example:cal.example/basic",
+    ]
+    # And a lone calendar keeps its owner's name, as before
+    assert load(write(tmp_path)).calendars[0].label == "alice@acme.example"
+
+
+def test_customer_zones_are_checked_and_domains_lower_cased(tmp_path: Path) -> None:
+    settings = load(write(tmp_path, '\n[customers."Globex.example"]\ntimezone = "America/New_York"\n'))
+    assert settings.policy().customer_timezones == {"globex.example": "America/New_York"}
+    message = error(write(tmp_path, '\n[customers."globex.example"]\ntimezone = "Mars/Olympus"\n'))
+    assert "customers.globex.example.timezone: unknown time zone 'Mars/Olympus'" in message

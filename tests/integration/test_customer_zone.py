@@ -1,0 +1,169 @@
+"""Customer mail goes out in the customer's working hours and shows times in their zone.
+
+Real ICS files written as Outlook writes them, real SQLite, the outbox; the clock moved with freezegun.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from freezegun import freeze_time
+
+from daemon.sources.ics import IcsSource
+from tests.helpers import ALICE, DANA, World, calendar, vevent
+
+H = timedelta(hours=1)
+# Wednesday 2 December 2026, 15:00 UTC: the closing call.
+T = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
+
+EASTERN = """BEGIN:VTIMEZONE\r
+TZID:Eastern Standard Time\r
+BEGIN:STANDARD\r
+DTSTART:16011104T020000\r
+RRULE:FREQ=YEARLY;BYDAY=1SU;BYMONTH=11\r
+TZOFFSETFROM:-0400\r
+TZOFFSETTO:-0500\r
+END:STANDARD\r
+BEGIN:DAYLIGHT\r
+DTSTART:16010311T020000\r
+RRULE:FREQ=YEARLY;BYDAY=2SU;BYMONTH=3\r
+TZOFFSETFROM:-0500\r
+TZOFFSETTO:-0400\r
+END:DAYLIGHT\r
+END:VTIMEZONE\r
+"""
+TOKYO = """BEGIN:VTIMEZONE\r
+TZID:Tokyo Standard Time\r
+BEGIN:STANDARD\r
+DTSTART:16010101T000000\r
+TZOFFSETFROM:+0900\r
+TZOFFSETTO:+0900\r
+END:STANDARD\r
+END:VTIMEZONE\r
+"""
+
+
+def outlook_calendar(*events: str) -> str:
+    """As Outlook writes an invite: its VTIMEZONEs named the Windows way, before the events."""
+    return calendar(EASTERN, TOKYO, *events)
+
+
+@pytest.mark.filterwarnings("ignore::icalendar.error.GloballyUniqueTZIDGuessed")
+def test_windows_zone_names_are_read_as_iana_zones(tmp_path: Path) -> None:
+    # Given an Outlook export: one event in "Eastern Standard Time", a weekly series in "Tokyo
+    # Standard Time", and one written by Lightning with a globally unique zone id
+    (tmp_path / "outlook.ics").write_text(
+        outlook_calendar(
+            vevent("ny", T, T + H, tzid="America/New_York").replace(
+                "TZID=America/New_York", "TZID=Eastern Standard Time"
+            ),
+            vevent("tokyo", T, T + H, tzid="Asia/Tokyo", extra="RRULE:FREQ=WEEKLY;COUNT=3").replace(
+                "TZID=Asia/Tokyo", "TZID=Tokyo Standard Time"
+            ),
+            vevent("lightning", T, T + H, tzid="Europe/Berlin").replace(
+                "TZID=Europe/Berlin", "TZID=/freeassociation.sourceforge.net/Europe/Berlin"
+            ),
+        ),
+        encoding="utf-8",
+    )
+
+    # When the file is read
+    source = IcsSource("outlook", path=tmp_path / "outlook.ics", default_zone="Europe/Berlin")
+    batch = source.sync(None, T - 2 * H)
+
+    # Then each event knows its IANA zone, at the right instant
+    zones = {e.id: e.timezone for e in batch.upserted}
+    assert zones["ny"] == "America/New_York", batch.problems
+    assert {z for i, z in zones.items() if i.startswith("tokyo/")} == {"Asia/Tokyo"}
+    assert zones["lightning"] == "Europe/Berlin"
+    assert next(e for e in batch.upserted if e.id == "ny").start == T
+
+
+def test_a_lost_deal_in_tokyo_is_thanked_in_tokyo_business_hours(tmp_path: Path) -> None:
+    # Given a closing call at 10:00 in Tokyo, written by Outlook, that ended lost
+    world = World(tmp_path)
+    start = datetime(2026, 12, 2, 10, 0, tzinfo=ZoneInfo("Asia/Tokyo"))
+    event = vevent("call-1", start, start + H, "Initech terms #closing #lost", tzid="Asia/Tokyo")
+    (tmp_path / "cal.ics").write_text(
+        outlook_calendar(event.replace("TZID=Asia/Tokyo", "TZID=Tokyo Standard Time")), encoding="utf-8"
+    )
+
+    # When a pass runs just after the call
+    with freeze_time(start + 2 * H):
+        world.tick()
+
+    # Then the thank-you is due a day later, inside Tokyo's working day (11:00 there), not at 18:00
+    _, _, due = world.sends()["lost-thank-you:call-1"]
+    local = due.astimezone(ZoneInfo("Asia/Tokyo"))
+    assert (local.day, local.hour) == (3, 11), local
+
+
+def test_a_closing_call_in_utc_plans_and_shows_customer_mail_in_the_kickoffs_zone(tmp_path: Path) -> None:
+    # Given a closing call written in UTC, won, and the customer's kickoff on Monday in New York
+    world = World(
+        tmp_path,
+        extra='[[rules]]\nname = "implementation-intro"\noffset = "0m"\n',
+    )
+    kickoff = datetime(2026, 12, 7, 10, 0, tzinfo=ZoneInfo("America/New_York"))
+    world.write(
+        vevent("call-1", T, T + H, "Globex terms #closing #won"),
+        vevent("kick-1", kickoff, kickoff + H, "Globex kickoff #kickoff", tzid="America/New_York"),
+    )
+
+    # When a pass runs at 18:00 in New York (23:00 UTC), after their working day
+    with freeze_time(T + 8 * H) as frozen:
+        world.tick()
+        # Then the introduction is due at 09:00 New York the next morning, not 09:00 Berlin (03:00 there)
+        _, _, due = world.sends()["implementation-intro:call-1"]
+        assert due == datetime(2026, 12, 3, 9, 0, tzinfo=ZoneInfo("America/New_York"))
+        # And when it goes out, it shows the kickoff in New York time
+        frozen.move_to(due)
+        world.tick()
+    intro = world.outbox()["implementation-intro:call-1"]
+    text = str(intro.get_body(("plain",)).get_content())  # type: ignore[union-attr]
+    assert "10:00 EST" in text, text
+    assert "16:00 CET" not in text
+
+
+def test_a_customer_domain_zone_from_the_config_places_mail_when_events_say_nothing(tmp_path: Path) -> None:
+    # Given a lost call in UTC, no kickoff, and the customer's zone in the config
+    world = World(tmp_path, extra='[customers."globex.com"]\ntimezone = "America/New_York"\n')
+    world.write(vevent("call-1", T, T + H, "Globex terms #closing #lost"))
+
+    # When a pass runs
+    with freeze_time(T + 2 * H):
+        world.tick()
+
+    # Then the thank-you (due 16:00 UTC the next day = 11:00 New York) stays at 11:00 New York
+    _, _, due = world.sends()["lost-thank-you:call-1"]
+    assert due.astimezone(ZoneInfo("America/New_York")).hour == 11
+
+
+def test_business_timezone_is_the_fallback_and_the_events_own_zone_wins(tmp_path: Path) -> None:
+    # Given business_timezone Tokyo, one lost call in UTC and one in New York's own zone
+    world = World(tmp_path, extra='[schedule]\nbusiness_timezone = "Asia/Tokyo"\n')
+    world.write(
+        vevent("utc-call", T, T + H, "Globex terms #closing #lost", attendees=(ALICE, DANA)),
+        vevent(
+            "ny-call",
+            T,
+            T + H,
+            "Initech terms #closing #lost",
+            attendees=(ALICE, ("bo@initech.example", "Bo Li")),
+            tzid="America/New_York",
+        ),
+    )
+
+    # When a pass runs
+    with freeze_time(T + 2 * H):
+        world.tick()
+
+    # Then the UTC call's thank-you waits for 09:00 Tokyo; the New York call's goes at 11:00 New York
+    sends = world.sends()
+    utc_due = sends["lost-thank-you:utc-call"][2].astimezone(ZoneInfo("Asia/Tokyo"))
+    ny_due = sends["lost-thank-you:ny-call"][2].astimezone(ZoneInfo("America/New_York"))
+    assert (utc_due.day, utc_due.hour) == (4, 9), utc_due
+    assert (ny_due.day, ny_due.hour) == (3, 11), ny_due
