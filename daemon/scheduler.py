@@ -58,14 +58,35 @@ class Daemon:
             self.interval,
         )
 
-    def stop(self, wait: bool = True) -> None:
+    def request_stop(self) -> None:
+        """Start no new job, and end a dispatch in progress after its message in flight. Only sets
+        flags: safe in a signal handler."""
         self._stopping = True
+        self.engine.dispatcher.stop()
+
+    def stop(self, wait: bool = True) -> None:
+        self.request_stop()
         if wait:
             with self._job_lock:  # let the current job finish, wake-up and all
                 pass
+            self.release_claims()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=wait)
         log.info("followthrough stopped")
+
+    def release_claims(self) -> int:
+        """This instance's claims not handed over go back to planned: another instance, or the next
+        start, sends them at once instead of after the lease."""
+        return len(self.engine.dispatcher.release_own("followthrough stopped before"))
+
+    def abandon(self, timeout: float = 5.0) -> None:
+        """The hard stop (a second signal), while a job may still run: release what can be released
+        within `timeout`. Safe against the job: a claim it is handing over right now is either
+        released first, and then not sent, or handed over first, and then left alone."""
+        self.request_stop()
+        worker = threading.Thread(target=self.release_claims, name="release-claims", daemon=True)
+        worker.start()
+        worker.join(timeout)
 
     def wakeup(self) -> None:
         """Make the scheduler look at the clock again (after a clock jump, or in tests)."""

@@ -301,6 +301,113 @@ def test_mark_handed_refuses_a_claim_another_instance_took_over(open_ledger: Ope
     assert record is not None and (record.status, record.attempt_id) == (Status.SENT, theirs.attempt_id)
 
 
+def test_a_claim_records_its_owner_until_the_send_is_finished(open_ledger: OpenLedger) -> None:
+    ledger = open_ledger()
+    now = T - 23 * H
+    plan(ledger, prompt("call-1", "closing-prep", T - 24 * H, expires=T), at=now)
+    # When an instance claims a due send, the claim names it, and how long it holds it
+    [claimed] = ledger.claim_due(now, LEASE, owner="host-a:101:aaaa")
+    assert (claimed.claimed_by, claimed.lease_until) == ("host-a:101:aaaa", now + LEASE)
+    assert ledger.claim_owners() == {"host-a:101:aaaa"}
+    # Then once the send is finished, no one holds it any more
+    assert claimed.attempt_id is not None
+    assert ledger.finish(claimed.key, Status.SENT, now, attempt_id=claimed.attempt_id, sent_at=now)
+    record = ledger.send(claimed.key)
+    assert record is not None and (record.claimed_by, record.lease_until) == (None, None)
+    assert ledger.claim_owners() == set()
+
+
+def test_a_dead_instances_claims_are_taken_at_once_handed_ones_as_orphans(open_ledger: OpenLedger) -> None:
+    dead, alive = open_ledger(), open_ledger()
+    now = T - 23 * H
+    plan(
+        dead,
+        *(prompt(f"call-{i}", "closing-prep", T - 24 * H + i * timedelta(minutes=1)) for i in range(3)),
+        at=now,
+    )
+    # Given an instance claimed three sends and handed the first to the mail server, then died
+    first, second, third = dead.claim_due(now, LEASE, owner="host-a:101:aaaa")
+    assert first.attempt_id is not None
+    assert dead.mark_handed(first.key, first.attempt_id, now, LEASE)
+    soon = now + timedelta(seconds=1)  # long before the lease runs out
+    # When another instance does not know it is dead, it waits for the lease
+    assert alive.claim_due(soon, LEASE, owner="host-a:202:bbbb") == []
+    assert alive.orphans(soon) == []
+    # Then once it knows, it takes the claims not handed over at once, saying why
+    taken = alive.claim_due(soon, LEASE, owner="host-a:202:bbbb", from_dead=["host-a:101:aaaa"])
+    assert sorted(s.key for s in taken) == sorted([second.key, third.key])
+    assert {s.claimed_by for s in taken} == {"host-a:202:bbbb"}
+    assert alive.transitions(second.key)[-1].reason == "claimed again: host-a:101:aaaa is no longer running"
+    # And the one handed over is an orphan at once (it may have gone out), never claimed again
+    [orphan] = alive.orphans(soon, from_dead=["host-a:101:aaaa"])
+    assert (orphan.key, orphan.handed_at) == (first.key, now)
+    assert alive.claim_due(soon, LEASE, owner="host-a:202:bbbb", from_dead=["host-a:101:aaaa"]) == []
+    # And an instance never treats its own claims as a dead one's
+    assert alive.claim_due(soon, LEASE, owner="host-a:202:bbbb", from_dead=["host-a:202:bbbb"]) == []
+
+
+def test_released_claims_are_due_again_at_once_and_handed_ones_are_never_released(
+    open_ledger: OpenLedger,
+) -> None:
+    stopping, other = open_ledger(), open_ledger()
+    now = T - 23 * H
+    plan(
+        stopping,
+        *(prompt(f"call-{i}", "closing-prep", T - 24 * H + i * timedelta(minutes=1)) for i in range(4)),
+        at=now,
+    )
+    # Given an instance claimed four sends and handed the first to the mail server
+    first, second, third, fourth = stopping.claim_due(now, LEASE, owner="host-a:101:aaaa")
+    assert first.attempt_id is not None and second.attempt_id is not None
+    assert stopping.mark_handed(first.key, first.attempt_id, now, LEASE)
+    # When it stops, releasing its claims
+    released = stopping.release_claims(now, "released: stopped before sending it", owner="host-a:101:aaaa")
+    # Then those not handed over are planned again, as if never claimed, with the reason
+    assert sorted(released) == sorted([second.key, third.key, fourth.key])
+    for key in released:
+        record = stopping.send(key)
+        assert record is not None
+        assert (record.status, record.attempts, record.claimed_by, record.attempt_id) == (
+            Status.PLANNED,
+            0,
+            None,
+            None,
+        )
+        assert stopping.transitions(key)[-1].reason == "released: stopped before sending it"
+    # And the handed one is left as it was: it may be out, so only the orphan rules may settle it
+    record = stopping.send(first.key)
+    assert record is not None and (record.status, record.claimed_by) == (Status.CLAIMED, "host-a:101:aaaa")
+    # And another instance sends them at once, without waiting for the lease
+    assert sorted(s.key for s in other.claim_due(now, LEASE, owner="host-a:202:bbbb")) == sorted(released)
+    # And the stopping instance can no longer hand one over under its old claim
+    assert not stopping.mark_handed(second.key, second.attempt_id, now, LEASE)
+
+
+def test_release_by_attempt_touches_only_those_attempts(open_ledger: OpenLedger) -> None:
+    ledger = open_ledger()
+    now = T - 23 * H
+    plan(
+        ledger,
+        *(prompt(f"call-{i}", "closing-prep", T - 24 * H + i * timedelta(minutes=1)) for i in range(3)),
+        at=now,
+    )
+    first, second, third = ledger.claim_due(now, LEASE, owner="host-a:101:aaaa")
+    assert first.attempt_id is not None and second.attempt_id is not None
+    # Given the first was sent, when the pass releases its batch, only the one still claimed moves
+    assert ledger.mark_handed(first.key, first.attempt_id, now, LEASE)
+    assert ledger.finish(first.key, Status.SENT, now, attempt_id=first.attempt_id, sent_at=now)
+    assert ledger.release_claims(now, "released", attempt_ids=[first.attempt_id, second.attempt_id]) == [
+        second.key
+    ]
+    assert [status(ledger, s.key) for s in (first, second, third)] == [
+        Status.SENT,
+        Status.PLANNED,
+        Status.CLAIMED,
+    ]
+    # And asking to release nothing releases nothing
+    assert ledger.release_claims(now, "released") == []
+
+
 # -- the calendar sync lease --------------------------------------------------------------------
 def test_the_sync_lease_is_exclusive_until_it_expires_or_is_released(open_ledger: OpenLedger) -> None:
     a, b = open_ledger(), open_ledger()
@@ -355,6 +462,36 @@ def test_two_instances_setting_a_new_meta_value_at_once_both_succeed(open_ledger
     assert not failures, f"{len(failures)} of 40 attempts failed; first: {failures[0]}"
 
 
+def test_events_a_live_instance_is_planning_are_not_mistaken_for_a_crashed_passes(
+    open_ledger: OpenLedger,
+) -> None:
+    ledger = open_ledger()
+
+    def call(uid: str) -> CalendarEvent:
+        return CalendarEvent(
+            uid=uid,
+            start=T,
+            end=T + H,
+            title="Globex terms #closing",
+            organizer=ALICE,
+            attendees=(Attendee(DANA),),
+        )
+
+    # Given an instance syncing "sales" has stored an event and not yet planned it
+    assert ledger.take_sync_lease("sales", "host-a:101:aaaa", T, SYNC_TTL)
+    ledger.apply_sync("sales", [call("call-1")], [], {}, {}, {}, T)
+    # And a pass over "support", which no one syncs now, stored one and crashed before planning it
+    ledger.apply_sync("support", [call("call-2")], [], {}, {}, {}, T)
+    # When another instance asks who syncs what, and which events are left to plan
+    later = T + timedelta(minutes=1)
+    assert ledger.sync_leases(later) == {"sales": "host-a:101:aaaa"}
+    # Then, skipping the calendars being synced, it finds only the crashed pass's event
+    assert ledger.unsettled_events(skip_sources=["sales"]) == ["call-2"]
+    assert sorted(ledger.unsettled_events()) == ["call-1", "call-2"]
+    # And once the syncing instance's lease has run out, no calendar counts as being synced
+    assert ledger.sync_leases(T + SYNC_TTL + timedelta(seconds=1)) == {}
+
+
 # -- re-engagement ------------------------------------------------------------------------------
 def test_pending_sequences_are_found_by_the_customers_domain(open_ledger: OpenLedger) -> None:
     ledger = open_ledger()
@@ -401,7 +538,12 @@ def test_three_instances_opening_a_new_ledger_at_once_all_open_it(store_url: str
             ledger.close()
 
 
-V2_COLUMNS = {"sends": {"handed_at"}, "cursors": {"lease_owner", "lease_until"}, "events": {"unsettled"}}
+# Columns added since version 1 (version 2: hand-over and sync leases; version 3: claim owners).
+V2_COLUMNS = {
+    "sends": {"handed_at", "claimed_by"},
+    "cursors": {"lease_owner", "lease_until"},
+    "events": {"unsettled"},
+}
 
 
 def create_v1_ledger(url: str) -> None:
@@ -481,9 +623,10 @@ def test_a_version_1_ledger_is_upgraded_on_open_with_its_rows_intact(
         (None, "planned", T - 30 * H)
     ]
     assert ledger.cursor("sales") == {"etag": '"v1-etag"'}
-    # And the new columns work: the send is claimed and handed over, the calendar's lease taken
-    [claimed] = ledger.claim_due(T - 23 * H, LEASE)
-    assert claimed.attempt_id is not None
+    # And the new columns work: the send is claimed (with its owner) and handed over, the calendar's
+    # lease taken
+    [claimed] = ledger.claim_due(T - 23 * H, LEASE, owner="host:1:me")
+    assert claimed.attempt_id is not None and claimed.claimed_by == "host:1:me"
     assert ledger.mark_handed(claimed.key, claimed.attempt_id, T - 23 * H, LEASE)
     assert ledger.take_sync_lease("sales", "me", T - 23 * H, SYNC_TTL)
     assert ledger.cursor("sales") == {"etag": '"v1-etag"'}
