@@ -209,6 +209,14 @@ def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcom
                 click.echo(f"  - {problem}")
             if len(cal.problems) > 20:
                 click.echo(f"  … and {len(cal.problems) - 20} more (run with -v to log them all)")
+        if cal.unusable:
+            shown = ", ".join(cal.unusable[:5]) + (
+                f" and {len(cal.unusable) - 5} more" if len(cal.unusable) > 5 else ""
+            )
+            click.echo(
+                f"  {len(cal.unusable)} event(s) could not be used ({shown}): fix them in the calendar; "
+                "what was known of them before stays planned"
+            )
     d = report.dispatch
     if d.halted:
         click.echo(f"SENDING STOPPED for this pass: {d.halted}")

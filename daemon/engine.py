@@ -46,6 +46,7 @@ class CalendarReport:
     changed: int = 0
     gone: int = 0
     problems: list[str] = field(default_factory=list)
+    unusable: list[str] = field(default_factory=list)  # events that could not be read or planned
 
 
 @dataclass
@@ -57,7 +58,7 @@ class PassReport:
 
     @property
     def failed(self) -> bool:
-        return any(c.error for c in self.calendars) or self.dispatch.trouble
+        return any(c.error or c.unusable for c in self.calendars) or self.dispatch.trouble
 
 
 def google_access(settings: Settings) -> GoogleAccess | None:
@@ -293,6 +294,7 @@ class Engine:
         if self._last_error.pop(source.name, None):
             log.info("calendar %s: readable again", source.name)
         result.problems = batch.problems
+        result.unusable = batch.unusable
         for problem in batch.problems:
             log.warning("calendar %s: %s", source.name, problem)
         if batch.unchanged:
@@ -308,15 +310,17 @@ class Engine:
         )
         result.new, result.changed, result.gone = len(new), len(changed), len(gone)
         by_id = {ev.id: ev for ev in batch.upserted}
-        result.problems += self.settle_many([*new, *changed, *gone], by_id, now, report)
+        unplanned = self.settle_many([*new, *changed, *gone], by_id, now, report)
+        result.problems += list(unplanned.values())
+        result.unusable += list(unplanned)
         log.info("calendar %s: %d new, %d changed, %d gone", source.name, len(new), len(changed), len(gone))
         return result
 
-    def settle(self, event_id: str, now: datetime, report: PassReport) -> list[str]:
+    def settle(self, event_id: str, now: datetime, report: PassReport) -> str | None:
         """Act on a stored event that changed: its tagged outcome, its plan, a re-engagement.
 
         The ledger marks the event until its plan is committed, so a pass cut short by a crash is
-        finished by the next one (see `settle_interrupted`). Returns problems to report.
+        finished by the next one (see `settle_interrupted`). Returns the problem to report, if any.
         """
         try:
             stored = self.ledger.event(event_id)
@@ -331,16 +335,17 @@ class Engine:
             raise
         except Exception as exc:  # one event's surprise must not stop the others
             log.exception("event %s: cannot be planned", event_id)
-            return [f"event {event_id}: cannot be planned: {type(exc).__name__}: {exc}"]
-        return []
+            return f"event {event_id}: cannot be planned: {type(exc).__name__}: {exc}"
+        return None
 
     def settle_many(
         self, event_ids: list[str], events: dict[str, CalendarEvent], now: datetime, report: PassReport
-    ) -> list[str]:
+    ) -> dict[str, str]:
         """`settle` each event, skipping the work for ordinary meetings, which are most of them: no
-        tag, no sends to move or cancel, no outcome to keep. Those are marked settled in bulk."""
+        tag, no sends to move or cancel, no outcome to keep. Those are marked settled in bulk. Returns
+        the events that cannot be planned, with why."""
         involved = self.ledger.with_sends_or_outcome(event_ids)
-        problems: list[str] = []
+        problems: dict[str, str] = {}  # event id -> why it cannot be planned
         quiet: list[str] = []
         for event_id in event_ids:
             event = events.get(event_id)
@@ -348,7 +353,9 @@ class Engine:
                 event is not None
                 and (event_kind(event, self.policy.tags) or tagged_outcome(event, self.policy.tags))
             ):
-                problems += self.settle(event_id, now, report)
+                problem = self.settle(event_id, now, report)
+                if problem is not None:
+                    problems[event_id] = problem
             else:
                 quiet.append(event_id)
         self.ledger.mark_settled(quiet)  # their plan is up to date: there is nothing to plan

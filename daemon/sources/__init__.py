@@ -3,7 +3,8 @@
 The contract every source keeps (tests/integration/test_source_contract.py runs it against each):
 - `sync(state, now)` with `state=None` lists every event in the window; with the state it returned
   last time, only what changed since: events added or modified (`upserted`) and ids gone (`removed`).
-- An event the source cannot use is skipped and named in `problems`; the rest still count.
+- An event the source cannot use is skipped, named in `problems` and listed in `unusable`; the rest
+  still count, and what was known of it before stays (a broken edit is not a deletion).
 - A calendar that cannot be read at all raises `SourceError`, and the caller keeps its old state. So
   does one read incompletely (a download cut short), and one whose changes look like a broken feed
   rather than a person's edits (most of its events gone at once) until `accept_removals` is set.
@@ -24,6 +25,7 @@ class SyncBatch:
     upserted: list[CalendarEvent] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)  # event ids
     problems: list[str] = field(default_factory=list)  # "event UID: what is wrong"
+    unusable: list[str] = field(default_factory=list)  # UIDs of events skipped as unreadable
     state: dict[str, Any] = field(default_factory=dict)  # give back on the next sync
     unchanged: bool = False  # nothing was even read: the calendar said it had not changed
 

@@ -364,6 +364,7 @@ class GoogleCalendarSource(CalendarSource):
             event = self.mapper.event(item)
         except Exception as exc:
             batch.problems.append(f"event {label}: skipped: {_short(exc)}")
+            batch.unusable.append(label)
             return
         if previous is not None and previous[0] != event.id:
             batch.removed.append(previous[0])

@@ -474,17 +474,24 @@ class IcsSource(CalendarSource):
             vanished += bool(gone)
             batch.removed += gone
         self._hold_mass_removal(vanished, items)
+        to_read = [g.uid for g in changed]
         if changed:
             skeleton, lost_zones = self._usable_zones(skeleton, batch.problems)
             self._check_outside_events(skeleton)
             changed = [g for g in changed if not self._uses_lost_zone(g, lost_zones, batch.problems)]
+        read: set[str] = set()
         for group, components in self._parse(skeleton, changed, batch.problems):
             old_ids = set(items.get(group.uid, (None, []))[1])
-            events, revisit, history = self._expand(group, components, window, batch.problems)
+            expanded = self._expand(group, components, window, batch.problems)
+            if expanded is None:
+                continue  # unusable: what was known of it stays, and it is read again next time
+            read.add(group.uid)
+            events, revisit, history = expanded
             ids = [e.id for e in events] + history
             batch.upserted += events
             batch.removed += [i for i in old_ids - set(ids) if not self._aged_out(i, window[0])]
             new_items[group.uid] = [group.digest, ids, revisit, bool(history) and not events]
+        batch.unusable = [uid for uid in to_read if uid not in read]
         new_state.update(digest=digest, header=header, items=new_items)
         batch.state = new_state
         return batch
@@ -609,9 +616,10 @@ class IcsSource(CalendarSource):
         components: list[Any],
         window: tuple[datetime, datetime],
         problems: list[str],
-    ) -> tuple[list[CalendarEvent], float | None, list[str]]:
+    ) -> tuple[list[CalendarEvent], float | None, list[str]] | None:
         """The group's events inside the window, when to look at it again even if unchanged, and
-        the ids of its events that lie before the window (history, not deletions)."""
+        the ids of its events that lie before the window (history, not deletions); None when the
+        group cannot be used at all."""
         start, end = window
         notes: list[str] = []
         if not group.recurring:
@@ -619,7 +627,7 @@ class IcsSource(CalendarSource):
                 event = self.reader.event(components[0], group.uid, series=False, notes=notes)
             except Exception as exc:
                 problems.append(f"event {group.uid}: skipped: {_short(exc)}")
-                return [], None, []
+                return None
             if len(components) > 1:
                 problems.append(f"event {group.uid}: {len(components)} copies of one event; used the first")
             if event.start > end:
@@ -649,7 +657,7 @@ class IcsSource(CalendarSource):
                 events.append(event)
         except Exception as exc:
             problems.append(f"event {group.uid}: recurrence cannot be expanded: {_short(exc)}")
-            return [], None, []
+            return None
         if events:  # said once for the series, not once per instance
             problems += [f"event {group.uid}: {note}" for note in dict.fromkeys(notes)]
         # The window moves every day: look again tomorrow for instances that come into view.

@@ -140,6 +140,35 @@ def test_a_broken_calendar_file_is_reported_by_file_and_event_and_fails_the_tick
     assert "Traceback" not in result.output
 
 
+def test_a_closing_call_edited_into_an_unreadable_one_fails_the_tick_and_keeps_its_plan(
+    deploy: Deploy,
+) -> None:
+    # Given two closing calls, planned
+    ft = deploy()
+    events = closing_calls(2)
+    ft.write_calendar(*events)
+    assert ft.tick().code == 0
+    planned = statuses(ft)
+
+    # When one of them is saved with a start that is no date, the file otherwise intact
+    broken = events[1].replace("DTSTART:", "DTSTART:notadate\r\nX-OLD-DTSTART:", 1)
+    ft.write_calendar(events[0], broken)
+    result = ft.tick()
+
+    # Then the pass fails, naming the calendar and the event, and says what happens to it
+    assert result.code == 1, result.output
+    assert "call-1@acme.example" in result.stdout and "could not be used" in result.stdout, result.output
+    assert "Traceback" not in result.output
+    # And its sends are not cancelled as if it had been deleted: everything is as planned
+    assert statuses(ft) == planned
+
+    # When it is fixed, then all is well again
+    ft.write_calendar(*events)
+    again = ft.tick()
+    assert again.code == 0, again.output
+    assert statuses(ft) == planned
+
+
 def test_a_calendar_file_over_max_bytes_is_refused_naming_the_setting(deploy: Deploy) -> None:
     # Given a calendar allowed 1,000 bytes, and a file of six calls, larger than that
     ft = deploy()

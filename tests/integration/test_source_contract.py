@@ -32,6 +32,10 @@ class Harness(ABC):
     def delete(self, uid: str) -> None: ...
 
     @abstractmethod
+    def break_times(self, uid: str) -> None:
+        """Save the event with times no meeting can have, as a broken client might."""
+
+    @abstractmethod
     def source(self) -> CalendarSource: ...
 
 
@@ -51,6 +55,10 @@ class IcsHarness(Harness):
 
     def delete(self, uid: str) -> None:
         del self.events[uid]
+        self._write()
+
+    def break_times(self, uid: str) -> None:
+        self.events[uid] = self.events[uid].replace("DTSTART:", "DTSTART:notadate\r\nX-WAS:", 1)
         self._write()
 
     def source(self) -> CalendarSource:
@@ -83,6 +91,10 @@ class GoogleHarness(Harness):
 
     def delete(self, uid: str) -> None:
         self.fake.cancel_event(ALICE[0], self.ids.pop(uid))
+
+    def break_times(self, uid: str) -> None:
+        # What the API lets through that no meeting can be: an end before the start.
+        self.fake.update_event(ALICE[0], self.ids[uid], end=when(NOW - timedelta(days=1)))
 
     def source(self) -> CalendarSource:
         return self._source
@@ -122,3 +134,26 @@ def test_every_source_reports_additions_changes_and_deletions_alike(harness: Har
     changes = source.sync(quiet.state, NOW + timedelta(minutes=10))
     assert [(e.id, e.start) for e in changes.upserted] == [("a@test", NOW + timedelta(days=3))]
     assert changes.removed == ["b@test"]
+
+
+def test_an_event_edited_into_an_unreadable_one_is_named_and_not_taken_as_deleted(harness: Harness) -> None:
+    # Given two meetings, synced
+    harness.put("a@test", NOW + timedelta(days=1), "Globex #closing")
+    harness.put("b@test", NOW + timedelta(days=2), "Initech #closing")
+    source = harness.source()
+    first = source.sync(None, NOW)
+
+    # When one is saved with a start that is no time
+    harness.break_times("a@test")
+    broken = source.sync(first.state, NOW + timedelta(minutes=5))
+
+    # Then it is named as unusable, and neither changed nor removed: what was known of it stands
+    assert broken.unusable == ["a@test"], broken.problems
+    assert any("a@test" in p for p in broken.problems)
+    assert broken.removed == [] and broken.upserted == []
+
+    # When it is fixed, then it comes through again
+    harness.put("a@test", NOW + timedelta(days=4), "Globex #closing")
+    fixed = source.sync(broken.state, NOW + timedelta(minutes=10))
+    assert [(e.id, e.start) for e in fixed.upserted] == [("a@test", NOW + timedelta(days=4))]
+    assert fixed.unusable == [] and fixed.removed == []
