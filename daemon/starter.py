@@ -18,12 +18,14 @@ owner = "rep@example.com"
 # name = "sales"                   # defaults to the owner
 # window_past_days = 30
 # window_future_days = 400
+# max_bytes = 50_000_000           # a larger file or download is refused, never read whole
 
 [mail]
 transport = "outbox"               # "smtp" to really send
 from = "Followthrough <followthrough@example.com>"   # sender of prompts to reps
 outbox_dir = "outbox"
 # unsubscribe = "sales-ops@example.com"  # where List-Unsubscribe requests go; default: from
+# max_recipients = 50              # customer mail to more people is held for a person
 
 [mail.smtp]
 host = "localhost"
@@ -31,6 +33,7 @@ port = 587
 starttls = true
 # ssl = false                      # true for implicit TLS (port 465)
 # username = "followthrough"       # password: FOLLOWTHROUGH_SMTP_PASSWORD
+# ca_file = "/etc/ssl/private-ca.pem"  # a private CA for the mail server's certificate
 
 [store]
 url = "sqlite:///followthrough.db"
