@@ -6,6 +6,7 @@ Every problem is reported at once, each naming the key and the file; secrets com
 from __future__ import annotations
 
 import difflib
+import hashlib
 import os
 import re
 import tomllib
@@ -419,11 +420,25 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _unique_calendars(self) -> Settings:
-        # One owner's several feeds are told apart by their file or host, without a `name` to write.
-        owners = [c.label for c in self.calendars]
+        # One owner's several feeds are told apart without a `name` to write: the first keeps the
+        # owner's name (what it was called when it was the only one, so its ledger history stays
+        # its own), the others are named after their file or host, plus a digest of the full path
+        # or URL where those are alike (two Google feeds both end in basic.ics).
+        taken = {c.label for c in self.calendars if c.name or c.source != "ics"}
         for calendar in self.calendars:
-            if calendar.source == "ics" and not calendar.name and owners.count(calendar.label) > 1:
-                calendar.name = f"{calendar.owner}:{calendar.default_name}"
+            if calendar.source != "ics" or calendar.name:
+                continue
+            if calendar.label not in taken:
+                taken.add(calendar.label)
+                continue
+            name = f"{calendar.owner}:{calendar.default_name}"
+            if name in taken:
+                digest = hashlib.blake2b(
+                    str(calendar.path or calendar.url).encode(), digest_size=3
+                ).hexdigest()
+                name = f"{name}-{digest}"
+            calendar.name = name
+            taken.add(name)
         labels = [c.label for c in self.calendars]
         duplicates = sorted({label for label in labels if labels.count(label) > 1})
         if duplicates:

@@ -154,14 +154,29 @@ def make_transport(
     )
 
 
-def dead_here(instance: str) -> bool:
-    """Whether an instance id (`host:pid:nonce`) names a process of this host that has died.
+def _pid_namespace() -> str:
+    """Which process-id space this process lives in: containers sharing a host name each have their
+    own, and a pid from another one says nothing about processes here."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "-"
 
-    A restarted daemon need not wait for its predecessor's lease to run out.
+
+def instance_id() -> str:
+    """`host:pid:nonce:pid-namespace`, recorded with every lease and claim this process takes."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{_pid_namespace()}"
+
+
+def dead_here(instance: str) -> bool:
+    """Whether an instance id names a process of this host, and of this pid namespace, that has died.
+
+    A restarted daemon need not wait for its predecessor's lease to run out. Anything it cannot be
+    sure of (another host, another container, an id from an older version) counts as alive: its
+    lease runs out instead.
     """
-    host, _, rest = instance.partition(":")
-    pid = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid.isdigit():
+    host, pid, _nonce, namespace = ([*instance.split(":"), "", "", ""])[:4]
+    if host != socket.gethostname() or not pid.isdigit() or namespace != _pid_namespace() or namespace == "-":
         return False
     try:
         os.kill(int(pid), 0)
@@ -202,7 +217,7 @@ class Engine:
         self.settings = settings
         self.policy = settings.policy()
         self.ledger = ledger or Ledger(settings.store_url, busy_timeout=settings.store.busy_timeout)
-        self.instance = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.instance = instance_id()
         self._last_error: dict[str, str] = {}
         self.templates = Templates(settings.resolve(settings.templates.dir))
         access = google_access(settings)
@@ -328,8 +343,9 @@ class Engine:
                 self._note_tagged_outcome(stored.event, now)
             self.replan(event_id, now)
             report.replanned += 1
-            if stored is not None and not stored.deleted:
+            if stored is not None:  # a kickoff added, moved to another zone, or deleted
                 report.replanned += self._replan_for_kickoff(stored.event, now)
+            if stored is not None and not stored.deleted:
                 report.stopped += self._stop_on_reengagement(stored, now)
         except LedgerError:
             raise
@@ -407,8 +423,9 @@ class Engine:
 
     def _replan_for_kickoff(self, event: CalendarEvent, now: datetime) -> int:
         """A kickoff tells where the customer is: the deal's closing calls that do not say so
-        themselves plan their customer mail in the kickoff's zone, so they are planned again."""
-        if not event.timezone or event_kind(event, self.policy.tags) is not Kind.KICKOFF:
+        themselves plan their customer mail in the kickoff's zone, so they are planned again
+        whenever a kickoff comes, goes, or changes (the zone may fall back to another source)."""
+        if event_kind(event, self.policy.tags) is not Kind.KICKOFF:
             return 0
         c = classify(event, self.policy)
         if c is None:

@@ -54,7 +54,17 @@ def clean_line(text: str, limit: int = 200) -> str:
 
     Event text is untrusted; this is what keeps it from ever forming a header of its own.
     """
-    text = " ".join(_CONTROL.sub(" ", decode_words(text)).split())
+    return _one_line(decode_words(text), limit)
+
+
+def clean_id(text: str, limit: int = 500) -> str:
+    """An identifier from an event (a UID) on one line, its text otherwise kept as it is: ids must
+    not change meaning between versions. Headers built from one go through `clean_line` again."""
+    return _one_line(text, limit)
+
+
+def _one_line(text: str, limit: int) -> str:
+    text = " ".join(_CONTROL.sub(" ", text).split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
@@ -64,7 +74,9 @@ def parse_address(raw: str) -> str | None:
     if value.lower().startswith("mailto:"):
         value = value[7:]
     value = value.strip().lower()
-    return value if _ADDR_SPEC.match(value) and len(value) <= 254 else None
+    # An encoded word in an address is decoded by the standard library's header parser: never one.
+    valid = _ADDR_SPEC.match(value) and len(value) <= 254 and "=?" not in value
+    return value if valid else None
 
 
 @dataclass(frozen=True, order=True)

@@ -284,7 +284,10 @@ def related(
         (
             e
             for e in deal_events
-            if e.id != event.id and e.start > event.start and event_kind(e, policy.tags) is Kind.KICKOFF
+            if e.id != event.id
+            and e.start > event.start
+            and e.status is not EventStatus.CANCELLED
+            and event_kind(e, policy.tags) is Kind.KICKOFF
         ),
         key=lambda e: e.start,
         default=None,
@@ -293,7 +296,10 @@ def related(
         (
             e
             for e in deal_events
-            if e.id != event.id and e.start < event.start and event_kind(e, policy.tags) is Kind.CLOSING
+            if e.id != event.id
+            and e.start < event.start
+            and e.status is not EventStatus.CANCELLED
+            and event_kind(e, policy.tags) is Kind.CLOSING
         ),
         key=lambda e: e.start,
         default=None,

@@ -26,8 +26,11 @@ from daemon.mail import Transport
 log = logging.getLogger(__name__)
 
 # One mechanism per login, never a second: smtplib's login() tries the next one after a 535, which
-# doubles the failed logins a wrong password costs (and brings account lockouts closer).
-MECHANISMS = ("CRAM-MD5", "PLAIN", "LOGIN")
+# doubles the failed logins a wrong password costs (and brings account lockouts closer). Over TLS,
+# PLAIN first: servers that keep only password hashes refuse CRAM-MD5 while offering it. In the
+# clear, CRAM-MD5 first: it does not send the password itself.
+MECHANISMS_TLS = ("PLAIN", "LOGIN", "CRAM-MD5")
+MECHANISMS_CLEAR = ("CRAM-MD5", "PLAIN", "LOGIN")
 ACCOUNT_CODES = frozenset({530, 534, 535, 538})  # authentication required / refused / needs TLS
 PASSWORD_FIX = (
     "check [mail.smtp] username and FOLLOWTHROUGH_SMTP_PASSWORD (or FOLLOWTHROUGH_SMTP_PASSWORD_FILE)"
@@ -197,11 +200,12 @@ class SmtpTransport(Transport):
                 f"{_offers(smtp)}: remove [mail.smtp] username if it takes mail without a login, "
                 "or turn on SMTP AUTH on the server"
             )
-        mechanism = next((m for m in MECHANISMS if m in offered), None)
+        mechanisms = MECHANISMS_TLS if _encrypted(smtp) else MECHANISMS_CLEAR
+        mechanism = next((m for m in mechanisms if m in offered), None)
         if mechanism is None:
             raise AccountDeliveryError(
                 f"SMTP server {where} offers AUTH only as {' '.join(offered)}; followthrough speaks "
-                f"{', '.join(MECHANISMS)}"
+                f"{', '.join(mechanisms)}"
             )
         smtp.user, smtp.password = self.username or "", self._password or ""
         method = getattr(smtp, "auth_" + mechanism.lower().replace("-", "_"))

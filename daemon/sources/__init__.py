@@ -13,6 +13,7 @@ The contract every source keeps (tests/integration/test_source_contract.py runs 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,16 @@ class SyncBatch:
     unusable: list[str] = field(default_factory=list)  # UIDs of events skipped as unreadable
     state: dict[str, Any] = field(default_factory=dict)  # give back on the next sync
     unchanged: bool = False  # nothing was even read: the calendar said it had not changed
+
+
+def repeat_unusable(batch: SyncBatch, earlier: Mapping[str, list[str]]) -> None:
+    """Name again the events an earlier sync found unusable and that have not been read since
+    (`earlier`: key -> [event id, problem]): a broken event fails every pass until it is fixed, not
+    only the pass that first met it, however quiet the calendar is meanwhile."""
+    for label, problem in earlier.values():
+        if label not in batch.unusable:
+            batch.unusable.append(label)
+            batch.problems.append(f"{problem} (still, since an earlier sync)")
 
 
 class CalendarSource(ABC):

@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 from daemon.errors import SourceError
 from daemon.google import CALENDAR_SCOPE, NUM_RETRIES, GoogleAccess, GrantError, grant_problem
-from daemon.model import Attendee, CalendarEvent, EventStatus, Person, clean_line, parse_address
-from daemon.sources import CalendarSource, SyncBatch
+from daemon.model import Attendee, CalendarEvent, EventStatus, Person, clean_id, clean_line, parse_address
+from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
 from daemon.sources.ics import MAX_DESCRIPTION
 from daemon.sources.zones import iana_zone
 
@@ -95,7 +95,7 @@ class EventMapper:
 
     def event_id(self, item: dict[str, Any]) -> str:
         """Our id for a Google event; raises ValueError if it cannot have one."""
-        uid = clean_line(str(item.get("iCalUID") or ""), 500)
+        uid = clean_id(str(item.get("iCalUID") or ""), 500)
         if not uid:
             raise ValueError("it has no iCalUID")
         rid = self.recurrence_id(item)
@@ -112,7 +112,7 @@ class EventMapper:
 
     def event(self, item: dict[str, Any]) -> CalendarEvent:
         """Raises ValueError naming what is wrong when the event cannot be used."""
-        uid = clean_line(str(item.get("iCalUID") or ""), 500)
+        uid = clean_id(str(item.get("iCalUID") or ""), 500)
         if not uid:
             raise ValueError("it has no iCalUID")
         start, all_day = self.moment(item.get("start"), "start")
@@ -281,6 +281,8 @@ class GoogleCalendarSource(CalendarSource):
         same_calendar = state.get("key") == self._key
         # Kept when the account or calendar changed: the full sync removes what the new one lacks.
         known: dict[str, list[Any]] = dict(state.get("known") or {})
+        # Events skipped as unusable (Google id -> [label, problem]): named at every pass until fixed.
+        unusable: dict[str, list[str]] = dict(state.get("unusable") or {}) if same_calendar else {}
         low, high = now - self.window_past, now + self.window_future
         token = state.get("token") if same_calendar else None
         batch = SyncBatch()
@@ -308,7 +310,10 @@ class GoogleCalendarSource(CalendarSource):
         for item in items:
             gid = str(item.get("id") or "")
             seen.add(gid)
-            self._apply(item, gid, known, upserted, batch, low, high)
+            unusable.pop(gid, None)  # any new version of it replaces what was wrong with the old
+            problem = self._apply(item, gid, known, upserted, batch, low, high)
+            if problem is not None:
+                unusable[gid] = [self._label(item, gid), problem]
         if full:
             # What we knew that the full list no longer has was deleted while we were not looking.
             for gid in [g for g in known if g not in seen]:
@@ -326,7 +331,9 @@ class GoogleCalendarSource(CalendarSource):
             "token": next_token,
             "horizon": horizon,
             "known": known,
+            "unusable": unusable,
         }
+        repeat_unusable(batch, {g: entry for g, entry in unusable.items() if g not in seen})
         if not changed and same_calendar:
             # Nothing came: keep the old token (still valid) rather than store the state on every poll.
             # Should Google ever expire it, the 410 leads to a full resync, which loses nothing.
@@ -339,6 +346,10 @@ class GoogleCalendarSource(CalendarSource):
     ) -> tuple[list[dict[str, Any]], str | None]:
         return self._pages({"timeMin": _rfc3339(low), "timeMax": _rfc3339(high), "showDeleted": show_deleted})
 
+    @staticmethod
+    def _label(item: dict[str, Any], gid: str) -> str:
+        return clean_line(str(item.get("iCalUID") or gid or "(no id)"), 200)
+
     def _apply(
         self,
         item: dict[str, Any],
@@ -348,9 +359,9 @@ class GoogleCalendarSource(CalendarSource):
         batch: SyncBatch,
         low: datetime,
         high: datetime,
-    ) -> None:
-        """Fold one Google event into the batch and the known map."""
-        label = clean_line(str(item.get("iCalUID") or gid or "(no id)"), 200)
+    ) -> str | None:
+        """Fold one Google event into the batch and the known map; the problem if it is unusable."""
+        label = self._label(item, gid)
         previous = known.get(gid)
         if item.get("status") == "cancelled" and not item.get("start"):
             # A bare stub: only our map knows which event it was.
@@ -359,27 +370,29 @@ class GoogleCalendarSource(CalendarSource):
                 upserted.pop(previous[0], None)
                 if previous[1] >= low.timestamp():
                     batch.removed.append(previous[0])
-            return
+            return None
         try:
             event = self.mapper.event(item)
         except Exception as exc:
-            batch.problems.append(f"event {label}: skipped: {_short(exc)}")
+            problem = f"event {label}: skipped: {_short(exc)}"
+            batch.problems.append(problem)
             batch.unusable.append(label)
-            return
+            return problem
         if previous is not None and previous[0] != event.id:
             batch.removed.append(previous[0])
         if event.end < low:  # moved into the past, or an old event edited: history, not news
             known.pop(gid, None)
-            return
+            return None
         if event.start > high:  # beyond the window: gone from it if we had it
             if previous is not None:
                 del known[gid]
                 batch.removed.append(previous[0])
-            return
+            return None
         if event.status is EventStatus.CANCELLED and previous is None:
-            return  # deleted before we ever saw it
+            return None  # deleted before we ever saw it
         known[gid] = [event.id, event.end.timestamp()]
         upserted[event.id] = event
+        return None
 
 
 def _short(exc: BaseException) -> str:

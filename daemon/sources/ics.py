@@ -31,9 +31,9 @@ from icalendar.timezone import tzid_from_tzinfo
 
 from daemon import __version__
 from daemon.errors import SourceError
-from daemon.model import Attendee, CalendarEvent, EventStatus, Person, clean_line, parse_address
-from daemon.sources import CalendarSource, SyncBatch
-from daemon.sources.zones import iana_zone
+from daemon.model import Attendee, CalendarEvent, EventStatus, Person, clean_id, clean_line, parse_address
+from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
+from daemon.sources.zones import iana_zone, zone_like
 
 log = logging.getLogger(__name__)
 
@@ -299,8 +299,12 @@ class EventReader:
             raise ValueError(f"it ends ({end.isoformat()}) before it starts ({start.isoformat()})")
         tzinfo = start_value.tzinfo if isinstance(start_value, datetime) else None
         # A VTIMEZONE in the file gives a zone object that has no IANA key: its TZID, often a
-        # Windows name from Outlook, says which zone it is.
-        zone_name = iana_zone(tzid_from_tzinfo(tzinfo)) if tzinfo is not None else None
+        # Windows name from Outlook, says which zone it is; failing that, its rules do.
+        zone_name = (
+            iana_zone(tzid_from_tzinfo(tzinfo)) or zone_like(tzinfo, start.year)
+            if tzinfo is not None
+            else None
+        )
         organizer = component.get("ORGANIZER")
         attendees_raw = component.get("ATTENDEE") or []
         if not isinstance(attendees_raw, list):
@@ -322,7 +326,7 @@ class EventReader:
         status = str(component.get("STATUS", "CONFIRMED")).lower()
         description = str(component.get("DESCRIPTION", ""))[:MAX_DESCRIPTION]
         return CalendarEvent(
-            uid=clean_line(uid, 500),
+            uid=clean_id(uid, 500),
             recurrence_id=self.recurrence_id(component) if series else None,
             start=start.astimezone(UTC),
             end=end.astimezone(UTC),
@@ -444,14 +448,14 @@ class IcsSource(CalendarSource):
         items: dict[str, list[Any]] = state.get("items", {})
         due = {uid for uid, item in items.items() if item[2] is not None and item[2] <= now.timestamp()}
         if data is None and not due:
-            return SyncBatch(state=state, unchanged=True)
+            return self._unchanged(state)
         new_state: dict[str, Any] = {**state, **validators}
         if data is None:  # unchanged feed, but series to re-expand as the window moves: re-read
             data, _ = self._fetch({})
             assert data is not None
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         if digest == state.get("digest") and not due:
-            return SyncBatch(state=new_state, unchanged=True)
+            return self._unchanged(new_state)
         text, not_utf8 = _decode(data)
         batch = SyncBatch()
         if not_utf8:
@@ -492,8 +496,17 @@ class IcsSource(CalendarSource):
             batch.removed += [i for i in old_ids - set(ids) if not self._aged_out(i, window[0])]
             new_items[group.uid] = [group.digest, ids, revisit, bool(history) and not events]
         batch.unusable = [uid for uid in to_read if uid not in read]
-        new_state.update(digest=digest, header=header, items=new_items)
+        # Kept in the state, so that a quiet feed still names them at every pass (see _unchanged);
+        # a changed one reads them again, since what was known of them was left as it was.
+        unusable = {uid: [uid, _problem_of(uid, batch.problems)] for uid in batch.unusable}
+        new_state.update(digest=digest, header=header, items=new_items, unusable=unusable)
         batch.state = new_state
+        return batch
+
+    @staticmethod
+    def _unchanged(state: dict[str, Any]) -> SyncBatch:
+        batch = SyncBatch(state=state, unchanged=True)
+        repeat_unusable(batch, state.get("unusable") or {})
         return batch
 
     def _whole(self, text: str, problems: list[str]) -> str:
@@ -662,6 +675,10 @@ class IcsSource(CalendarSource):
             problems += [f"event {group.uid}: {note}" for note in dict.fromkeys(notes)]
         # The window moves every day: look again tomorrow for instances that come into view.
         return events, (start + self.window_past + timedelta(days=1)).timestamp(), []
+
+
+def _problem_of(uid: str, problems: list[str]) -> str:
+    return next((p for p in problems if p.startswith(f"event {uid}:")), f"event {uid}: cannot be used")
 
 
 def _short(exc: BaseException) -> str:

@@ -8,6 +8,7 @@ maintained Windows-to-IANA table, so no table of our own goes stale.
 from __future__ import annotations
 
 import functools
+from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
@@ -31,3 +32,52 @@ def iana_zone(name: str | None) -> str | None:
         except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
             continue
     return None
+
+
+# One IANA zone for each Windows zone: a short list that covers the world's distinct rule sets.
+_CANDIDATES = tuple(dict.fromkeys(WINDOWS_TO_OLSON.values()))
+
+
+def _offsets(zone: tzinfo, year: int) -> tuple[timedelta | None, ...]:
+    """The zone's UTC offset at noon UTC of every day of the year before, of, and after `year`."""
+    return tuple(moment.astimezone(zone).utcoffset() for moment in _days(year))
+
+
+def _days(year: int) -> list[datetime]:
+    start = datetime(year - 1, 1, 1, 12, tzinfo=UTC)
+    return [start + timedelta(days=day) for day in range(3 * 365)]
+
+
+@functools.lru_cache(maxsize=1024)
+def _candidate_offsets(key: str, year: int) -> tuple[timedelta | None, ...]:
+    return _offsets(ZoneInfo(key), year)
+
+
+def _same_hours(zone: tzinfo, other: tzinfo, year: int, offsets: tuple[timedelta | None, ...]) -> bool:
+    """Whether two zones that agree day by day also change their clocks in the same hour."""
+    days = _days(year)
+    for i in range(1, len(offsets)):
+        if offsets[i] != offsets[i - 1]:
+            hours = [days[i] - timedelta(hours=h) for h in range(24)]
+            if any(m.astimezone(zone).utcoffset() != m.astimezone(other).utcoffset() for m in hours):
+                return False
+    return True
+
+
+@functools.lru_cache(maxsize=256)
+def zone_like(zone: tzinfo, year: int) -> str | None:
+    """The IANA zone that keeps the same time as `zone` around `year`, clock changes included: for a
+    VTIMEZONE named freely ("(UTC-05:00) Eastern Time (US & Canada)", "Customized Time Zone") by
+    Exchange. Of zones that keep the same time, the first in the Windows table."""
+    try:
+        wanted = _offsets(zone, year)
+        return next(
+            (
+                key
+                for key in _CANDIDATES
+                if _candidate_offsets(key, year) == wanted and _same_hours(zone, ZoneInfo(key), year, wanted)
+            ),
+            None,
+        )
+    except (ValueError, OverflowError, TypeError):  # a VTIMEZONE whose rules cannot be computed
+        return None

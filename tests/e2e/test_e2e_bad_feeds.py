@@ -161,6 +161,9 @@ def test_a_closing_call_edited_into_an_unreadable_one_fails_the_tick_and_keeps_i
     assert "Traceback" not in result.output
     # And its sends are not cancelled as if it had been deleted: everything is as planned
     assert statuses(ft) == planned
+    # And the next pass, with the file unchanged, still says so: it is not forgotten
+    quiet = ft.tick()
+    assert quiet.code == 1 and "call-1@acme.example" in quiet.stdout, quiet.output
 
     # When it is fixed, then all is well again
     ft.write_calendar(*events)

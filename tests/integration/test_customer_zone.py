@@ -82,6 +82,23 @@ def test_windows_zone_names_are_read_as_iana_zones(tmp_path: Path) -> None:
     assert next(e for e in batch.upserted if e.id == "ny").start == T
 
 
+@pytest.mark.parametrize("name", ["(UTC-05:00) Eastern Time (US & Canada)", "Customized Time Zone"])
+def test_a_zone_exchange_names_freely_is_known_by_its_rules(tmp_path: Path, name: str) -> None:
+    # Given an Exchange export whose VTIMEZONE has US Eastern rules under a display name, or none
+    quoted = f'"{name}"' if any(c in name for c in ":;,") else name
+    event = vevent("ny", T, T + H, tzid="America/New_York").replace("TZID=America/New_York", f"TZID={quoted}")
+    (tmp_path / "exchange.ics").write_text(
+        calendar(EASTERN.replace("TZID:Eastern Standard Time", f"TZID:{name}"), event), encoding="utf-8"
+    )
+
+    # When it is read
+    batch = IcsSource("exchange", path=tmp_path / "exchange.ics", default_zone="Europe/Berlin").sync(None, T)
+
+    # Then the event lives in New York, found by when its clocks change (not Havana, whose days match)
+    [read] = batch.upserted
+    assert (read.timezone, read.start) == ("America/New_York", T), batch.problems
+
+
 def test_a_lost_deal_in_tokyo_is_thanked_in_tokyo_business_hours(tmp_path: Path) -> None:
     # Given a closing call at 10:00 in Tokyo, written by Outlook, that ended lost
     world = World(tmp_path)
@@ -167,3 +184,27 @@ def test_business_timezone_is_the_fallback_and_the_events_own_zone_wins(tmp_path
     ny_due = sends["lost-thank-you:ny-call"][2].astimezone(ZoneInfo("America/New_York"))
     assert (utc_due.day, utc_due.hour) == (4, 9), utc_due
     assert (ny_due.day, ny_due.hour) == (3, 11), ny_due
+
+
+def test_when_the_kickoff_goes_the_customer_mail_it_placed_is_planned_again(tmp_path: Path) -> None:
+    # Given a won closing call in UTC whose introduction waits for 09:00 at the kickoff's New York
+    world = World(tmp_path, extra='[[rules]]\nname = "implementation-intro"\noffset = "0m"\n')
+    kickoff = datetime(2026, 12, 7, 10, 0, tzinfo=ZoneInfo("America/New_York"))
+    call = vevent("call-1", T, T + H, "Globex terms #closing #won")
+    world.write(
+        call, vevent("kick-1", kickoff, kickoff + H, "Globex kickoff #kickoff", tzid="America/New_York")
+    )
+    with freeze_time(T + 8 * H) as frozen:
+        world.tick()
+        assert world.sends()["implementation-intro:call-1"][2] == datetime(
+            2026, 12, 3, 9, 0, tzinfo=ZoneInfo("America/New_York")
+        )
+
+        # When the kickoff is deleted before the introduction goes out
+        frozen.tick(timedelta(minutes=5))
+        world.write(call)
+        world.tick()
+
+    # Then nothing says where the customer is any more: it waits for 09:00 in the company's zone
+    _, _, due = world.sends()["implementation-intro:call-1"]
+    assert due == datetime(2026, 12, 3, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))

@@ -366,6 +366,32 @@ def test_auth_only_after_starttls_is_named_as_such_not_as_a_missing_starttls(ca:
     assert handler.logins == []
 
 
+@dataclass
+class HashedPasswords(AccountHandler):
+    """Offers CRAM-MD5 too, and refuses it always, as servers that keep only password hashes do."""
+
+    async def auth_CRAM__MD5(self, server: Any, args: list[str]) -> AuthResult:  # aiosmtpd: "__" is "-"
+        await server.challenge_auth("<1.2@example>", encode_to_b64=True)
+        self.logins.append(("CRAM-MD5", False))
+        return AuthResult(success=False, handled=False)
+
+
+def test_over_tls_the_login_is_plain_even_when_the_server_also_offers_cram_md5(ca: PrivateCa) -> None:
+    # Given a server with STARTTLS that offers CRAM-MD5 but can only check PLAIN and LOGIN
+    handler = HashedPasswords()
+    with mail_server(handler, **with_auth(handler, tls_context=ca.server_context())) as server:
+        # When followthrough logs in over STARTTLS and delivers a letter
+        transport = SmtpTransport(
+            server.host, server.port, username="ft@acme.example", password=PASSWORD, ca_file=ca.ca_file
+        )
+        assert transport.deliver(letter(), "ft@acme.example", ["dana@globex.example"]) == {}
+        transport.close()
+
+    # Then one login was made, with PLAIN, and the letter arrived
+    assert handler.logins == [("PLAIN", True)]
+    assert handler.arrivals() == {"letter:1": 1}
+
+
 def test_a_server_without_starttls_is_named_as_such() -> None:
     # Given a server that offers no STARTTLS
     handler = AccountHandler()

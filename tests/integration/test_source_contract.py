@@ -152,8 +152,14 @@ def test_an_event_edited_into_an_unreadable_one_is_named_and_not_taken_as_delete
     assert any("a@test" in p for p in broken.problems)
     assert broken.removed == [] and broken.upserted == []
 
-    # When it is fixed, then it comes through again
+    # When synced again with nothing changed, then it is still named: a pass does not forget it
+    quiet = source.sync(broken.state, NOW + timedelta(minutes=7))
+    assert quiet.unusable == ["a@test"] and any("a@test" in p for p in quiet.problems)
+    assert quiet.removed == [] and quiet.upserted == []
+
+    # When it is fixed, then it comes through again, and is no longer named
     harness.put("a@test", NOW + timedelta(days=4), "Globex #closing")
-    fixed = source.sync(broken.state, NOW + timedelta(minutes=10))
+    fixed = source.sync(quiet.state, NOW + timedelta(minutes=10))
     assert [(e.id, e.start) for e in fixed.upserted] == [("a@test", NOW + timedelta(days=4))]
     assert fixed.unusable == [] and fixed.removed == []
+    assert source.sync(fixed.state, NOW + timedelta(minutes=15)).unusable == []

@@ -249,14 +249,28 @@ owner = "alice@acme.example"
     # When the config is loaded
     settings = load(write(tmp_path, extra))
 
-    # Then each gets a name of its own from its file, or from the URL's host and file, never its secret
+    # Then the first keeps the owner's name it had alone (its history in the ledger stays its own),
+    # and the others get one from their file, or the URL's host and file, never its secret
     assert [c.label for c in settings.calendars] == [
-        "alice@acme.example:cal",
+        "alice@acme.example",
         "alice@acme.example:team",
         "alice@acme.example:cal.example/basic",
     ]
-    # And a lone calendar keeps its owner's name, as before
-    assert load(write(tmp_path)).calendars[0].label == "alice@acme.example"
+
+
+def test_feeds_alike_in_host_and_file_are_told_apart_by_a_digest(tmp_path: Path) -> None:
+    # Given two private Google feeds of one owner: both end in basic.ics on the same host
+    extra = "".join(
+        f'\n[[calendars]]\nsource = "ics"\nowner = "alice@acme.example"\n'
+        f'url = "https://calendar.google.com/calendar/ical/x/private-{secret}/basic.ics"\n'
+        for secret in ("8f3a1c", "77d0e2")
+    )
+    labels = [c.label for c in load(write(tmp_path, extra)).calendars]
+
+    # Then each has a name of its own, none of them showing the secret
+    assert len(set(labels)) == 3, labels
+    assert labels[1].startswith("alice@acme.example:calendar.google.com/basic"), labels
+    assert not any("8f3a1c" in label or "77d0e2" in label for label in labels)
 
 
 def test_customer_zones_are_checked_and_domains_lower_cased(tmp_path: Path) -> None:
