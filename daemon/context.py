@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from daemon.model import Audience, CalendarEvent, Outcome, Person
+from daemon.model import Audience, CalendarEvent, Classification, Outcome, Person
 from daemon.playbook import Policy, classify, customer_zone, homework, related
 
 
@@ -22,8 +22,11 @@ def people(group: Iterable[Person]) -> list[dict[str, str]]:
     return [person(p) for p in group]
 
 
-def event_view(event: CalendarEvent, policy: Policy, zone: ZoneInfo) -> dict[str, Any]:
-    c = classify(event, policy)
+def event_view(
+    event: CalendarEvent, policy: Policy, zone: ZoneInfo, c: Classification | None = None
+) -> dict[str, Any]:
+    """What a template sees of one event; `c`: its classification, when the caller has it already."""
+    c = c if c is not None else classify(event, policy)
     notes = c.notes if c else policy.tags.strip(event.description)
     return {
         "id": event.id,
@@ -112,7 +115,7 @@ def build(
         "lead": person(implementation[0]) if implementation else None,
         "recipients": people(to),
         "copied": people(cc),
-        "event": event_view(event, policy, zone),
+        "event": event_view(event, policy, zone, c),
         "kickoff": event_view(kickoff, policy, zone) if kickoff else None,
         "closing": event_view(closing, policy, zone) if closing else None,
         "outcome": outcome.value if outcome else None,

@@ -341,7 +341,7 @@ class Engine:
             stored = self.ledger.event(event_id)
             if stored is not None and not stored.deleted:
                 self._note_tagged_outcome(stored.event, now)
-            self.replan(event_id, now)
+            self.replan(event_id, now, stored)
             report.replanned += 1
             if stored is not None:  # a kickoff added, moved to another zone, or deleted
                 report.replanned += self._replan_for_kickoff(stored.event, now)
@@ -459,8 +459,9 @@ class Engine:
         return stopped
 
     # -- planning -------------------------------------------------------------------------
-    def replan(self, event_id: str, now: datetime) -> dict[str, int]:
-        stored = self.ledger.event(event_id)
+    def replan(self, event_id: str, now: datetime, stored: StoredEvent | None = None) -> dict[str, int]:
+        """Bring the event's sends in line with its plan; `stored`: the event as already read."""
+        stored = stored if stored is not None else self.ledger.event(event_id)
         if stored is None or stored.deleted:
             return self.ledger.reconcile(
                 event_id, [], {}, {}, now, cancel_all_reason="event deleted from every calendar"
@@ -517,4 +518,4 @@ class Engine:
                 "followthrough does not act on it"
             )
         self.ledger.record_outcome(stored.event.id, outcome, "cli", now)
-        return stored.event.id, self.replan(stored.event.id, now)
+        return stored.event.id, self.replan(stored.event.id, now, stored)
