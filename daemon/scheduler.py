@@ -41,8 +41,6 @@ class Daemon:
             executors={"default": ThreadPoolExecutor(max_workers=1)},
             job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
         )
-        self.passes = 0
-        self.idle = threading.Event()  # set whenever no job is running: tests wait on it
         # APScheduler 3's shutdown holds its job store lock while it waits for running jobs, so a
         # job that then adds the next wake-up would deadlock it: jobs run under this lock instead,
         # and none starts once stopping is set.
@@ -88,17 +86,12 @@ class Daemon:
         worker.start()
         worker.join(timeout)
 
-    def wakeup(self) -> None:
-        """Make the scheduler look at the clock again (after a clock jump, or in tests)."""
-        self.scheduler.wakeup()
-
     def sync_job(self) -> None:
         self._run(
             lambda: self.engine.tick(clock.now()),
             "sync pass failed; the next one will try again",
             poll_again=True,
         )
-        self.passes += 1
 
     def next_poll(self) -> timedelta:
         """The wait before the next poll: many calendars and instances must not poll in step."""
@@ -116,7 +109,6 @@ class Daemon:
         with self._job_lock:
             if self._stopping:
                 return
-            self.idle.clear()
             try:
                 self._log(work())
             except Exception:
@@ -130,7 +122,6 @@ class Daemon:
                         id=SYNC_JOB,
                         replace_existing=True,
                     )
-                self.idle.set()
 
     def _arm_wakeup(self) -> None:
         due = self.engine.ledger.next_due()

@@ -23,7 +23,6 @@ import json
 import secrets
 import threading
 import urllib.parse
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -563,12 +562,3 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeGoogle
-
-
-def fake_google() -> Iterator[FakeGoogle]:
-    """For a pytest fixture: `fixture(fake_google)` or `yield from fake_google()`."""
-    fake = FakeGoogle()
-    try:
-        yield fake
-    finally:
-        fake.close()

@@ -1,7 +1,7 @@
 """The daemon's clock: APScheduler wakes at the next due send and catches up from the ledger.
 
-APScheduler's thread sleeps in real time, so after moving the frozen clock the test calls
-`daemon.wakeup()`, then waits (bounded) for the pass to finish.
+APScheduler's thread sleeps in real time, so after moving the frozen clock the test wakes the
+scheduler (`scheduler.wakeup()`), then waits (bounded) for what the pass does.
 """
 
 from __future__ import annotations
@@ -35,6 +35,11 @@ def next_wake(daemon: Daemon) -> datetime | None:
     return job.next_run_time if job else None
 
 
+def next_poll(daemon: Daemon) -> datetime:
+    job = daemon.scheduler.get_job(SYNC_JOB)  # the first sync's job is gone until it adds the next
+    return job.next_run_time if job else datetime.min.replace(tzinfo=UTC)
+
+
 def test_daemon_syncs_at_start_then_wakes_for_each_due_send(tmp_path: Path) -> None:
     world = World(tmp_path)
     world.write(vevent("call-1", T, T + timedelta(hours=1)))
@@ -43,21 +48,21 @@ def test_daemon_syncs_at_start_then_wakes_for_each_due_send(tmp_path: Path) -> N
         daemon.start()
         try:
             # Given the first sync has run, the wake-up is armed for the prep, 24 h before the call.
-            wait_for(lambda: daemon.passes >= 1 and daemon.idle.is_set())
-            assert next_wake(daemon) == T - timedelta(hours=24)
+            start = T - timedelta(hours=30)
+            wait_for(lambda: next_wake(daemon) == T - timedelta(hours=24) and next_poll(daemon) > start)
             # and the next poll is 5 minutes away, give or take the 25% jitter
-            poll = daemon.scheduler.get_job(SYNC_JOB).next_run_time - (T - timedelta(hours=30))
+            poll = next_poll(daemon) - start
             assert timedelta(minutes=3.75) <= poll <= timedelta(minutes=6.25)
             assert world.outbox() == {}
             # When the clock reaches it, the prep goes out, and the next wake-up is the final prompt.
             frozen.move_to(T - timedelta(hours=24))
-            daemon.wakeup()
+            daemon.scheduler.wakeup()
             wait_for(lambda: "closing-prep:call-1" in world.outbox())
             wait_for(lambda: next_wake(daemon) == T - timedelta(hours=1))
             # A clock jump far past the final prompt: it catches up from the ledger, the call has not
             # started yet, so it is still sent.
             frozen.move_to(T - timedelta(minutes=5))
-            daemon.wakeup()
+            daemon.scheduler.wakeup()
             wait_for(lambda: "closing-final:call-1" in world.outbox())
         finally:
             daemon.stop()
