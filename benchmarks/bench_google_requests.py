@@ -31,7 +31,8 @@ from typing import Any, Literal
 
 import googleapiclient.http
 
-from daemon.google import CALENDAR_SCOPE, GoogleAccess, GoogleSettings
+from daemon.config import GoogleConfig
+from daemon.google.access import CALENDAR_SCOPE, GoogleAccess
 from daemon.sources import SyncBatch
 from daemon.sources.google import PAGE_SIZE, GoogleCalendarSource
 from tests.google_fake import FakeGoogle, when
@@ -217,7 +218,7 @@ def run(
         token_dir = Path(tmp) / "tokens"
         token_dir.mkdir()
         started = time.perf_counter()
-        access = GoogleAccess(GoogleSettings(token_dir=token_dir, api_endpoint=fake.url))
+        access = GoogleAccess(GoogleConfig(token_dir=token_dir, api_endpoint=fake.url))
         reps: list[Rep] = []
         for n in range(calendars):
             account = f"rep{n:04d}@acme.example"
@@ -286,7 +287,7 @@ def run(
         begin, clock = mark(fake), time.perf_counter()
         pages_per_calendar: list[int] = []
         for rep in reps:
-            service = access.service("calendar", "v3", rep.account, (CALENDAR_SCOPE,))
+            service = access.client("calendar", "v3", rep.account, (CALENDAR_SCOPE,)).service
             before, page_token = mark(fake), None
             while True:
                 params: dict[str, Any] = {

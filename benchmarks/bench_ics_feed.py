@@ -493,7 +493,8 @@ def _peak_rss_mb(reset: bool) -> float:
 
 
 def run_phase(work: Workdir, phase: Phase, *, run: Run = "timed", now: datetime = NOW) -> PhaseResult:
-    """Install the phase's feed, then time one `sync_all` of a fresh Engine; trace memory if run="traced"."""
+    """Install the phase's feed, then time one sync of its calendar by a fresh Engine (what a pass does
+    for each calendar, without sending anything); trace memory if run="traced"."""
     if phase == "first" and work.ledger(run).exists():
         raise RuntimeError(f"{work.ledger(run)} exists: a first pass needs an empty ledger")
     install_feed(work, phase)
@@ -507,7 +508,8 @@ def run_phase(work: Workdir, phase: Phase, *, run: Run = "timed", now: datetime 
             tracemalloc.start()
         load_average = os.getloadavg()[0]
         started, cpu = time.perf_counter(), time.process_time()
-        report = engine.sync_all(now)
+        report = PassReport()
+        report.calendars = [engine.sync(source, now, report) for source in engine.sources]
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         traced = None
         if run == "traced":

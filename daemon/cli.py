@@ -530,7 +530,7 @@ def auth() -> None:
 @click.pass_context
 def auth_google(ctx: click.Context, account: str, no_browser: bool, port: int, lookup: bool) -> None:
     """The installed-app OAuth flow; stores a refreshable token, readable only by you."""
-    from daemon.google_auth import authorize
+    from daemon.google.oauth import authorize
 
     settings = _settings(ctx)
     path = authorize(settings, account, open_browser=not no_browser, port=port, lookup=lookup)

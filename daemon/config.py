@@ -452,6 +452,14 @@ class Settings(BaseSettings):
         """Paths in the file are relative to the file's own folder."""
         return path if path.is_absolute() else (self.base_dir / path).resolve()
 
+    def google_files(self) -> GoogleConfig | None:
+        """[google] with its files found next to the config file, as Google access needs them."""
+        if self.google is None:
+            return None
+        files = ("service_account_file", "token_dir", "client_secrets_file")
+        found = {key: self.resolve(path) for key in files if (path := getattr(self.google, key)) is not None}
+        return self.google.model_copy(update=found)
+
     @property
     def store_url(self) -> str:
         url = self.store.url
@@ -464,6 +472,25 @@ class Settings(BaseSettings):
     @property
     def sender(self) -> Person:
         return Person.parse(self.mail.from_)
+
+    def smtp_password(self) -> str | None:
+        """The SMTP password, from FOLLOWTHROUGH_SMTP_PASSWORD or the file FOLLOWTHROUGH_SMTP_PASSWORD_FILE
+        names; read when the SMTP transport is built, so commands that send nothing never need it."""
+        password = os.environ.get("FOLLOWTHROUGH_SMTP_PASSWORD")
+        secret_file = os.environ.get("FOLLOWTHROUGH_SMTP_PASSWORD_FILE")
+        if password is None and secret_file:
+            try:
+                password = Path(secret_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"FOLLOWTHROUGH_SMTP_PASSWORD_FILE: cannot read {secret_file}: {exc.strerror}"
+                ) from None
+        if self.mail.smtp.username and password is None:
+            raise ConfigError(
+                "mail.smtp.username is set but no password: set FOLLOWTHROUGH_SMTP_PASSWORD "
+                "or FOLLOWTHROUGH_SMTP_PASSWORD_FILE"
+            )
+        return password
 
     @property
     def unsubscribe_address(self) -> str:

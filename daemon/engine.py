@@ -7,27 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from pathlib import Path
 
+from daemon.backends import Wiring, make_sources, make_transport
 from daemon.config import Settings
 from daemon.context import for_send
 from daemon.dispatch import Delivery, Dispatcher, DispatchReport
-from daemon.errors import ConfigError, LedgerError, SourceError, TemplateError, UserError
-from daemon.google import GoogleAccess, GoogleSettings
+from daemon.errors import LedgerError, SourceError, TemplateError, UserError
+from daemon.instances import dead_here, instance_id
 from daemon.ledger import Ledger, StoredEvent
 from daemon.mail import Transport
-from daemon.mail.outbox import OutboxTransport
-from daemon.mail.smtp import SmtpTransport
 from daemon.model import CalendarEvent, EventStatus, Kind, Outcome
 from daemon.playbook import Policy, classify, customer_domains, event_kind, plan, tagged_outcome
 from daemon.sources import CalendarSource
-from daemon.sources.ics import IcsSource
 from daemon.templates import Templates
 
 log = logging.getLogger(__name__)
@@ -59,132 +53,6 @@ class PassReport:
     @property
     def failed(self) -> bool:
         return any(c.error or c.unusable for c in self.calendars) or self.dispatch.trouble
-
-
-def google_access(settings: Settings) -> GoogleAccess | None:
-    google = settings.google
-    if google is None:
-        return None
-    return GoogleAccess(
-        GoogleSettings(
-            service_account_file=settings.resolve(google.service_account_file)
-            if google.service_account_file
-            else None,
-            token_dir=settings.resolve(google.token_dir) if google.token_dir else None,
-            api_endpoint=google.api_endpoint,
-            timeout=google.timeout,
-        )
-    )
-
-
-def make_sources(settings: Settings, access: GoogleAccess | None = None) -> list[CalendarSource]:
-    sources: list[CalendarSource] = []
-    for cal in settings.calendars:
-        if cal.source == "google":
-            from daemon.sources.google import GoogleCalendarSource
-
-            assert access is not None  # the config guarantees a [google] table
-            for account in cal.owners:
-                sources.append(
-                    GoogleCalendarSource(
-                        cal.label_for(account),
-                        access=access,
-                        account=account,
-                        calendar_id=cal.calendar_id,
-                        default_zone=settings.company.timezone,
-                        window_past=timedelta(days=cal.window_past_days),
-                        window_future=timedelta(days=cal.window_future_days),
-                        # With delegation all reps share one service account: spread its quota.
-                        quota_user=settings.google is not None
-                        and settings.google.service_account_file is not None,
-                    )
-                )
-            continue
-        sources.append(
-            IcsSource(
-                cal.label,
-                path=settings.resolve(cal.path) if cal.path else None,
-                url=cal.url,
-                default_zone=settings.company.timezone,
-                window_past=timedelta(days=cal.window_past_days),
-                window_future=timedelta(days=cal.window_future_days),
-                timeout=cal.timeout,
-                max_bytes=cal.max_bytes,
-            )
-        )
-    return sources
-
-
-def make_transport(
-    settings: Settings, access: GoogleAccess | None = None, ledger: Ledger | None = None
-) -> Transport:
-    mail = settings.mail
-    if mail.transport == "outbox":
-        return OutboxTransport(settings.resolve(mail.outbox_dir))
-    if mail.transport == "gmail":
-        from daemon.mail.gmail import GmailTransport
-
-        assert access is not None  # the config guarantees a [google] table
-        service = settings.sender.email
-        history = (lambda sender, since: ledger.sent_count(sender, since, service)) if ledger else None
-        return GmailTransport(access, history=history)
-    password = os.environ.get("FOLLOWTHROUGH_SMTP_PASSWORD")
-    secret_file = os.environ.get("FOLLOWTHROUGH_SMTP_PASSWORD_FILE")
-    if password is None and secret_file:
-        try:
-            password = Path(secret_file).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(
-                f"FOLLOWTHROUGH_SMTP_PASSWORD_FILE: cannot read {secret_file}: {exc.strerror}"
-            ) from None
-    if mail.smtp.username and password is None:
-        raise ConfigError(
-            "mail.smtp.username is set but no password: set FOLLOWTHROUGH_SMTP_PASSWORD "
-            "or FOLLOWTHROUGH_SMTP_PASSWORD_FILE"
-        )
-    return SmtpTransport(
-        mail.smtp.host,
-        mail.smtp.port,
-        starttls=mail.smtp.starttls,
-        use_ssl=mail.smtp.ssl,
-        username=mail.smtp.username,
-        password=password,
-        timeout=mail.smtp.timeout,
-        ca_file=settings.resolve(mail.smtp.ca_file) if mail.smtp.ca_file else None,
-    )
-
-
-def _pid_namespace() -> str:
-    """Which process-id space this process lives in: containers sharing a host name each have their
-    own, and a pid from another one says nothing about processes here."""
-    try:
-        return str(os.stat("/proc/self/ns/pid").st_ino)
-    except OSError:
-        return "-"
-
-
-def instance_id() -> str:
-    """`host:pid:nonce:pid-namespace`, recorded with every lease and claim this process takes."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}:{_pid_namespace()}"
-
-
-def dead_here(instance: str) -> bool:
-    """Whether an instance id names a process of this host, and of this pid namespace, that has died.
-
-    A restarted daemon need not wait for its predecessor's lease to run out. Anything it cannot be
-    sure of (another host, another container, an id from an older version) counts as alive: its
-    lease runs out instead.
-    """
-    host, pid, _nonce, namespace = ([*instance.split(":"), "", "", ""])[:4]
-    if host != socket.gethostname() or not pid.isdigit() or namespace != _pid_namespace() or namespace == "-":
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def policy_digest(policy: Policy) -> str:
@@ -220,11 +88,11 @@ class Engine:
         self.instance = instance_id()
         self._last_error: dict[str, str] = {}
         self.templates = Templates(settings.resolve(settings.templates.dir))
-        access = google_access(settings)
-        self.sources = sources if sources is not None else make_sources(settings, access)
+        wiring = Wiring(settings, self.ledger)
+        self.sources = sources if sources is not None else make_sources(wiring)
         self.dispatcher = Dispatcher(
             self.ledger,
-            transport or make_transport(settings, access, self.ledger),
+            transport or make_transport(wiring),
             self.templates,
             self.policy,
             company=settings.company.name,
@@ -261,12 +129,6 @@ class Engine:
             if name not in known:
                 raise UserError(f"no calendar named {name!r}; the calendars are: {', '.join(sorted(known))}")
             known[name].accept_removals = True
-
-    def sync_all(self, now: datetime) -> PassReport:
-        report = PassReport()
-        for source in self.sources:
-            report.calendars.append(self.sync(source, now, report))
-        return report
 
     def sync(self, source: CalendarSource, now: datetime, report: PassReport) -> CalendarReport:
         """Sync one calendar; its failure is reported and never stops the others."""

@@ -32,6 +32,10 @@ class SourceError(FollowthroughError):
     """A calendar could not be read; the others still run."""
 
 
+class GrantError(FollowthroughError):
+    """An account's credentials are missing, revoked or expired: a person must act."""
+
+
 class TemplateError(UserError):
     """A template is missing, broken or refers to an undefined name."""
 

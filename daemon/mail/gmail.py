@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import getaddresses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httplib2
 
@@ -36,20 +36,17 @@ from daemon import clock
 from daemon.errors import (
     ConfigError,
     DeliveryError,
+    GrantError,
     HeldDeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
     UnknownDeliveryError,
 )
-from daemon.google import (
-    GMAIL_READ_SCOPE,
-    GMAIL_SEND_SCOPE,
-    NUM_RETRIES,
-    GoogleAccess,
-    GrantError,
-    endpoint,
-)
+from daemon.google.access import GMAIL_READ_SCOPE, GMAIL_SEND_SCOPE, NUM_RETRIES, GoogleAccess, grant_problem
 from daemon.mail import Transport
+
+if TYPE_CHECKING:
+    from daemon.backends import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -138,54 +135,19 @@ class GmailTransport(Transport):
         self.lookup = lookup
         self.searchable = lookup
         self.history = history
-        self._local = threading.local()
         self._lock = threading.Lock()
         self._sent: dict[str, deque[datetime]] = {}
         self._paused: dict[str, tuple[datetime, str]] = {}
         self._no_lookup: set[str] = set()
 
-    # -- clients ------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, wiring: Wiring) -> GmailTransport:
+        return cls(wiring.google, history=wiring.sent_count)
 
-    def _client(self, account: str, scope: str) -> tuple[Any, Any]:
-        """This thread's Gmail client and credentials for `account`, with only `scope`: a grant of
-        gmail.send alone must keep sending even if gmail.readonly, asked for separately, is missing."""
-        cache: dict[tuple[str, str], tuple[Any, Any]] | None = getattr(self._local, "clients", None)
-        if cache is None:
-            cache = self._local.clients = {}
-        if (account, scope) not in cache:
-            import google_auth_httplib2
-            from googleapiclient.discovery import build
-
-            credentials = self.access.credentials(account, (scope,))
-            http = google_auth_httplib2.AuthorizedHttp(
-                credentials, http=httplib2.Http(timeout=self.access.settings.timeout)
-            )
-            root = self.access.settings.api_endpoint
-            service = build(
-                "gmail",
-                "v1",
-                http=http,
-                static_discovery=True,
-                client_options={"api_endpoint": endpoint(root, "gmail")} if root else None,
-                cache_discovery=False,
-            )
-            cache[(account, scope)] = (service, credentials)
-        return cache[(account, scope)]
-
-    def _forget(self, account: str) -> None:
-        """Read the account's credentials afresh next time, e.g. after someone renewed the grant."""
-        cache: dict[tuple[str, str], tuple[Any, Any]] = getattr(self._local, "clients", None) or {}
-        for key in [k for k in cache if k[0] == account]:
-            del cache[key]
-        self.access.forget(account)
-
-    def _grant_fix(self, account: str) -> str:
-        if self.access.settings.service_account_file is not None:
-            return (
-                "check the service account's domain-wide delegation in the Google Workspace admin console "
-                f"(scope {GMAIL_SEND_SCOPE}) and that {account} has Gmail"
-            )
-        return f"run `followthrough auth google --account {account}`"
+    def _client(self, account: str, scope: str) -> Any:
+        """Gmail for `account` with only `scope`: a grant of gmail.send alone must keep sending even
+        if gmail.readonly, asked for separately, is missing."""
+        return self.access.client("gmail", "v1", account, (scope,))
 
     # -- limits -------------------------------------------------------------------------------
 
@@ -239,12 +201,10 @@ class GmailTransport(Transport):
 
         raw = base64.urlsafe_b64encode(message.as_bytes()).decode("ascii")
         try:
-            import google_auth_httplib2
-
-            service, credentials = self._client(sender, GMAIL_SEND_SCOPE)
-            request = service.users().messages().send(userId="me", body={"raw": raw})
-            request.http = google_auth_httplib2.AuthorizedHttp(
-                credentials, http=_OneShotHttp(timeout=self.access.settings.timeout)
+            client = self._client(sender, GMAIL_SEND_SCOPE)
+            request = client.service.users().messages().send(userId="me", body={"raw": raw})
+            request.http = self.access.authorized(
+                client.credentials, _OneShotHttp(timeout=self.access.config.timeout)
             )
             request.execute(num_retries=NUM_RETRIES)
         except _AnswerLost as exc:
@@ -254,11 +214,10 @@ class GmailTransport(Transport):
         except HttpError as exc:
             raise self._send_error(sender, exc) from None
         except RefreshError as exc:
-            self._forget(sender)
+            self.access.forget(sender)
             raise TransientDeliveryError(
-                f"Gmail account {sender}: the grant was revoked or has expired "
-                f"({exc.args[0] if exc.args else exc}); {self._grant_fix(sender)}. "
-                "The send waits in the ledger"
+                f"Gmail account {sender}: {grant_problem(exc)}; "
+                f"{self.access.grant_fix(sender, GMAIL_SEND_SCOPE)}. The send waits in the ledger"
             ) from None
         except (GrantError, ConfigError) as exc:
             raise TransientDeliveryError(
@@ -300,10 +259,10 @@ class GmailTransport(Transport):
             )
         if status == 401 or status == 403 or (status == 400 and reason == "failedPrecondition"):
             # The account, not the message: keep the send until someone fixes the grant.
-            self._forget(sender)
+            self.access.forget(sender)
             return TransientDeliveryError(
-                f"Gmail refused to send as {sender} ({answer}); {self._grant_fix(sender)}. "
-                "The send waits in the ledger"
+                f"Gmail refused to send as {sender} ({answer}); "
+                f"{self.access.grant_fix(sender, GMAIL_SEND_SCOPE)}. The send waits in the ledger"
             )
         if status == 404:
             return TransientDeliveryError(f"Gmail has no mailbox for {sender} ({answer}); check the sender")
@@ -322,9 +281,9 @@ class GmailTransport(Transport):
 
         query = f"rfc822msgid:{message_id.strip().strip('<>')}"
         try:
-            service, _ = self._client(sender, GMAIL_READ_SCOPE)
             answer = (
-                service.users()
+                self._client(sender, GMAIL_READ_SCOPE)
+                .service.users()
                 .messages()
                 .list(userId="me", q=query, includeSpamTrash=True, maxResults=1)
                 .execute(num_retries=NUM_RETRIES)
@@ -338,14 +297,14 @@ class GmailTransport(Transport):
                 f"cannot search {sender}'s Gmail for {message_id}: {status} {reason} {text}"
             ) from None
         except RefreshError as exc:
-            self._forget(sender)
+            self.access.forget(sender)
             why = str(exc.args[0] if exc.args else exc)
             if "scope" in why.lower():
                 self._cannot_look(sender, why)
                 return None
             raise TransientDeliveryError(
-                f"cannot search {sender}'s Gmail for {message_id}: the grant was revoked or has expired "
-                f"({why}); {self._grant_fix(sender)}"
+                f"cannot search {sender}'s Gmail for {message_id}: {grant_problem(exc)}; "
+                f"{self.access.grant_fix(sender, GMAIL_SEND_SCOPE)}"
             ) from None
         except (GrantError, ConfigError, GoogleAuthError) as exc:
             raise TransientDeliveryError(f"cannot search {sender}'s Gmail for {message_id}: {exc}") from None

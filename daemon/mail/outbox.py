@@ -8,9 +8,13 @@ import tempfile
 from collections.abc import Sequence
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daemon.errors import TransientDeliveryError
 from daemon.mail import Transport
+
+if TYPE_CHECKING:
+    from daemon.backends import Wiring
 
 
 def file_name(key: str) -> str:
@@ -23,6 +27,10 @@ class OutboxTransport(Transport):
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+
+    @classmethod
+    def from_config(cls, wiring: Wiring) -> OutboxTransport:
+        return cls(wiring.settings.resolve(wiring.settings.mail.outbox_dir))
 
     def deliver(self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> dict[str, str]:
         key = str(message["X-Followthrough-Key"] or message["Message-ID"])

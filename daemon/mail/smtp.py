@@ -13,6 +13,7 @@ import ssl
 from collections.abc import Sequence
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daemon.errors import (
     AccountDeliveryError,
@@ -22,6 +23,9 @@ from daemon.errors import (
     UnknownDeliveryError,
 )
 from daemon.mail import Transport
+
+if TYPE_CHECKING:
+    from daemon.backends import Wiring
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +112,21 @@ class SmtpTransport(Transport):
         self.ca_file = Path(ca_file) if ca_file is not None else None
         self._connection: _SMTP | _SMTP_SSL | None = None
         self.connections = 0  # opened since this transport was made: one a pass, when all is well
+
+    @classmethod
+    def from_config(cls, wiring: Wiring) -> SmtpTransport:
+        settings = wiring.settings
+        smtp = settings.mail.smtp
+        return cls(
+            smtp.host,
+            smtp.port,
+            starttls=smtp.starttls,
+            use_ssl=smtp.ssl,
+            username=smtp.username,
+            password=settings.smtp_password(),
+            timeout=smtp.timeout,
+            ca_file=settings.resolve(smtp.ca_file) if smtp.ca_file else None,
+        )
 
     @property
     def where(self) -> str:

@@ -20,15 +20,19 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from daemon.errors import SourceError
-from daemon.google import CALENDAR_SCOPE, NUM_RETRIES, GoogleAccess, GrantError, grant_problem
+from daemon.errors import GrantError, SourceError
+from daemon.google.access import CALENDAR_SCOPE, NUM_RETRIES, GoogleAccess, grant_problem
 from daemon.model import Attendee, CalendarEvent, EventStatus, Person, clean_id, clean_line, parse_address
 from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
 from daemon.sources.ics import MAX_DESCRIPTION
 from daemon.sources.zones import iana_zone
+
+if TYPE_CHECKING:
+    from daemon.backends import Wiring
+    from daemon.config import CalendarConfig
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +204,24 @@ class GoogleCalendarSource(CalendarSource):
         self.quota_user = quota_user
         self._grant_reported = False  # a broken grant is logged once, not on every poll
 
+    @classmethod
+    def from_config(cls, calendar: CalendarConfig, wiring: Wiring) -> list[CalendarSource]:
+        """One source per account of the entry, all through the one Google access."""
+        return [
+            cls(
+                calendar.label_for(account),
+                access=wiring.google,
+                account=account,
+                calendar_id=calendar.calendar_id,
+                default_zone=wiring.settings.company.timezone,
+                window_past=timedelta(days=calendar.window_past_days),
+                window_future=timedelta(days=calendar.window_future_days),
+                # With delegation all reps share one service account: spread its quota.
+                quota_user=wiring.google.delegated,
+            )
+            for account in calendar.owners
+        ]
+
     @property
     def where(self) -> str:
         return f"calendar {self.name!r} ({self.calendar_id} of {self.account})"
@@ -214,7 +236,7 @@ class GoogleCalendarSource(CalendarSource):
         from googleapiclient.errors import HttpError
 
         try:
-            service = self.access.service("calendar", "v3", self.account, (CALENDAR_SCOPE,))
+            service = self.access.client("calendar", "v3", self.account, (CALENDAR_SCOPE,)).service
         except GrantError as exc:
             raise self._grant_error(str(exc)) from None
         base: dict[str, Any] = {
@@ -261,14 +283,8 @@ class GoogleCalendarSource(CalendarSource):
         return SourceError(f"{self.where}: Google Calendar answered HTTP {status}: {reason}")
 
     def _grant_error(self, problem: str) -> SourceError:
-        if self.access.settings.service_account_file is not None:
-            fix = (
-                f"check the domain-wide delegation of the service account for {self.account} "
-                f"(client id and scope {CALENDAR_SCOPE} in the Admin console)"
-            )
-        else:
-            fix = f"run `followthrough auth google --account {self.account}` again"
         self.access.forget(self.account)  # the next try reads the credentials afresh
+        fix = self.access.grant_fix(self.account, CALENDAR_SCOPE)
         message = f"{self.where}: account {self.account}: {problem.rstrip('.')}; {fix}"
         if not self._grant_reported:
             self._grant_reported = True

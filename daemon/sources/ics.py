@@ -22,7 +22,7 @@ import urllib.request
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -34,6 +34,10 @@ from daemon.errors import SourceError
 from daemon.model import Attendee, CalendarEvent, EventStatus, Person, clean_id, clean_line, parse_address
 from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
 from daemon.sources.zones import iana_zone, zone_like
+
+if TYPE_CHECKING:
+    from daemon.backends import Wiring
+    from daemon.config import CalendarConfig
 
 log = logging.getLogger(__name__)
 
@@ -366,6 +370,22 @@ class IcsSource(CalendarSource):
         self.timeout = timeout
         self.max_bytes = max_bytes
         self._calendar_props: dict[str, Any] = {}  # X-WR-TIMEZONE and kin, for expanding series
+
+    @classmethod
+    def from_config(cls, calendar: CalendarConfig, wiring: Wiring) -> list[CalendarSource]:
+        settings = wiring.settings
+        return [
+            cls(
+                calendar.label,
+                path=settings.resolve(calendar.path) if calendar.path else None,
+                url=calendar.url,
+                default_zone=settings.company.timezone,
+                window_past=timedelta(days=calendar.window_past_days),
+                window_future=timedelta(days=calendar.window_future_days),
+                timeout=calendar.timeout,
+                max_bytes=calendar.max_bytes,
+            )
+        ]
 
     @property
     def where(self) -> str:

@@ -24,14 +24,14 @@ import google.oauth2.credentials
 import googleapiclient.http
 import pytest
 
-from daemon.config import load
+from daemon.config import GoogleConfig, load
 from daemon.errors import (
     HeldDeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
     UnknownDeliveryError,
 )
-from daemon.google import GMAIL_READ_SCOPE, GMAIL_SEND_SCOPE, GoogleAccess, GoogleSettings
+from daemon.google.access import GMAIL_READ_SCOPE, GMAIL_SEND_SCOPE, GoogleAccess
 from daemon.mail.gmail import GmailTransport
 from daemon.mail.message import build
 from daemon.model import Person
@@ -230,7 +230,7 @@ def access_for(gmail: FakeGmail, tmp_path: Path, *accounts: Person, timeout: flo
             "token_uri": f"{gmail.url}token",
         }
         (tmp_path / f"{person.email}.json").write_text(json.dumps(token))
-    return GoogleAccess(GoogleSettings(token_dir=tmp_path, api_endpoint=gmail.url, timeout=timeout))
+    return GoogleAccess(GoogleConfig(token_dir=tmp_path, api_endpoint=gmail.url, timeout=timeout))
 
 
 def letter(

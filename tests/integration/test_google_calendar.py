@@ -22,8 +22,9 @@ import google.oauth2.credentials
 import googleapiclient.http
 import pytest
 
+from daemon.config import GoogleConfig
 from daemon.errors import SourceError
-from daemon.google import GoogleAccess, GoogleSettings
+from daemon.google.access import GoogleAccess
 from daemon.model import EventStatus, Kind, Outcome
 from daemon.playbook import Tags, event_kind, tagged_outcome
 from daemon.sources import SyncBatch
@@ -62,7 +63,7 @@ def oauth_access(tmp_path: Path, fake: FakeGoogle, *accounts: str) -> GoogleAcce
     token_dir.mkdir(exist_ok=True)
     for account in accounts or (ALICE,):
         (token_dir / f"{account}.json").write_text(json.dumps(fake.authorized_user(account)))
-    return GoogleAccess(GoogleSettings(token_dir=token_dir, api_endpoint=fake.url))
+    return GoogleAccess(GoogleConfig(token_dir=token_dir, api_endpoint=fake.url))
 
 
 def source(access: GoogleAccess, account: str = ALICE, **options: Any) -> GoogleCalendarSource:
@@ -372,7 +373,7 @@ def test_a_grant_revoked_before_the_first_sync_is_named(tmp_path: Path, fake: Fa
 
 
 def test_a_missing_token_file_says_how_to_authorize(tmp_path: Path, fake: FakeGoogle) -> None:
-    access = GoogleAccess(GoogleSettings(token_dir=tmp_path, api_endpoint=fake.url))
+    access = GoogleAccess(GoogleConfig(token_dir=tmp_path, api_endpoint=fake.url))
     with pytest.raises(SourceError, match=rf"followthrough auth google --account {ALICE}"):
         source(access).sync(None, NOW)
 
@@ -384,7 +385,7 @@ def test_a_service_account_reads_each_reps_calendar_with_its_own_quota_user(
     # Given a service account with domain-wide delegation, and two reps' calendars
     key_file = tmp_path / "service-account.json"
     key_file.write_text(json.dumps(fake.service_account_key()))
-    access = GoogleAccess(GoogleSettings(service_account_file=key_file, api_endpoint=fake.url))
+    access = GoogleAccess(GoogleConfig(service_account_file=key_file, api_endpoint=fake.url))
     fake.put_event(ALICE, meeting("Alice's call", NOW + DAY))
     fake.put_event(BOB, meeting("Bob's call", NOW + DAY))
     carol = "carol@acme.example"

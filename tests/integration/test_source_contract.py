@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from daemon.google import GoogleAccess, GoogleSettings
+from daemon.config import GoogleConfig
+from daemon.google.access import GoogleAccess
 from daemon.sources import CalendarSource
 from daemon.sources.google import GoogleCalendarSource
 from daemon.sources.ics import IcsSource
@@ -71,7 +72,7 @@ class GoogleHarness(Harness):
         self.ids: dict[str, str] = {}
         (root / "tokens").mkdir()
         (root / "tokens" / f"{ALICE[0]}.json").write_text(json.dumps(fake.authorized_user(ALICE[0])))
-        access = GoogleAccess(GoogleSettings(token_dir=root / "tokens", api_endpoint=fake.url))
+        access = GoogleAccess(GoogleConfig(token_dir=root / "tokens", api_endpoint=fake.url))
         self._source = GoogleCalendarSource(
             "contract", access=access, account=ALICE[0], window_past=PAST, window_future=FUTURE
         )

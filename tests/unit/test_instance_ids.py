@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 
-from daemon.engine import dead_here, instance_id
+from daemon.instances import dead_here, instance_id
 
 
 def exited_pid() -> int:

@@ -1,7 +1,7 @@
 """`followthrough auth google`: the installed-app OAuth flow for one account.
 
-Asks only for the scopes followthrough uses, and stores the refreshable token where the Google
-calendar source and Gmail transport look for it, readable only by its owner.
+Asks only for the scopes followthrough uses, and stores the refreshable token where `access` reads
+it for the Google calendar source and the Gmail transport, readable only by its owner.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from pathlib import Path
 
 from daemon.config import Settings
 from daemon.errors import ConfigError, UserError
-from daemon.google import GMAIL_READ_SCOPE, SCOPES
+from daemon.google.access import GMAIL_READ_SCOPE, SCOPES, token_path
 from daemon.model import parse_address
 
 
 def authorize(
     settings: Settings, account: str, *, open_browser: bool = True, port: int = 0, lookup: bool = False
 ) -> Path:
-    google = settings.google
+    google = settings.google_files()
     if google is None or google.token_dir is None:
         raise ConfigError("google.token_dir: set it to the folder where OAuth tokens are kept")
     if google.client_secrets_file is None:
@@ -26,10 +26,10 @@ def authorize(
             "google.client_secrets_file: download the OAuth client (type 'Desktop app') JSON from the "
             "Google Cloud console and point this key at it"
         )
-    if parse_address(account) is None:
+    address = parse_address(account)
+    if address is None:
         raise UserError(f"not an email address: {account!r}")
-    secrets = settings.resolve(google.client_secrets_file)
-    token_dir = settings.resolve(google.token_dir)
+    secrets, token_dir = google.client_secrets_file, google.token_dir
     from google_auth_oauthlib.flow import InstalledAppFlow
 
     try:
@@ -51,7 +51,7 @@ def authorize(
     except Exception as exc:  # denied, a wrong client, a network problem: say so in one line
         raise UserError(f"authorizing {account} failed: {type(exc).__name__}: {exc}") from None
     token_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = token_dir / f"{parse_address(account)}.json"
+    path = token_path(token_dir, address)
     # Created 0600 from the start: the token is never readable by others, not even for a moment.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
