@@ -25,7 +25,7 @@ from daemon import __version__, clock
 from daemon import config as config_module
 from daemon.config import Settings
 from daemon.errors import TemplateError, UserError
-from daemon.ledger import Ledger, SendRecord
+from daemon.ledger import Ledger, SendRecord, put_off
 from daemon.model import Outcome, Status, parse_address
 
 EXIT_FAILED = 1
@@ -406,7 +406,8 @@ def templates_check(ctx: click.Context) -> None:
 def resolve(ctx: click.Context, key: str, decision: str) -> None:
     """Settle a send whose outcome a crash left unknown: it did arrive (sent), or send it again.
 
-    A failed send can be sent again too, deliberately, once what made it fail is fixed.
+    A failed send can be sent again too, deliberately, once what made it fail is fixed. Sent again, it
+    is due at once, and its retries have a fresh window counted from now.
     """
     ledger = open_ledger(_settings(ctx))
     send = ledger.send(key)
@@ -420,26 +421,21 @@ def resolve(ctx: click.Context, key: str, decision: str) -> None:
         )
     now = clock.now()
     if decision == "sent":
+        # A retry to recipients put off earlier: they got it too; it went out when it first did.
+        earlier = put_off(send.refused) if send.sent_at is not None else {}
         ledger.finish(
             key,
             Status.SENT,
             now,
             "resolved by hand: it did arrive",
             only_from=(Status.UNKNOWN,),
-            sent_at=send.handed_at or now,
+            sent_at=send.sent_at or send.handed_at or now,
+            refused={r: a for r, a in send.refused.items() if r not in earlier} or None,
         )
         click.echo(f"{key}: recorded as sent.")
     else:
-        ledger.finish(
-            key,
-            Status.PLANNED,
-            now,
-            f"resolved by hand: send again (was {send.status.value})",
-            only_from=(Status.UNKNOWN, Status.FAILED),
-            handed_at=None,
-            next_attempt=None,
-            expires=None,  # a person asked for it: not skipped for being late
-        )
+        # A person asked for it: due now, never too late, retried within a window counted from now.
+        ledger.resend(key, now, f"resolved by hand: send again (was {send.status.value})")
         click.echo(f"{key}: will be sent again at the next pass.")
 
 

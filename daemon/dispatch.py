@@ -2,7 +2,8 @@
 
 Transient failures go back to the ledger with a retry time; permanent ones are recorded with the
 server's answer; what only a person can fix (our own account, a recipient limit) waits in the ledger,
-held, without counting as a try. Nothing is dropped silently.
+held, without counting as a try. Nothing is dropped silently. A send that went to some of its recipients
+and waits to reach the others (put off by the server) can only end sent, naming who never got it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from daemon.errors import (
     UnknownDeliveryError,
     UnsafeMessageError,
 )
-from daemon.ledger import Ledger, SendRecord
+from daemon.ledger import Ledger, SendRecord, gave_up, put_off
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
 from daemon.mail.message import message_id
@@ -221,7 +222,9 @@ class Dispatcher:
                 if rule is not None and rule.before_call
                 else f"too late: due {send.due.isoformat()}, allowed until {send.expires.isoformat()}"
             )
-            if self.ledger.finish(send.key, Status.SKIPPED, now, reason, attempt_id=send.attempt_id):
+            if send.sent_at is not None:
+                self._give_up(send, now, reason, report)
+            elif self.ledger.finish(send.key, Status.SKIPPED, now, reason, attempt_id=send.attempt_id):
                 log.info("send %s skipped: %s", send.key, reason)
                 report.skipped.append((send, reason))
             return
@@ -230,7 +233,9 @@ class Dispatcher:
         cc = tuple(p for p in send.cc if p.email not in blocked)
         if not to:
             reason = f"suppressed: {', '.join(sorted(blocked))} asked not to be written to"
-            if self.ledger.finish(send.key, Status.STOPPED, now, reason, attempt_id=send.attempt_id):
+            if send.sent_at is not None:
+                self._give_up(send, now, reason, report)
+            elif self.ledger.finish(send.key, Status.STOPPED, now, reason, attempt_id=send.attempt_id):
                 log.info("send %s stopped: %s", send.key, reason)
                 report.stopped.append((send, reason))
             return
@@ -238,10 +243,10 @@ class Dispatcher:
         if refused_sender is not None:  # the server refused this sender earlier in the pass
             self._hold(send, now, refused_sender, report, self._until(now), tried=False)
             return
-        # Recipients the server put off (4xx) when the message went to the others: only they get it now.
-        put_off = {r.lower() for r, answer in send.refused.items() if _temporary(answer)}
+        # Those the server put off (4xx, 5.7.x) when the message went to the others: only they get it now.
+        later = {r.lower() for r in put_off(send.refused)} if send.sent_at is not None else set()
         everyone = {p.email.lower() for p in (*to, *cc)}
-        if not put_off and len(everyone) > self.delivery.max_recipients and self._to_customers(to, cc, send):
+        if not later and len(everyone) > self.delivery.max_recipients and self._to_customers(to, cc, send):
             limit = self.delivery.max_recipients
             reason = (
                 f"{len(everyone)} recipients, more than [mail] max_recipients = {limit}: "
@@ -273,14 +278,22 @@ class Dispatcher:
             self._fail(send, now, str(exc), report)
             return
         recipients = [p.email for p in (*to, *cc)]
-        if put_off:
-            recipients = [r for r in recipients if r.lower() in put_off]
+        if later:
+            recipients = [r for r in recipients if r.lower() in later]
+            if not recipients:  # not one of them may be written to now
+                left = sorted(r for r in blocked if r.lower() in later)
+                why = (
+                    f"suppressed: {', '.join(left)} asked not to be written to"
+                    if left
+                    else "those put off are no longer among its recipients"
+                )
+                self._give_up(send, now, why, report)
+                return
         if not self.ledger.mark_handed(send.key, send.attempt_id, now, self.delivery.lease):
             log.warning("send %s: claim lost to another process before sending; left to it", send.key)
             return
         try:
-            # Empty only when those put off are no longer recipients: nothing is left to deliver.
-            refused = self.transport.deliver(message, sender.email, recipients) if recipients else {}
+            refused = self.transport.deliver(message, sender.email, recipients)
         except UnknownDeliveryError as exc:
             if self.transport.searchable:
                 # Looked up once the claim's lease runs out: a search right now could miss it.
@@ -300,9 +313,9 @@ class Dispatcher:
             self._hold(send, now, str(exc), report, self._until(now))
             return
         except DeliveryError as exc:
-            if put_off:  # it went to the others before: it can only end as sent
-                earlier = {r: a for r, a in send.refused.items() if _temporary(a)}
-                final = {r: a for r, a in send.refused.items() if not _temporary(a)}
+            if later:  # it went to the others before: it can only end as sent
+                earlier = put_off(send.refused)
+                final = {r: a for r, a in send.refused.items() if r not in earlier}
                 if not exc.transient:
                     earlier = dict.fromkeys(earlier, str(exc))
                 domain = sender.domain
@@ -313,11 +326,12 @@ class Dispatcher:
                 self._fail(send, now, str(exc), report)
             return
         self._refusals = 0
-        final = {r: a for r, a in send.refused.items() if not _temporary(a)}  # from earlier tries
-        final |= {r: a for r, a in refused.items() if not _temporary(a)}
-        later = {r: a for r, a in refused.items() if _temporary(a)}
-        if later:
-            self._put_off(send, now, later, final, rendered.subject, sender.domain, report)
+        earlier = put_off(send.refused) if send.sent_at is not None else {}
+        final = {r: a for r, a in send.refused.items() if r not in earlier}  # from earlier tries
+        now_put_off = put_off(refused)
+        final |= {r: a for r, a in refused.items() if r not in now_put_off}
+        if now_put_off:
+            self._put_off(send, now, now_put_off, final, rendered.subject, sender.domain, report)
             return
         refused = final
         note: str | None = None
@@ -352,8 +366,15 @@ class Dispatcher:
             found = None
         if found:
             reason = "outcome unknown after a crash, then found in the sender's sent mail: sent"
+            earlier = put_off(send.refused) if send.sent_at is not None else {}
             if self.ledger.finish(
-                send.key, Status.SENT, now, reason, attempt_id=send.attempt_id, sent_at=send.handed_at or now
+                send.key,
+                Status.SENT,
+                now,
+                reason,
+                attempt_id=send.attempt_id,
+                sent_at=send.sent_at or send.handed_at or now,
+                refused={r: a for r, a in send.refused.items() if r not in earlier} or None,
             ):
                 log.warning("send %s: %s", send.key, reason)
             return
@@ -436,8 +457,8 @@ class Dispatcher:
         report: DispatchReport,
         give_up: bool = False,
     ) -> None:
-        """Delivered, but the server put off some recipients with a 4xx: the same message goes to them,
-        and only them, at the next try; the ledger's `refused` says who they are."""
+        """Delivered, but the server put off some recipients (a 4xx, or a 5.7.x policy refusal): the same
+        message goes to them, and only them, at the next try; the ledger's `refused` says who they are."""
         answers = "; ".join(f"{r}: {a}" for r, a in later.items())
         recorded: dict[str, Any] = {
             "sent_at": send.sent_at or now,
@@ -448,11 +469,8 @@ class Dispatcher:
         deadline = send.expires or (send.due + self.delivery.retry_window)
         when = now + compute_backoff(send.attempts, base=self.delivery.retry_base)
         if give_up or when > deadline:
-            reason = f"sent, but gave up after {send.attempts} attempts on recipients put off: {answers}"
-            if self.ledger.finish(send.key, Status.SENT, now, reason, attempt_id=send.attempt_id, **recorded):
-                log.error("send %s: %s", send.key, reason)
-                report.sent.append(send)
-                report.failed.append((send, reason))
+            why = "refused for good" if give_up else f"no try left before its deadline {deadline.isoformat()}"
+            self._give_up(send, now, f"gave up after {send.attempts} attempts: {why}", report, **recorded)
             return
         reason = f"will retry at {when.isoformat()}: sent to the others; the server put off {answers}"
         if self.ledger.finish(
@@ -467,6 +485,17 @@ class Dispatcher:
         ):
             log.warning("send %s: %s", send.key, reason)
             report.retrying.append((send, reason))
+
+    def _give_up(
+        self, send: SendRecord, now: datetime, why: str, report: DispatchReport, **recorded: Any
+    ) -> None:
+        """A send that went to some recipients will not be tried again for the others: it is sent, with
+        a note naming who never got it and why; the pass reports it as a failure too."""
+        reason = gave_up(recorded.get("refused", send.refused), why)
+        if self.ledger.finish(send.key, Status.SENT, now, reason, attempt_id=send.attempt_id, **recorded):
+            log.error("send %s: %s", send.key, reason)
+            report.sent.append(send)
+            report.failed.append((send, reason))
 
     def _retry_or_fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
         assert send.attempt_id is not None
@@ -486,11 +515,9 @@ class Dispatcher:
         report.retrying.append((send, reason))
 
     def _fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
+        if send.sent_at is not None:  # it went to some recipients already: it can only end sent
+            self._give_up(send, now, reason, report)
+            return
         self.ledger.finish(send.key, Status.FAILED, now, reason, attempt_id=send.attempt_id)
         log.error("send %s failed: %s", send.key, reason)
         report.failed.append((send, reason))
-
-
-def _temporary(answer: str) -> bool:
-    """A server's answer (as `deliver` reports it, "452 4.5.3 ...") that puts a recipient off for now."""
-    return answer[:1] == "4"

@@ -1,7 +1,8 @@
 """The ledger: the one durable record of events, outcomes and every send's life.
 
 SQLAlchemy Core over SQLite (default) or PostgreSQL. A send moves planned -> claimed -> sent | failed |
-cancelled | skipped | stopped; every move is written to `transitions` with its time and reason.
+cancelled | skipped | stopped; every move is written to `transitions` with its time and reason. A send
+that went out to some of its recipients (`sent_at` set) can only end sent.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,6 +61,29 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: ("ALTER TABLE sends ADD COLUMN claimed_by VARCHAR(200)",),
 }
 REVIVABLE = (Status.PLANNED, Status.CANCELLED, Status.SKIPPED)  # re-planning may bring these back
+# Ends of a send that did not go out: one that already went to some of its recipients ends sent instead.
+UNSENT_ENDS = (Status.FAILED, Status.SKIPPED, Status.STOPPED, Status.CANCELLED)
+
+
+def put_off(refused: Mapping[str, str]) -> dict[str, str]:
+    """Of the recipients a server refused (address: answer, "452 4.5.3 ..."), those it put off: a 4xx,
+    or a 5.7.x policy refusal ("554 5.7.1 <x>: Relay access denied") that a fix of the mail settings
+    lifts. A send that went to the others is retried to them alone; the rest are refused for good."""
+    return {r: a for r, a in refused.items() if _put_off_answer(a)}
+
+
+def _put_off_answer(answer: str) -> bool:
+    code, _, text = answer.partition(" ")
+    return code[:1] == "4" or (code[:1] == "5" and text.startswith("5.7."))
+
+
+def gave_up(refused: Mapping[str, str], why: str) -> str:
+    """The note of a send that went to some recipients and will not be tried again for the others."""
+    later = put_off(refused)
+    missed = [f"{r} (put off: {a})" for r, a in later.items()]
+    missed += [f"{r} (refused: {a})" for r, a in refused.items() if r not in later]
+    why = why if why.startswith("gave up") else f"gave up, {why}"
+    return f"sent to the others; not to {', '.join(missed)}: {why}" if missed else f"sent; {why}"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -604,7 +628,10 @@ class Ledger:
         """Bring an event's sends in line with its new plan. Sent mail is never touched.
 
         A pending send whose rule no longer applies is cancelled with the reason; one that comes back
-        (the event moved again, the outcome changed back) is planned again under the same key.
+        (the event moved again, the outcome changed back) is planned again under the same key. A send
+        pending only for recipients a server put off, having gone to the others, is recorded sent
+        (counted as cancelled: its retry is) when its rule no longer applies or its plan changes: the
+        others got the message of the old plan.
         """
         counts = {"planned": 0, "updated": 0, "cancelled": 0}
         planned = list(planned)
@@ -638,6 +665,17 @@ class Ledger:
                     )
                     self._move(conn, send.key, None, Status.PLANNED, at, f"due {send.due.isoformat()}")
                     counts["planned"] += 1
+                elif row.sent_at is not None:  # it went to some recipients: never planned anew
+                    changed = [
+                        k
+                        for k, v in values.items()
+                        # Without a subject for `plan`, the one it was sent with stands.
+                        if k != "updated_at" and not (k == "subject" and v is None) and getattr(row, k) != v
+                    ]
+                    if row.status == Status.PLANNED.value and changed:
+                        why = f"moved to {send.due.isoformat()}" if "due" in changed else "details changed"
+                        if self._end_sent(conn, row, at, f"the event changed ({why})"):
+                            counts["cancelled"] += 1
                 elif row.status in REVIVABLE:
                     comparable = {k: v for k, v in values.items() if k != "updated_at"}
                     if row.status != Status.PLANNED.value or any(
@@ -662,6 +700,10 @@ class Ledger:
                 if key in keep or row.status != Status.PLANNED.value:
                     continue
                 reason = cancel_all_reason or dropped.get(key) or "rule no longer applies"
+                if row.sent_at is not None:
+                    if self._end_sent(conn, row, at, reason):
+                        counts["cancelled"] += 1
+                    continue
                 conn.execute(
                     update(sends)
                     .where(sends.c.key == key, sends.c.status == Status.PLANNED.value)
@@ -673,8 +715,40 @@ class Ledger:
             conn.execute(update(events).where(events.c.id == event_id).values(unsettled=False))
         return counts
 
+    def _end_sent(self, conn: Connection, row: Any, at: datetime, why: str) -> bool:
+        """Record sent a pending send that went to some of its recipients, and will not be retried for
+        the others: the reason names them, and why."""
+        note = gave_up(row.refused or {}, why)
+        result = conn.execute(
+            update(sends)
+            .where(sends.c.key == row.key, sends.c.status == Status.PLANNED.value)
+            .values(status=Status.SENT.value, reason=note, updated_at=at)
+        )
+        if not result.rowcount:
+            return False
+        self._move(conn, row.key, Status.PLANNED.value, Status.SENT, at, note)
+        log.warning("send %s: %s", row.key, note)
+        return True
+
     def stop_sequence(self, key: str, reason: str, at: datetime) -> bool:
+        """Stop a pending send; one that already went to some of its recipients is recorded sent."""
         return self.finish(key, Status.STOPPED, at, reason, only_from=(Status.PLANNED,))
+
+    def resend(self, key: str, at: datetime, reason: str) -> bool:
+        """A person asks for a failed or unknown send to go out again: due at once, with a window for
+        retries counted from now and no deadline of its own (a person asked: never too late)."""
+        return self.finish(
+            key,
+            Status.PLANNED,
+            at,
+            reason,
+            only_from=(Status.UNKNOWN, Status.FAILED),
+            due=at,
+            expires=None,
+            next_attempt=None,
+            handed_at=None,
+            attempts=0,
+        )
 
     def pending_sequences(self, domains: Iterable[str]) -> list[SendRecord]:
         """Pending sends that stop when the customer re-engages, for deals with these domains."""
@@ -899,17 +973,27 @@ class Ledger:
         only_from: tuple[Status, ...] = (Status.CLAIMED,),
         **values: Any,
     ) -> bool:
-        """Move a send to `status` if it is still where we left it; False if someone else moved it."""
+        """Move a send to `status` if it is still where we left it; False if someone else moved it.
+
+        A send that already went to some of its recipients (`sent_at`) ends sent, never failed, skipped,
+        stopped or cancelled: then the reason says who never got it, and `sent_at` stays its first.
+        """
         with self._tx() as conn:
             condition = [sends.c.key == key, sends.c.status.in_([s.value for s in only_from])]
             if attempt_id is not None:
                 condition.append(sends.c.attempt_id == attempt_id)
-            query = select(sends.c.status).where(*condition)
+            query = select(sends.c.status, sends.c.sent_at, sends.c.refused).where(*condition)
             if self.engine.dialect.name == "postgresql":
                 query = query.with_for_update()  # no one else moves it between this read and the write
-            old = conn.execute(query).scalar()
-            if old is None:
+            row = conn.execute(query).first()
+            if row is None:
                 return False
+            old = row.status
+            if row.sent_at is not None:
+                if status in UNSENT_ENDS:
+                    status, reason = Status.SENT, gave_up(row.refused or {}, reason or status.value)
+                if status is Status.SENT:
+                    values["sent_at"] = row.sent_at
             result = conn.execute(
                 update(sends)
                 .where(*condition)

@@ -5,9 +5,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from tests.e2e.support import Deployment, H, now_utc, vevent, write_config
+import pytest
+
+from tests.e2e.support import REP, Deployment, H, now_utc, vevent, write_config
 from tests.integration.test_smtp_account import AccountHandler, mail_server
 from tests.private_ca import make_private_ca
 
@@ -90,3 +95,54 @@ def test_a_failed_send_can_be_sent_again_by_hand(deploy: Deploy) -> None:
     assert result.code == 0, result.output
     assert len(ft.mail.to(GAVIN[0])) == 1
     assert ft.send("lost-thank-you", event_id)["status"] == "sent"
+
+
+@dataclass
+class HangingUpHandler(AccountHandler):
+    """A server that, while `hang_up` is set, takes each message in and hangs up instead of answering."""
+
+    hang_up: bool = False
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        answer = await super().handle_DATA(server, session, envelope)
+        if self.hang_up:
+            server.transport.close()
+        return answer
+
+
+@pytest.mark.parametrize("ended", ["failed", "unknown"])
+def test_a_send_resent_by_hand_gets_a_fresh_window_for_its_retries(tmp_path: Path, ended: str) -> None:
+    # Given a call that ended 28 hours ago with no outcome: the nudge to the rep came due 26 hours ago,
+    # more than a day
+    handler = HangingUpHandler()
+    with mail_server(handler) as server:
+        config = write_config(tmp_path, server.port, mail="resend_unknown_prompts = false")
+        ft = Deployment(tmp_path, server, config, tmp_path / "calendar.ics")
+        now = now_utc()
+        event_id = "hooli-next@acme.example"
+        ft.write_calendar(vevent(event_id, now - 29 * H, now - 28 * H, "Hooli #closing", attendees=[GAVIN]))
+        # And the nudge failed, the server not knowing the mailbox; or was left unknown, the server
+        # hanging up once it had the message
+        if ended == "failed":
+            handler.refuse.add(REP[0])
+        else:
+            handler.hang_up = True
+        assert ft.tick().code == 1
+        key = f"outcome-nudge:{event_id}"
+        assert ft.send("outcome-nudge", event_id)["status"] == ended
+
+        # When someone resends it deliberately, and the next pass meets a server busy for the moment
+        handler.refuse.clear()
+        handler.hang_up = False
+        handler.trouble = {"RCPT": "451 4.3.0 Temporary lookup failure"}
+        resent = ft.cli("resolve", key, "resend")
+        assert resent.code == 0, resent.output
+        result = ft.tick()
+
+    # Then it is not given up on: it waits for its next try, its window counted from the resend
+    assert result.code == 1, result.output
+    assert f"Will retry: {key}: " in result.stdout and "Failed" not in result.stdout, result.stdout
+    send = ft.send("outcome-nudge", event_id)
+    assert send["status"] == "pending" and send["reason"].startswith("will retry at "), send
+    assert "451 4.3.0 Temporary lookup failure" in send["reason"]
+    assert datetime.fromisoformat(send["due"].replace("Z", "+00:00")) >= now, send

@@ -524,6 +524,149 @@ def test_pending_sequences_are_found_by_the_customers_domain(open_ledger: OpenLe
     assert status(ledger, thank_you.key) is Status.STOPPED
 
 
+# -- a send that went to some of its recipients -------------------------------------------------
+LEE = Person("lee@globex.com", "Lee Park")
+MAILBOX_FULL = "452 4.2.2 Mailbox full, try later"
+NOT_TO_DANA = f"sent to the others; not to {DANA.email} (put off: {MAILBOX_FULL}): gave up, "
+
+
+def thank_you(due: datetime) -> PlannedSend:
+    """A thank-you to two customers, which ends the sequence when they come back."""
+    return replace(
+        prompt("call-1", "lost-thank-you", due, expires=due + 72 * H),
+        to=(DANA, LEE),
+        audience=Audience.CUSTOMER,
+        stop_on_reengagement=True,
+    )
+
+
+def partly_sent(ledger: Ledger, send: PlannedSend, now: datetime) -> None:
+    """What a dispatcher records when the server took Lee and put Dana off: pending again, sent at
+    `now`, to be retried to Dana alone a minute later."""
+    [claimed] = ledger.claim_due(now, LEASE)
+    assert claimed.attempt_id is not None
+    assert ledger.mark_handed(send.key, claimed.attempt_id, now, LEASE)
+    assert ledger.finish(
+        send.key,
+        Status.PLANNED,
+        now,
+        f"will retry: sent to the others; the server put off {DANA.email}: {MAILBOX_FULL}",
+        attempt_id=claimed.attempt_id,
+        next_attempt=now + timedelta(minutes=1),
+        handed_at=None,
+        sent_at=now,
+        subject="Thank you for your time",
+        refused={DANA.email: MAILBOX_FULL},
+    )
+
+
+@pytest.mark.parametrize(
+    "ending",
+    ["event deleted", "rule dropped", "event moved", "customer re-engaged", "failed", "skipped"],
+)
+def test_a_send_that_went_to_some_recipients_can_only_end_sent(open_ledger: OpenLedger, ending: str) -> None:
+    ledger = open_ledger()
+    due = T + 25 * H
+    planned = thank_you(due)
+    subjects = {planned.key: "Thank you for your time"}
+    # Given a thank-you that went to Lee, while the server put Dana off: pending, to retry her alone
+    ledger.reconcile("call-1", [planned], {}, subjects, due - H)
+    partly_sent(ledger, planned, due)
+    # And the same plan again leaves the retry alone
+    at = due + timedelta(seconds=30)
+    counts = ledger.reconcile("call-1", [planned], {}, subjects, at)
+    assert counts == {"planned": 0, "updated": 0, "cancelled": 0}
+    assert status(ledger, planned.key) is Status.PLANNED
+
+    # When what would end a pending send comes before the retry
+    if ending == "event deleted":
+        ledger.reconcile("call-1", [], {}, {}, at, cancel_all_reason="event deleted from every calendar")
+        why = "event deleted from every calendar"
+    elif ending == "rule dropped":
+        ledger.reconcile("call-1", [], {planned.key: "outcome recorded: won"}, {}, at)
+        why = "outcome recorded: won"
+    elif ending == "event moved":
+        ledger.reconcile("call-1", [thank_you(due + 2 * H)], {}, {}, at)
+        why = f"the event changed (moved to {(due + 2 * H).isoformat()})"
+    elif ending == "customer re-engaged":
+        assert ledger.stop_sequence(planned.key, "customer re-engaged: new event", at)
+        why = "customer re-engaged: new event"
+    else:  # a dispatcher's retry ends it: a template error at the deadline, or too late after downtime
+        [retry] = ledger.claim_due(due + H, LEASE)
+        assert retry.attempt_id is not None
+        end = Status.FAILED if ending == "failed" else Status.SKIPPED
+        assert ledger.finish(planned.key, end, due + H, "it cannot go out", attempt_id=retry.attempt_id)
+        why = "it cannot go out"
+
+    # Then it is sent, at its first delivery, naming who never got it and why
+    record = ledger.send(planned.key)
+    assert record is not None
+    assert (record.status, record.reason) == (Status.SENT, NOT_TO_DANA + why)
+    assert (record.sent_at, record.due) == (due, due)
+    assert record.refused == {DANA.email: MAILBOX_FULL}
+    assert ledger.transitions(planned.key)[-1].to_status == "sent"
+    # And no later plan brings it back
+    ledger.reconcile("call-1", [planned], {}, {}, at + H)
+    assert status(ledger, planned.key) is Status.SENT
+    assert ledger.claim_due(due + 96 * H, LEASE) == []
+
+
+def test_a_send_that_went_to_some_recipients_keeps_its_first_sent_at(open_ledger: OpenLedger) -> None:
+    ledger = open_ledger()
+    due = T + 25 * H
+    planned = thank_you(due)
+    # Given a thank-you that went to Lee, while the server put Dana off
+    ledger.reconcile("call-1", [planned], {}, {}, due - H)
+    partly_sent(ledger, planned, due)
+    # And a plan without subjects (for `plan`) changes nothing: the one it was sent with stands
+    counts = ledger.reconcile("call-1", [planned], {}, {}, due + timedelta(seconds=30))
+    assert counts == {"planned": 0, "updated": 0, "cancelled": 0}
+    # When the retry reaches Dana an hour later and is recorded sent
+    [retry] = ledger.claim_due(due + H, LEASE)
+    assert retry.attempt_id is not None
+    assert ledger.finish(planned.key, Status.SENT, due + H, attempt_id=retry.attempt_id, sent_at=due + H)
+    # Then it was sent when it first went out
+    record = ledger.send(planned.key)
+    assert record is not None and (record.status, record.sent_at) == (Status.SENT, due)
+
+
+# -- resolved by hand ---------------------------------------------------------------------------
+@pytest.mark.parametrize("outcome", [Status.FAILED, Status.UNKNOWN])
+def test_a_send_resent_by_hand_is_due_at_once_with_a_fresh_window(
+    open_ledger: OpenLedger, outcome: Status
+) -> None:
+    ledger = open_ledger()
+    due = T + 25 * H
+    planned = thank_you(due)
+    ledger.reconcile("call-1", [planned], {}, {}, due - H)
+    # Given a thank-you that failed or was left unknown after three tries
+    for n in range(3):
+        [claimed] = ledger.claim_due(due + n * H, LEASE)
+        assert claimed.attempt_id is not None
+        end = outcome if n == 2 else Status.PLANNED
+        assert ledger.finish(planned.key, end, due + n * H, "no", attempt_id=claimed.attempt_id)
+
+    # When a person asks, three days later, for it to be sent again
+    later = due + 72 * H
+    assert ledger.resend(planned.key, later, f"resolved by hand: send again (was {outcome.value})")
+
+    # Then it is pending, due at that moment, with no deadline of its own and no tries counted
+    record = ledger.send(planned.key)
+    assert record is not None
+    assert (record.status, record.due, record.expires, record.next_attempt, record.attempts) == (
+        Status.PLANNED,
+        later,
+        None,
+        None,
+        0,
+    )
+    assert ledger.transitions(planned.key)[-1].reason == f"resolved by hand: send again (was {outcome.value})"
+    # And it is claimed at once
+    assert [s.key for s in ledger.claim_due(later, LEASE)] == [planned.key]
+    # And only a failed or unknown send can be resent
+    assert not ledger.resend(planned.key, later, "again")
+
+
 # -- opening, and schema versions ---------------------------------------------------------------
 def test_three_instances_opening_a_new_ledger_at_once_all_open_it(store_url: str) -> None:
     # Given a store with no ledger in it yet
