@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import googleapiclient.http
 
-from daemon.config import GoogleConfig
+from daemon.config.sections import GoogleConfig
 from daemon.google.access import CALENDAR_SCOPE, GoogleAccess
 from daemon.sources import SyncBatch
 from daemon.sources.google import PAGE_SIZE, GoogleCalendarSource

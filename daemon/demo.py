@@ -12,7 +12,7 @@ from pathlib import Path
 
 import icalendar
 
-from daemon.config import PACKAGE_ROOT
+from daemon.config.sections import PACKAGE_ROOT
 from daemon.errors import UserError
 
 DEMO_DIR = PACKAGE_ROOT / "config" / "demo"

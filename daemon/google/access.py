@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import httplib2
 
-from daemon.config import GoogleConfig
+from daemon.config.sections import GoogleConfig
 from daemon.errors import ConfigError, GrantError
 
 CALENDAR_SCOPE = "https://www.googleapis.com/auth/calendar.events.readonly"

@@ -32,7 +32,7 @@ from daemon.sources.zones import iana_zone
 
 if TYPE_CHECKING:
     from daemon.backends import Wiring
-    from daemon.config import CalendarConfig
+    from daemon.config.sections import GoogleCalendar
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ class GoogleCalendarSource(CalendarSource):
         self._grant_reported = False  # a broken grant is logged once, not on every poll
 
     @classmethod
-    def from_config(cls, calendar: CalendarConfig, wiring: Wiring) -> list[CalendarSource]:
+    def from_config(cls, calendar: GoogleCalendar, wiring: Wiring) -> list[CalendarSource]:
         """One source per account of the entry, all through the one Google access."""
         return [
             cls(

@@ -37,7 +37,7 @@ from daemon.sources.zones import iana_zone, zone_like
 
 if TYPE_CHECKING:
     from daemon.backends import Wiring
-    from daemon.config import CalendarConfig
+    from daemon.config.sections import IcsCalendar
 
 log = logging.getLogger(__name__)
 
@@ -372,7 +372,7 @@ class IcsSource(CalendarSource):
         self._calendar_props: dict[str, Any] = {}  # X-WR-TIMEZONE and kin, for expanding series
 
     @classmethod
-    def from_config(cls, calendar: CalendarConfig, wiring: Wiring) -> list[CalendarSource]:
+    def from_config(cls, calendar: IcsCalendar, wiring: Wiring) -> list[CalendarSource]:
         settings = wiring.settings
         return [
             cls(

@@ -24,7 +24,8 @@ import google.oauth2.credentials
 import googleapiclient.http
 import pytest
 
-from daemon.config import GoogleConfig, load
+from daemon.config import load
+from daemon.config.sections import GoogleConfig
 from daemon.errors import (
     HeldDeliveryError,
     PermanentDeliveryError,

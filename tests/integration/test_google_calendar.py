@@ -22,7 +22,7 @@ import google.oauth2.credentials
 import googleapiclient.http
 import pytest
 
-from daemon.config import GoogleConfig
+from daemon.config.sections import GoogleConfig
 from daemon.errors import SourceError
 from daemon.google.access import GoogleAccess
 from daemon.model import EventStatus, Kind, Outcome

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.config import GoogleConfig
+from daemon.config.sections import GoogleConfig
 from daemon.google.access import GoogleAccess
 from daemon.sources import CalendarSource
 from daemon.sources.google import GoogleCalendarSource

@@ -136,9 +136,12 @@ to = ["rep"]
     assert custom.kind is Kind.KICKOFF and custom.anchor is Anchor.END and custom.to == (Audience.REP,)
 
 
-def test_a_new_rule_without_its_essentials_is_an_error(tmp_path: Path) -> None:
-    message = error(write(tmp_path, "\n[[rules]]\nname = 'mine'\n"))
-    assert "rules[0]" in message and "kind" in message and "offset" in message
+def test_a_new_rule_without_its_essentials_is_an_error_reported_with_the_others(tmp_path: Path) -> None:
+    # Given a new rule without its essentials, and a mistake elsewhere
+    message = error(write(tmp_path, "\n[schedule]\nmax_late_days = -1\n\n[[rules]]\nname = 'mine'\n"))
+    # Then both are reported at once, each naming its key the same way
+    assert "rules.0: 'mine' is not a default rule, so it needs kind, anchor, offset, to" in message
+    assert "schedule.max_late_days" in message
 
 
 @pytest.mark.parametrize(
