@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
+import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -1159,6 +1161,17 @@ def _sqlite_pragmas(dbapi_connection: Any, busy_timeout_ms: int) -> None:
     cursor = dbapi_connection.cursor()
     # The timeout first: switching to WAL needs a lock that another process may hold right now.
     cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
-    cursor.execute("PRAGMA journal_mode=WAL")
+    # SQLite does not always wait for that lock (several processes opening a new ledger at once can
+    # get "database is locked" at once): ask again within the busy timeout, and only switch once.
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            if str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            break
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.05)
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
