@@ -1,7 +1,8 @@
 """The command line: the user's door to followthrough.
 
-Commands call the engine and ledger and print what they return. Exit codes: 0 fine, 1 something failed
-(a calendar, a send, a user error), 2 bad usage, 3 invalid config, 4 template errors, 130 hard stop.
+Commands call an operation (daemon/operations.py, the engine) and print what it returns. Exit codes
+are `daemon.errors.ExitCode`: 0 fine, 1 something failed or needs a decision, 2 bad usage, 3 invalid
+config, 4 template errors, 5 the ledger cannot be used, 130 stopped hard by a second signal.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -21,15 +23,14 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from daemon import __version__, clock
+from daemon import __version__, clock, operations
 from daemon import config as config_module
 from daemon.config import Settings
-from daemon.errors import TemplateError, UserError
-from daemon.ledger import Ledger, SendRecord, put_off
-from daemon.model import Outcome, Status, parse_address
+from daemon.errors import ExitCode, LedgerError, UserError
+from daemon.ledger import Ledger, SendRecord
+from daemon.ledger import open_ledger as open_store
+from daemon.model import Outcome, Status
 
-EXIT_FAILED = 1
-EXIT_KILLED = 130
 log = logging.getLogger("daemon")
 
 
@@ -37,8 +38,11 @@ def _settings(ctx: click.Context) -> Settings:
     return config_module.load(ctx.obj["config"])
 
 
-def open_ledger(settings: Settings) -> Ledger:
-    return Ledger(settings.store_url, busy_timeout=settings.store.busy_timeout)
+@contextmanager
+def open_ledger(settings: Settings) -> Iterator[Ledger]:
+    """The ledger for one command, closed when it is done."""
+    with open_store(settings.store_url, settings.store.busy_timeout) as ledger:
+        yield ledger
 
 
 def _engine(ctx: click.Context) -> Any:
@@ -108,7 +112,7 @@ class Cli(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except UserError as exc:
+        except (UserError, LedgerError) as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(exc.exit_code)
 
@@ -153,7 +157,7 @@ def run(ctx: click.Context) -> None:
         if signals["count"] > 1:
             log.warning("second signal: stopping now, without waiting for the current job")
             daemon.abandon()  # claims not yet handed over go back to planned first
-            os._exit(EXIT_KILLED)
+            os._exit(ExitCode.KILLED)
         daemon.request_stop()  # before saying so: once this is logged, no further message goes out
         log.info("signal %s: finishing the message in flight, then stopping (again to force)", signum)
         stop.set()
@@ -186,14 +190,15 @@ def tick(ctx: click.Context, accept: tuple[str, ...]) -> None:
         now = clock.now()
         report = engine.tick(now)
         zone = ZoneInfo(engine.settings.company.timezone)
-        print_pass(report, engine.ledger, zone, now)
+        print_pass(operations.summarize(engine.ledger, report), zone)
     finally:
         engine.close()
     if report.failed:
-        sys.exit(EXIT_FAILED)
+        sys.exit(ExitCode.FAILED)
 
 
-def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcoming: int = 10) -> None:
+def print_pass(summary: operations.PassSummary, zone: ZoneInfo, upcoming: int = 10) -> None:
+    report = summary.report
     for cal in report.calendars:
         if cal.error:
             click.echo(f"calendar {cal.name}: FAILED: {cal.error}")
@@ -225,8 +230,7 @@ def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcom
             "they go out at the next pass once this is fixed."
         )
     click.echo(f"\nSent {len(d.sent)} email(s)" + (":" if d.sent else "."))
-    for send in d.sent:
-        final = ledger.send(send.key) or send
+    for final in summary.sent:
         click.echo(f"  {final.rule:<22} to {', '.join(_addresses(final.to))}")
         click.echo(f'  {"":<22} "{final.subject}"')
         if final.reason:
@@ -245,7 +249,7 @@ def print_pass(report: Any, ledger: Ledger, zone: ZoneInfo, now: datetime, upcom
         click.echo(f"Stopped: {key}: {reason}")
     if d.waiting and not d.halted:
         click.echo(f"  … and {d.waiting} more due email(s) from the same sender, held for the same reason")
-    pending = ledger.sends([Status.PLANNED])
+    pending = summary.upcoming
     click.echo(f"\nPlanned next ({len(pending)} pending):" if pending else "\nNothing else planned.")
     for send in pending[:upcoming]:
         click.echo(f"  {local(send.due, zone):<26} {send.rule:<22} to {', '.join(_addresses(send.to))}")
@@ -270,8 +274,8 @@ STATUS_CHOICES = ["pending", "sent", "failed", "cancelled", "skipped", "stopped"
 def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
     """What is pending, sent and cancelled, with due times in local time."""
     settings = _settings(ctx)
-    ledger = open_ledger(settings)
-    sends = [s for s in ledger.sends() if not statuses or Status(s.status).public in statuses]
+    with open_ledger(settings) as ledger:
+        sends = operations.sends(ledger, statuses)
     if as_json:
         click.echo(json.dumps([send_json(s) for s in sends], indent=2))
         return
@@ -306,10 +310,11 @@ def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
 def history(ctx: click.Context, as_json: bool, key: str | None) -> None:
     """What was sent, failed or left unknown by a crash: when, to whom, and why."""
     settings = _settings(ctx)
-    ledger = open_ledger(settings)
     zone = ZoneInfo(settings.company.timezone)
+    with open_ledger(settings) as ledger:
+        moves = ledger.transitions(key) if key else []
+        sends = [] if key else operations.history(ledger)
     if key:
-        moves = ledger.transitions(key)
         if not moves:
             raise UserError(f"no send with key {key!r} (see `followthrough plan`)")
         if as_json:
@@ -333,11 +338,6 @@ def history(ctx: click.Context, as_json: bool, key: str | None) -> None:
                 f"{local(m.at, zone):<26} {m.from_status or '-':>9} -> {m.to_status:<9} {m.reason or ''}"
             )
         return
-    sends = sorted(
-        ledger.sends([Status.SENT, Status.FAILED, Status.UNKNOWN]),
-        key=lambda s: s.sent_at or s.updated_at,
-        reverse=True,
-    )
     if as_json:
         click.echo(json.dumps([send_json(s) for s in sends], indent=2))
         return
@@ -395,7 +395,7 @@ def templates_check(ctx: click.Context) -> None:
         click.echo(f"error: {error}", err=True)
     if errors:
         click.echo(f"{len(errors)} error(s) in {checked} template(s)", err=True)
-        sys.exit(TemplateError.exit_code)
+        sys.exit(ExitCode.TEMPLATES)
     click.echo(f"{checked} template(s) render cleanly.")
 
 
@@ -409,34 +409,9 @@ def resolve(ctx: click.Context, key: str, decision: str) -> None:
     A failed send can be sent again too, deliberately, once what made it fail is fixed. Sent again, it
     is due at once, and its retries have a fresh window counted from now.
     """
-    ledger = open_ledger(_settings(ctx))
-    send = ledger.send(key)
-    if send is None:
-        raise UserError(f"no send with key {key!r} (see `followthrough plan --status unknown`)")
-    if send.status is Status.FAILED and decision == "sent":
-        raise UserError(f"send {key} failed: the server did not take it; `resend` sends it again")
-    if send.status not in (Status.UNKNOWN, Status.FAILED):
-        raise UserError(
-            f"send {key} is {Status(send.status).public}, not unknown or failed: nothing to resolve"
-        )
-    now = clock.now()
-    if decision == "sent":
-        # A retry to recipients put off earlier: they got it too; it went out when it first did.
-        earlier = put_off(send.refused) if send.sent_at is not None else {}
-        ledger.finish(
-            key,
-            Status.SENT,
-            now,
-            "resolved by hand: it did arrive",
-            only_from=(Status.UNKNOWN,),
-            sent_at=send.sent_at or send.handed_at or now,
-            refused={r: a for r, a in send.refused.items() if r not in earlier} or None,
-        )
-        click.echo(f"{key}: recorded as sent.")
-    else:
-        # A person asked for it: due now, never too late, retried within a window counted from now.
-        ledger.resend(key, now, f"resolved by hand: send again (was {send.status.value})")
-        click.echo(f"{key}: will be sent again at the next pass.")
+    with open_ledger(_settings(ctx)) as ledger:
+        done = operations.resolve(ledger, key, decision, clock.now())
+    click.echo(f"{key}: will be sent again at the next pass." if done.resent else f"{key}: recorded as sent.")
 
 
 # -- outcome / suppress -------------------------------------------------------------------
@@ -448,15 +423,15 @@ def outcome(ctx: click.Context, event_id: str, result: str) -> None:
     """Record that a closing call was won or lost."""
     engine = _engine(ctx)
     try:
-        full_id, counts = engine.record_outcome(event_id, Outcome(result), clock.now())
-        click.echo(f"Recorded: {full_id} {result}.")
+        done = operations.record_outcome(engine, event_id, Outcome(result), clock.now())
         zone = ZoneInfo(engine.settings.company.timezone)
-        for send in engine.ledger.sends([Status.PLANNED], event_id=full_id):
-            click.echo(f"  planned {send.rule:<22} {local(send.due, zone)}")
-        if counts["cancelled"]:
-            click.echo(f"  {counts['cancelled']} pending send(s) cancelled.")
     finally:
         engine.close()
+    click.echo(f"Recorded: {done.event_id} {result}.")
+    for send in done.planned:
+        click.echo(f"  planned {send.rule:<22} {local(send.due, zone)}")
+    if done.cancelled:
+        click.echo(f"  {done.cancelled} pending send(s) cancelled.")
 
 
 @cli.group()
@@ -464,23 +439,14 @@ def suppress() -> None:
     """The addresses (or whole domains) followthrough never writes to."""
 
 
-def _address(value: str) -> str:
-    address = parse_address(value)
-    if address is None and parse_address("x@" + value.lstrip("@")):
-        return value.lstrip("@").lower()  # a whole domain
-    if address is None:
-        raise UserError(f"not an email address or domain: {value!r}")
-    return address
-
-
 @suppress.command("add")
 @click.argument("address")
 @click.option("--reason", help="Why, for the record (e.g. 'asked to stop on 3 May').")
 @click.pass_context
 def suppress_add(ctx: click.Context, address: str, reason: str | None) -> None:
-    ledger = open_ledger(_settings(ctx))
-    address = _address(address)
-    added = ledger.suppress(address, clock.now(), reason)
+    address = operations.suppression_target(address)
+    with open_ledger(_settings(ctx)) as ledger:
+        added = ledger.suppress(address, clock.now(), reason)
     click.echo(f"{address} suppressed." if added else f"{address} was already suppressed.")
 
 
@@ -488,9 +454,10 @@ def suppress_add(ctx: click.Context, address: str, reason: str | None) -> None:
 @click.argument("address")
 @click.pass_context
 def suppress_remove(ctx: click.Context, address: str) -> None:
-    ledger = open_ledger(_settings(ctx))
-    address = _address(address)
-    if not ledger.unsuppress(address):
+    address = operations.suppression_target(address)
+    with open_ledger(_settings(ctx)) as ledger:
+        removed = ledger.unsuppress(address)
+    if not removed:
         raise UserError(f"{address} is not on the suppression list")
     click.echo(f"{address} removed from the suppression list.")
 
@@ -499,9 +466,9 @@ def suppress_remove(ctx: click.Context, address: str) -> None:
 @click.pass_context
 def suppress_list(ctx: click.Context) -> None:
     settings = _settings(ctx)
-    ledger = open_ledger(settings)
     zone = ZoneInfo(settings.company.timezone)
-    entries = ledger.suppressed()
+    with open_ledger(settings) as ledger:
+        entries = ledger.suppressed()
     if not entries:
         click.echo("The suppression list is empty.")
     for address, added, reason in entries:
@@ -573,7 +540,7 @@ def demo(directory: Path) -> None:
         report = engine.tick(now)
         zone = ZoneInfo(engine.settings.company.timezone)
         click.echo(f"Demo calendar: {directory / 'calendar.ics'} (events placed around now)\n")
-        print_pass(report, engine.ledger, zone, now, upcoming=20)
+        print_pass(operations.summarize(engine.ledger, report), zone, upcoming=20)
         outbox = engine.settings.resolve(engine.settings.mail.outbox_dir)
         program = sys.argv[0] if Path(sys.argv[0]).name == "followthrough" else "python -m daemon"
         click.echo(
@@ -584,7 +551,7 @@ def demo(directory: Path) -> None:
     finally:
         engine.close()
     if report.failed:
-        sys.exit(EXIT_FAILED)
+        sys.exit(ExitCode.FAILED)
 
 
 def main() -> None:

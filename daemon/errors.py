@@ -1,31 +1,46 @@
-"""Errors of followthrough, all under one base class.
+"""Errors of followthrough, all under one base class, and the exit codes they map to.
 
-`UserError` and its children are shown as one actionable line, never a traceback.
+`UserError` and `LedgerError` (and their children) are shown as one actionable line, never a traceback.
 """
 
 from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """The command line's exit codes: the one table the CLI's help and the README follow."""
+
+    OK = 0
+    FAILED = 1  # something failed or needs a decision: a calendar, a send, an unknown outcome, an argument
+    USAGE = 2  # the command line itself is wrong (click's own)
+    CONFIG = 3  # the configuration file or environment is invalid
+    TEMPLATES = 4  # a template does not render
+    LEDGER = 5  # the ledger cannot be used: locked, read-only, full, unreachable
+    KILLED = 130  # stopped hard by a second signal
 
 
 class FollowthroughError(Exception):
     """Base of every error followthrough raises on purpose."""
 
+    exit_code = ExitCode.FAILED
+
 
 class UserError(FollowthroughError):
     """Something the user can fix: a bad argument, a missing file, an unknown event."""
-
-    exit_code = 1
 
 
 class ConfigError(UserError):
     """The configuration file or environment is invalid; the message names the key and file."""
 
-    exit_code = 3
+    exit_code = ExitCode.CONFIG
 
 
-class LedgerError(UserError):
-    """The ledger cannot be read or written: locked, read-only, full, unreachable."""
+class LedgerError(FollowthroughError):
+    """The ledger cannot be read or written: locked, read-only, full, unreachable. Not the user's
+    doing, but stated in one line all the same: nothing is lost, the next pass picks up."""
 
-    exit_code = 5
+    exit_code = ExitCode.LEDGER
 
 
 class SourceError(FollowthroughError):
@@ -39,7 +54,7 @@ class GrantError(FollowthroughError):
 class TemplateError(UserError):
     """A template is missing, broken or refers to an undefined name."""
 
-    exit_code = 4
+    exit_code = ExitCode.TEMPLATES
 
 
 class DeliveryError(FollowthroughError):

@@ -5,6 +5,7 @@ Sample data is a made-up deal run through the real playbook, so templates are ch
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 from daemon.config import Settings
@@ -12,7 +13,7 @@ from daemon.context import build as build_context
 from daemon.context import for_send
 from daemon.dispatch import render_send
 from daemon.errors import TemplateError, UserError
-from daemon.ledger import Ledger
+from daemon.ledger import Ledger, open_ledger
 from daemon.model import Attendee, Audience, CalendarEvent, Outcome, Person
 from daemon.playbook import OutcomeRecord, Policy, classify, plan
 from daemon.templates import Rendered, Templates
@@ -154,28 +155,30 @@ def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, 
 def preview_event(
     settings: Settings, rule_name: str, event_text: str, now: datetime
 ) -> tuple[list[tuple[str, str]], Rendered]:
-    ledger = Ledger(settings.store_url, busy_timeout=settings.store.busy_timeout)
-    policy = settings.policy()
-    templates = Templates(settings.resolve(settings.templates.dir))
-    stored = ledger.find_event(event_text)
-    key = f"{rule_name}:{stored.event.id}"
-    send = ledger.send(key)
-    if send is None:
-        if policy.rule(rule_name) is None:
-            raise UserError(f"no rule named {rule_name!r}; rules: {', '.join(r.name for r in policy.rules)}")
-        c = classify(stored.event, policy)
-        deal_events = ledger.events_of_deal(c.deal.name) if c else []
-        result = plan(stored.event, c, ledger.outcome(stored.event.id), policy, deal_events)
-        planned = next((s for s in result.sends if s.rule == rule_name), None)
-        if planned is None:
-            why = result.dropped.get(key, "the event is not a call of this rule's kind")
-            raise UserError(f"rule {rule_name!r} sends nothing for event {stored.event.id}: {why}")
-        rendered = render_send(ledger, templates, policy, settings.company.name, planned, planned.due)
-        return _headers(
-            settings, planned.sender, planned.to, planned.cc, planned.reply_to, planned.due
-        ), rendered
-    rendered = render_send(ledger, templates, policy, settings.company.name, send, send.sent_at or now)
-    return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), rendered
+    with open_ledger(settings.store_url, settings.store.busy_timeout) as ledger:
+        policy = settings.policy()
+        templates = Templates(settings.resolve(settings.templates.dir))
+        stored = ledger.find_event(event_text)
+        key = f"{rule_name}:{stored.event.id}"
+        send = ledger.send(key)
+        if send is None:
+            if policy.rule(rule_name) is None:
+                raise UserError(
+                    f"no rule named {rule_name!r}; rules: {', '.join(r.name for r in policy.rules)}"
+                )
+            c = classify(stored.event, policy)
+            deal_events = ledger.events_of_deal(c.deal.name) if c else []
+            result = plan(stored.event, c, ledger.outcome(stored.event.id), policy, deal_events)
+            planned = next((s for s in result.sends if s.rule == rule_name), None)
+            if planned is None:
+                why = result.dropped.get(key, "the event is not a call of this rule's kind")
+                raise UserError(f"rule {rule_name!r} sends nothing for event {stored.event.id}: {why}")
+            rendered = render_send(ledger, templates, policy, settings.company.name, planned, planned.due)
+            return _headers(
+                settings, planned.sender, planned.to, planned.cc, planned.reply_to, planned.due
+            ), rendered
+        rendered = render_send(ledger, templates, policy, settings.company.name, send, send.sent_at or now)
+        return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), rendered
 
 
 def _headers(

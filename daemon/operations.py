@@ -1,0 +1,92 @@
+"""What the commands do, apart from printing: each operation takes the ledger and returns data.
+
+The CLI opens the ledger, calls one of these and prints the result (khal's cli → controllers split).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from daemon.engine import Engine, PassReport
+from daemon.errors import UserError
+from daemon.ledger import Ledger, SendRecord
+from daemon.model import Outcome, Status, parse_address
+
+
+@dataclass(frozen=True)
+class PassSummary:
+    """What `tick` and `demo` show of a pass: its report, the sends as recorded, what comes next."""
+
+    report: PassReport
+    sent: list[SendRecord]  # as the ledger recorded them: subject, notes
+    upcoming: list[SendRecord]  # pending, soonest first
+
+
+def summarize(ledger: Ledger, report: PassReport) -> PassSummary:
+    sent = [ledger.send(s.key) or s for s in report.dispatch.sent]
+    return PassSummary(report, sent, ledger.sends([Status.PLANNED]))
+
+
+@dataclass(frozen=True)
+class OutcomeRecorded:
+    event_id: str
+    planned: list[SendRecord]  # the event's sends now pending
+    cancelled: int
+
+
+def record_outcome(engine: Engine, event_text: str, outcome: Outcome, now: datetime) -> OutcomeRecorded:
+    """`followthrough outcome`: record it, re-plan the event, say what is planned now."""
+    event_id, counts = engine.record_outcome(event_text, outcome, now)
+    planned = engine.ledger.sends([Status.PLANNED], event_id=event_id)
+    return OutcomeRecorded(event_id, planned, counts["cancelled"])
+
+
+@dataclass(frozen=True)
+class Resolution:
+    key: str
+    resent: bool  # False: recorded as sent
+
+
+def resolve(ledger: Ledger, key: str, decision: str, now: datetime) -> Resolution:
+    """A person settles a send a crash left `unknown` (it did arrive, or send it again), or sends a
+    `failed` one again. Raises UserError when there is nothing to settle."""
+    send = ledger.send(key)
+    if send is None:
+        raise UserError(f"no send with key {key!r} (see `followthrough plan --status unknown`)")
+    if send.status is Status.FAILED and decision == "sent":
+        raise UserError(f"send {key} failed: the server did not take it; `resend` sends it again")
+    if send.status not in (Status.UNKNOWN, Status.FAILED):
+        raise UserError(
+            f"send {key} is {Status(send.status).public}, not unknown or failed: nothing to resolve"
+        )
+    if decision == "resend":
+        # A person asked for it: due now, never too late, retried within a window counted from now.
+        ledger.resend(key, now, f"resolved by hand: send again (was {send.status.value})")
+        return Resolution(key, resent=True)
+    ledger.confirm_sent(key, now, "resolved by hand: it did arrive")
+    return Resolution(key, resent=False)
+
+
+def sends(ledger: Ledger, public_statuses: tuple[str, ...] = ()) -> list[SendRecord]:
+    """Every send, or those whose public status (`plan --status`) is one of these."""
+    return [s for s in ledger.sends() if not public_statuses or Status(s.status).public in public_statuses]
+
+
+def history(ledger: Ledger) -> list[SendRecord]:
+    """What was sent, failed or left unknown, newest first."""
+    return sorted(
+        ledger.sends([Status.SENT, Status.FAILED, Status.UNKNOWN]),
+        key=lambda s: s.sent_at or s.updated_at,
+        reverse=True,
+    )
+
+
+def suppression_target(value: str) -> str:
+    """An address, or a whole domain (`globex.example` or `@globex.example`), lower-cased."""
+    address = parse_address(value)
+    if address is None and parse_address("x@" + value.lstrip("@")):
+        return value.lstrip("@").lower()
+    if address is None:
+        raise UserError(f"not an email address or domain: {value!r}")
+    return address
