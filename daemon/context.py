@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from daemon.model import Audience, CalendarEvent, Classification, Outcome, Person
+from daemon.model import Audience, CalendarEvent, Classification, Outcome, Person, PlannedSend
 from daemon.playbook import Policy, classify, customer_zone, homework, related
 
 
@@ -42,21 +42,8 @@ def event_view(
     }
 
 
-class SendLike(Protocol):
-    """What a template's context needs of a send, planned or stored."""
-
-    @property
-    def rule(self) -> str: ...
-    @property
-    def audience(self) -> str: ...
-    @property
-    def to(self) -> tuple[Person, ...]: ...
-    @property
-    def cc(self) -> tuple[Person, ...]: ...
-
-
 def for_send(
-    send: SendLike,
+    send: PlannedSend,
     *,
     event: CalendarEvent,
     policy: Policy,
@@ -71,7 +58,7 @@ def for_send(
         event=event,
         policy=policy,
         company=company,
-        audience=Audience(send.audience),
+        audience=send.audience,
         to=send.to,
         cc=send.cc,
         deal_events=deal_events,

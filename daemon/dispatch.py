@@ -13,7 +13,6 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from daemon import clock
 from daemon.context import for_send
@@ -26,7 +25,22 @@ from daemon.errors import (
     UnknownDeliveryError,
     UnsafeMessageError,
 )
-from daemon.ledger import Ledger, SendRecord, gave_up, put_off
+from daemon.ledger import (
+    Arrived,
+    Delivered,
+    Failed,
+    Held,
+    Ledger,
+    PutOff,
+    Retry,
+    SendRecord,
+    Sent,
+    Skipped,
+    Stopped,
+    Unknown,
+    gave_up,
+    put_off,
+)
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
 from daemon.mail.message import message_id
@@ -74,7 +88,7 @@ def render_send(
     templates: Templates,
     policy: Policy,
     company: str,
-    send: SendRecord | PlannedSend,
+    send: PlannedSend,
     at: datetime,
 ) -> Rendered:
     """Render a send from what the ledger knows now: its event, the deal's other events, the outcome."""
@@ -162,9 +176,7 @@ class Dispatcher:
                     self._one(send, max(moment, clock.now()), report)
                 if report.halted is not None:
                     # One refused login a pass: the other due sends wait, unclaimed, with the reason.
-                    report.waiting += self.ledger.hold_due(
-                        moment, self._until(moment), f"held: {report.halted}"
-                    )
+                    report.waiting += self.ledger.hold_due(moment, self._until(moment), report.halted)
                     break
         finally:
             # Claims of this pass not handed over (stopping, or an error) go back at once, not when
@@ -192,10 +204,15 @@ class Dispatcher:
     def _release(self, attempt_ids: list[str], why: str) -> list[str]:
         return self._release_where(why, attempt_ids=attempt_ids)
 
-    def _release_where(self, why: str, **which: Any) -> list[str]:
+    def _release_where(
+        self, why: str, *, owner: str | None = None, attempt_ids: list[str] | None = None
+    ) -> list[str]:
         try:
             keys = self.ledger.release_claims(
-                clock.now(), f"released: {why} sending it; due again at once", **which
+                clock.now(),
+                f"released: {why} sending it; due again at once",
+                owner=owner,
+                attempt_ids=attempt_ids or (),
             )
         except LedgerError as exc:  # never hides what stopped the pass: the lease frees them later
             log.error("claims not released (their lease will free them): %s", exc)
@@ -224,7 +241,7 @@ class Dispatcher:
             )
             if send.sent_at is not None:
                 self._give_up(send, now, reason, report)
-            elif self.ledger.finish(send.key, Status.SKIPPED, now, reason, attempt_id=send.attempt_id):
+            elif self.ledger.record(send.key, send.attempt_id, Skipped(reason), now):
                 log.info("send %s skipped: %s", send.key, reason)
                 report.skipped.append((send, reason))
             return
@@ -235,7 +252,7 @@ class Dispatcher:
             reason = f"suppressed: {', '.join(sorted(blocked))} asked not to be written to"
             if send.sent_at is not None:
                 self._give_up(send, now, reason, report)
-            elif self.ledger.finish(send.key, Status.STOPPED, now, reason, attempt_id=send.attempt_id):
+            elif self.ledger.record(send.key, send.attempt_id, Stopped(reason), now):
                 log.info("send %s stopped: %s", send.key, reason)
                 report.stopped.append((send, reason))
             return
@@ -339,17 +356,8 @@ class Dispatcher:
             note = "refused by the server: " + "; ".join(f"{r}: {a}" for r, a in refused.items())
         if blocked:
             note = (note + "; " if note else "") + f"left out (suppressed): {', '.join(sorted(blocked))}"
-        self.ledger.finish(
-            send.key,
-            Status.SENT,
-            now,
-            note,
-            attempt_id=send.attempt_id,
-            sent_at=send.sent_at or now,  # a send retried for some recipients went out at its first try
-            subject=rendered.subject,
-            refused=refused or None,
-            message_id=message_id(send.key, sender.domain),
-        )
+        delivered = Delivered(now, rendered.subject, message_id(send.key, sender.domain), refused)
+        self.ledger.record(send.key, send.attempt_id, Sent(note, delivered), now)
         log.info("send %s sent to %s%s", send.key, ", ".join(recipients), f" ({note})" if note else "")
         report.sent.append(send)
 
@@ -358,6 +366,7 @@ class Dispatcher:
     ) -> None:
         """A send whose delivery may or may not have happened: by default, because the process that
         handed it to the transport stopped before recording the result; or `what` says why."""
+        assert send.attempt_id is not None
         sender = send.sender or self.service_sender
         try:
             found = self.transport.find(message_id(send.key, sender.domain), sender.email)
@@ -366,16 +375,7 @@ class Dispatcher:
             found = None
         if found:
             reason = "outcome unknown after a crash, then found in the sender's sent mail: sent"
-            earlier = put_off(send.refused) if send.sent_at is not None else {}
-            if self.ledger.finish(
-                send.key,
-                Status.SENT,
-                now,
-                reason,
-                attempt_id=send.attempt_id,
-                sent_at=send.sent_at or send.handed_at or now,
-                refused={r: a for r, a in send.refused.items() if r not in earlier} or None,
-            ):
+            if self.ledger.record(send.key, send.attempt_id, Arrived(reason), now):
                 log.warning("send %s: %s", send.key, reason)
             return
         handed = send.handed_at.isoformat() if send.handed_at else now.isoformat()
@@ -385,22 +385,14 @@ class Dispatcher:
         if self.transport.idempotent or resend or found is False:
             when = now + compute_backoff(max(send.attempts, 1), base=self.delivery.retry_base)
             reason = f"outcome unknown ({what}): sending again at {when.isoformat()}"
-            if self.ledger.finish(
-                send.key,
-                Status.PLANNED,
-                now,
-                reason,
-                attempt_id=send.attempt_id,
-                handed_at=None,
-                next_attempt=when,
-            ):
+            if self.ledger.record(send.key, send.attempt_id, Retry(reason, when), now):
                 log.warning("send %s: %s", send.key, reason)
             return
         reason = (
             f"outcome unknown: {what}. Check whether it arrived, then run "
             f"`followthrough resolve {send.key} sent` or `... resend`"
         )
-        if self.ledger.finish(send.key, Status.UNKNOWN, now, reason, attempt_id=send.attempt_id):
+        if self.ledger.record(send.key, send.attempt_id, Unknown(reason), now):
             log.error("send %s: %s", send.key, reason)
             report.unknown.append((send, reason))
 
@@ -429,16 +421,8 @@ class Dispatcher:
     ) -> None:
         """Back to pending with the reason, until `until` or the next start; the try is not counted,
         so holding never leads to giving up (the deadline still skips it)."""
-        if not self.ledger.finish(
-            send.key,
-            Status.PLANNED,
-            now,
-            f"held: {reason}",
-            attempt_id=send.attempt_id,
-            next_attempt=until,
-            handed_at=None,
-            attempts=max(send.attempts - 1, 0),
-        ):
+        assert send.attempt_id is not None
+        if not self.ledger.record(send.key, send.attempt_id, Held(reason, until), now):
             return
         if tried:
             log.warning("send %s held until %s: %s", send.key, until.isoformat(), reason)
@@ -459,40 +443,33 @@ class Dispatcher:
     ) -> None:
         """Delivered, but the server put off some recipients (a 4xx, or a 5.7.x policy refusal): the same
         message goes to them, and only them, at the next try; the ledger's `refused` says who they are."""
+        assert send.attempt_id is not None
         answers = "; ".join(f"{r}: {a}" for r, a in later.items())
-        recorded: dict[str, Any] = {
-            "sent_at": send.sent_at or now,
-            "subject": subject,
-            "refused": final | later,
-            "message_id": message_id(send.key, domain),
-        }
+        delivered = Delivered(now, subject, message_id(send.key, domain), final | later)
         deadline = send.expires or (send.due + self.delivery.retry_window)
         when = now + compute_backoff(send.attempts, base=self.delivery.retry_base)
         if give_up or when > deadline:
             why = "refused for good" if give_up else f"no try left before its deadline {deadline.isoformat()}"
-            self._give_up(send, now, f"gave up after {send.attempts} attempts: {why}", report, **recorded)
+            self._give_up(send, now, f"gave up after {send.attempts} attempts: {why}", report, delivered)
             return
         reason = f"will retry at {when.isoformat()}: sent to the others; the server put off {answers}"
-        if self.ledger.finish(
-            send.key,
-            Status.PLANNED,
-            now,
-            reason,
-            attempt_id=send.attempt_id,
-            next_attempt=when,
-            handed_at=None,
-            **recorded,
-        ):
+        if self.ledger.record(send.key, send.attempt_id, PutOff(reason, when, delivered), now):
             log.warning("send %s: %s", send.key, reason)
             report.retrying.append((send, reason))
 
     def _give_up(
-        self, send: SendRecord, now: datetime, why: str, report: DispatchReport, **recorded: Any
+        self,
+        send: SendRecord,
+        now: datetime,
+        why: str,
+        report: DispatchReport,
+        delivered: Delivered | None = None,
     ) -> None:
         """A send that went to some recipients will not be tried again for the others: it is sent, with
         a note naming who never got it and why; the pass reports it as a failure too."""
-        reason = gave_up(recorded.get("refused", send.refused), why)
-        if self.ledger.finish(send.key, Status.SENT, now, reason, attempt_id=send.attempt_id, **recorded):
+        reason = gave_up(delivered.refused if delivered else send.refused, why)
+        assert send.attempt_id is not None
+        if self.ledger.record(send.key, send.attempt_id, Sent(reason, delivered), now):
             log.error("send %s: %s", send.key, reason)
             report.sent.append(send)
             report.failed.append((send, reason))
@@ -504,7 +481,9 @@ class Dispatcher:
         if when > deadline:
             self._fail(send, now, f"gave up after {send.attempts} attempts: {reason}", report)
             return
-        self.ledger.retry_later(send.key, send.attempt_id, now, when, reason)
+        self.ledger.record(
+            send.key, send.attempt_id, Retry(f"will retry at {when.isoformat()}: {reason}", when), now
+        )
         log.warning(
             "send %s failed for now (attempt %d), retry at %s: %s",
             send.key,
@@ -518,6 +497,7 @@ class Dispatcher:
         if send.sent_at is not None:  # it went to some recipients already: it can only end sent
             self._give_up(send, now, reason, report)
             return
-        self.ledger.finish(send.key, Status.FAILED, now, reason, attempt_id=send.attempt_id)
+        assert send.attempt_id is not None
+        self.ledger.record(send.key, send.attempt_id, Failed(reason), now)
         log.error("send %s failed: %s", send.key, reason)
         report.failed.append((send, reason))

@@ -17,7 +17,7 @@ from daemon.context import for_send
 from daemon.dispatch import Delivery, Dispatcher, DispatchReport
 from daemon.errors import LedgerError, SourceError, TemplateError, UserError
 from daemon.instances import dead_here, instance_id
-from daemon.ledger import Ledger, StoredEvent
+from daemon.ledger import Ledger, StoredEvent, open_ledger
 from daemon.mail import Transport
 from daemon.model import CalendarEvent, EventStatus, Kind, Outcome
 from daemon.playbook import Policy, classify, customer_domains, event_kind, plan, tagged_outcome
@@ -84,7 +84,7 @@ class Engine:
     ) -> None:
         self.settings = settings
         self.policy = settings.policy()
-        self.ledger = ledger or Ledger(settings.store_url, busy_timeout=settings.store.busy_timeout)
+        self.ledger = ledger or open_ledger(settings.store_url, settings.store.busy_timeout)
         self.instance = instance_id()
         self._last_error: dict[str, str] = {}
         self.templates = Templates(settings.resolve(settings.templates.dir))

@@ -9,7 +9,7 @@ import base64
 import binascii
 import quopri
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from enum import StrEnum
@@ -322,3 +322,27 @@ class PlannedSend:
     audience: Audience  # who reads it: decides time zone and List-Unsubscribe
     template: str
     stop_on_reengagement: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SendRecord(PlannedSend):
+    """A planned send as the ledger holds it: the plan, plus where its delivery stands."""
+
+    status: Status
+    subject: str | None = None
+    attempts: int = 0
+    next_attempt: datetime | None = None
+    attempt_id: str | None = None
+    message_id: str | None = None
+    refused: dict[str, str] = field(default_factory=dict)
+    reason: str | None = None
+    updated_at: datetime
+    sent_at: datetime | None = None
+    handed_at: datetime | None = None
+    claimed_by: str | None = None  # while claimed: the instance holding it, until lease_until
+    lease_until: datetime | None = None
+
+    @property
+    def planned(self) -> PlannedSend:
+        """The plan alone, to compare with a new one."""
+        return PlannedSend(**{f.name: getattr(self, f.name) for f in fields(PlannedSend)})

@@ -5,7 +5,6 @@ Sample data is a made-up deal run through the real playbook, so templates are ch
 
 from __future__ import annotations
 
-from contextlib import closing
 from datetime import UTC, datetime, timedelta
 
 from daemon.config import Settings
@@ -13,7 +12,7 @@ from daemon.context import build as build_context
 from daemon.context import for_send
 from daemon.dispatch import render_send
 from daemon.errors import TemplateError, UserError
-from daemon.ledger import Ledger, open_ledger
+from daemon.ledger import open_ledger
 from daemon.model import Attendee, Audience, CalendarEvent, Outcome, Person
 from daemon.playbook import OutcomeRecord, Policy, classify, plan
 from daemon.templates import Rendered, Templates

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import pytest
 
-from daemon.ledger import Ledger, SendRecord
+from daemon.ledger import SendRecord, open_ledger
 from daemon.model import Status
 from tests.e2e.support import (
     ROOT,
@@ -121,14 +121,14 @@ class Setup:
 
     def sends(self) -> dict[str, SendRecord]:
         """The prep prompts as the ledger holds them now."""
-        ledger = Ledger(f"sqlite:///{self.directory / 'followthrough.db'}")
+        ledger = open_ledger(f"sqlite:///{self.directory / 'followthrough.db'}")
         try:
             return {s.key: s for s in ledger.sends() if s.key in KEYS}
         finally:
             ledger.close()
 
     def reasons(self, key: str) -> list[str]:
-        ledger = Ledger(f"sqlite:///{self.directory / 'followthrough.db'}")
+        ledger = open_ledger(f"sqlite:///{self.directory / 'followthrough.db'}")
         try:
             return [t.reason or "" for t in ledger.transitions(key)]
         finally:

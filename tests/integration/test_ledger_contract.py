@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 import pytest
 from sqlalchemy import Column, MetaData, Table, create_engine, insert
 
-from daemon import ledger as ledger_module
 from daemon.errors import LedgerError
-from daemon.ledger import SCHEMA_VERSION, Ledger
+from daemon.ledger import SCHEMA_VERSION, Delivered, Failed, Ledger, PutOff, Retry, Sent, Skipped, Unknown
+from daemon.ledger import open_ledger as open_store
+from daemon.ledger import schema as ledger_schema
 from daemon.model import Attendee, Audience, CalendarEvent, Person, PlannedSend, Status
 
 T = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # the call in most tests: Wednesday 2 December 2026, 15:00
@@ -50,7 +51,7 @@ def open_ledger(store_url: str) -> Iterator[OpenLedger]:
     opened: list[Ledger] = []
 
     def make() -> Ledger:
-        ledger = Ledger(store_url)
+        ledger = open_store(store_url)
         opened.append(ledger)
         return ledger
 
@@ -101,6 +102,11 @@ def status(ledger: Ledger, key: str) -> Status:
     return record.status
 
 
+def delivered(at: datetime) -> Delivered:
+    """What a delivery to every recipient leaves on its send."""
+    return Delivered(at, "Prep: Globex terms", "<test@acme.example>", {})
+
+
 def deliver(ledger: Ledger, key: str, now: datetime) -> None:
     """What a dispatcher does for one due send: claim it, mark it handed over, record it sent."""
     claimed = {s.key: s for s in ledger.claim_due(now, LEASE)}
@@ -108,7 +114,7 @@ def deliver(ledger: Ledger, key: str, now: datetime) -> None:
     attempt = claimed[key].attempt_id
     assert attempt is not None
     assert ledger.mark_handed(key, attempt, now, LEASE)
-    assert ledger.finish(key, Status.SENT, now, attempt_id=attempt, sent_at=now)
+    assert ledger.record(key, attempt, Sent(None, delivered(now)), now)
 
 
 def at_once(*jobs: Callable[[], R]) -> tuple[list[R], list[BaseException]]:
@@ -293,10 +299,10 @@ def test_mark_handed_refuses_a_claim_another_instance_took_over(open_ledger: Ope
     assert mine.attempt_id is not None and theirs.attempt_id is not None
     # When the slow one tries to hand it over, it is told no; nor may it record a result
     assert not slow.mark_handed(mine.key, mine.attempt_id, later, LEASE)
-    assert not slow.finish(mine.key, Status.SENT, later, attempt_id=mine.attempt_id, sent_at=later)
+    assert not slow.record(mine.key, mine.attempt_id, Sent(None, delivered(later)), later)
     # Then the send is the other instance's to hand over and finish
     assert other.mark_handed(theirs.key, theirs.attempt_id, later, LEASE)
-    assert other.finish(theirs.key, Status.SENT, later, attempt_id=theirs.attempt_id, sent_at=later)
+    assert other.record(theirs.key, theirs.attempt_id, Sent(None, delivered(later)), later)
     record = other.send(mine.key)
     assert record is not None and (record.status, record.attempt_id) == (Status.SENT, theirs.attempt_id)
 
@@ -311,7 +317,7 @@ def test_a_claim_records_its_owner_until_the_send_is_finished(open_ledger: OpenL
     assert ledger.claim_owners() == {"host-a:101:aaaa"}
     # Then once the send is finished, no one holds it any more
     assert claimed.attempt_id is not None
-    assert ledger.finish(claimed.key, Status.SENT, now, attempt_id=claimed.attempt_id, sent_at=now)
+    assert ledger.record(claimed.key, claimed.attempt_id, Sent(None, delivered(now)), now)
     record = ledger.send(claimed.key)
     assert record is not None and (record.claimed_by, record.lease_until) == (None, None)
     assert ledger.claim_owners() == set()
@@ -395,7 +401,7 @@ def test_release_by_attempt_touches_only_those_attempts(open_ledger: OpenLedger)
     assert first.attempt_id is not None and second.attempt_id is not None
     # Given the first was sent, when the pass releases its batch, only the one still claimed moves
     assert ledger.mark_handed(first.key, first.attempt_id, now, LEASE)
-    assert ledger.finish(first.key, Status.SENT, now, attempt_id=first.attempt_id, sent_at=now)
+    assert ledger.record(first.key, first.attempt_id, Sent(None, delivered(now)), now)
     assert ledger.release_claims(now, "released", attempt_ids=[first.attempt_id, second.attempt_id]) == [
         second.key
     ]
@@ -546,18 +552,12 @@ def partly_sent(ledger: Ledger, send: PlannedSend, now: datetime) -> None:
     [claimed] = ledger.claim_due(now, LEASE)
     assert claimed.attempt_id is not None
     assert ledger.mark_handed(send.key, claimed.attempt_id, now, LEASE)
-    assert ledger.finish(
-        send.key,
-        Status.PLANNED,
-        now,
+    put_off = PutOff(
         f"will retry: sent to the others; the server put off {DANA.email}: {MAILBOX_FULL}",
-        attempt_id=claimed.attempt_id,
-        next_attempt=now + timedelta(minutes=1),
-        handed_at=None,
-        sent_at=now,
-        subject="Thank you for your time",
-        refused={DANA.email: MAILBOX_FULL},
+        now + timedelta(minutes=1),
+        Delivered(now, "Thank you for your time", f"<{send.key}@acme.example>", {DANA.email: MAILBOX_FULL}),
     )
+    assert ledger.record(send.key, claimed.attempt_id, put_off, now)
 
 
 @pytest.mark.parametrize(
@@ -594,8 +594,8 @@ def test_a_send_that_went_to_some_recipients_can_only_end_sent(open_ledger: Open
     else:  # a dispatcher's retry ends it: a template error at the deadline, or too late after downtime
         [retry] = ledger.claim_due(due + H, LEASE)
         assert retry.attempt_id is not None
-        end = Status.FAILED if ending == "failed" else Status.SKIPPED
-        assert ledger.finish(planned.key, end, due + H, "it cannot go out", attempt_id=retry.attempt_id)
+        end = Failed if ending == "failed" else Skipped
+        assert ledger.record(planned.key, retry.attempt_id, end("it cannot go out"), due + H)
         why = "it cannot go out"
 
     # Then it is sent, at its first delivery, naming who never got it and why
@@ -624,7 +624,7 @@ def test_a_send_that_went_to_some_recipients_keeps_its_first_sent_at(open_ledger
     # When the retry reaches Dana an hour later and is recorded sent
     [retry] = ledger.claim_due(due + H, LEASE)
     assert retry.attempt_id is not None
-    assert ledger.finish(planned.key, Status.SENT, due + H, attempt_id=retry.attempt_id, sent_at=due + H)
+    assert ledger.record(planned.key, retry.attempt_id, Sent(None, delivered(due + H)), due + H)
     # Then it was sent when it first went out
     record = ledger.send(planned.key)
     assert record is not None and (record.status, record.sent_at) == (Status.SENT, due)
@@ -643,8 +643,12 @@ def test_a_send_resent_by_hand_is_due_at_once_with_a_fresh_window(
     for n in range(3):
         [claimed] = ledger.claim_due(due + n * H, LEASE)
         assert claimed.attempt_id is not None
-        end = outcome if n == 2 else Status.PLANNED
-        assert ledger.finish(planned.key, end, due + n * H, "no", attempt_id=claimed.attempt_id)
+        end = (
+            {Status.FAILED: Failed("no"), Status.UNKNOWN: Unknown("no")}[outcome]
+            if n == 2
+            else Retry("no", due + n * H)
+        )
+        assert ledger.record(planned.key, claimed.attempt_id, end, due + n * H)
 
     # When a person asks, three days later, for it to be sent again
     later = due + 72 * H
@@ -671,7 +675,7 @@ def test_a_send_resent_by_hand_is_due_at_once_with_a_fresh_window(
 def test_three_instances_opening_a_new_ledger_at_once_all_open_it(store_url: str) -> None:
     # Given a store with no ledger in it yet
     # When three instances open it at the same moment (three replicas of one deployment)
-    opened, errors = at_once(*[partial(Ledger, store_url)] * 3)
+    opened, errors = at_once(*[partial(open_store, store_url)] * 3)
     try:
         # Then all of them open it, at the current schema version
         assert not errors, f"{len(errors)} of 3 failed to open the new ledger; first: {errors[0]}"
@@ -692,7 +696,7 @@ V2_COLUMNS = {
 def create_v1_ledger(url: str) -> None:
     """A ledger as version 1 left it: today's tables without the version 2 columns, and some rows."""
     v1 = MetaData()
-    for table in ledger_module.metadata.sorted_tables:
+    for table in ledger_schema.metadata.sorted_tables:
         columns = [
             Column(
                 c.name,
@@ -787,7 +791,7 @@ def test_a_ledger_from_a_newer_version_is_refused_naming_both_versions(
     first.close()
     # When this version opens it, then it refuses, naming both versions
     with pytest.raises(LedgerError) as refused:
-        Ledger(store_url)
+        open_store(store_url)
     message = str(refused.value)
     assert f"schema version {newer}" in message and f"({SCHEMA_VERSION})" in message
     assert "upgrade followthrough" in message
@@ -800,7 +804,7 @@ def stored_schema_version(url: str) -> str | None:
     engine = create_engine(url)
     try:
         with engine.connect() as conn:
-            table = ledger_module.meta
+            table = ledger_schema.meta
             value = conn.execute(table.select().where(table.c.key == "schema_version")).first()
             return None if value is None else str(value.value)
     finally:

@@ -22,7 +22,8 @@ from typing import IO
 import pytest
 from sqlalchemy import create_engine, inspect, select
 
-from daemon.ledger import SCHEMA_VERSION, Ledger, meta
+from daemon.ledger import SCHEMA_VERSION, Ledger, open_ledger
+from daemon.ledger.schema import meta
 from daemon.model import Status
 from tests.e2e.support import Received, RecordingHandler, calendar, serving, vevent
 
@@ -208,7 +209,7 @@ def run_three_daemons(folder: Path, url: str, calls: int) -> Run:
                 if any(i.process.poll() is not None for i in instances):
                     break
                 if ledger is None and schema_ready(url):
-                    ledger = Ledger(url)  # the daemons may be creating it: read it once it is there
+                    ledger = open_ledger(url)  # the daemons may be creating it: read it once it is there
                 sends = ledger.sends() if ledger else []
                 if len(sends) == len(expected) and not any(s.status in PENDING for s in sends):
                     done = True
@@ -225,7 +226,7 @@ def run_three_daemons(folder: Path, url: str, calls: int) -> Run:
                     instance.kill()
                     codes[instance.name] = -1
         if ledger is None and schema_ready(url):
-            ledger = Ledger(url)
+            ledger = open_ledger(url)
         sends = ledger.sends() if ledger else []
         stuck = (
             {
@@ -264,7 +265,7 @@ def test_three_daemons_on_one_postgres_ledger_send_each_mail_exactly_once(
     # Given a PostgreSQL ledger (created before, as by the first deployment: a brand-new database
     # under three daemons at once is the next test), and thousands of closing calls 23 hours from
     # now, so that every one of their prep prompts is due
-    Ledger(fresh_postgres_url).close()
+    open_ledger(fresh_postgres_url).close()
 
     # When three daemons start at once on it, with one mail server, and run until nothing is pending
     run = run_three_daemons(tmp_path, fresh_postgres_url, CALLS)

@@ -1,0 +1,245 @@
+"""The ledger's interface: what the engine, dispatcher, scheduler and CLI may ask of the durable state.
+
+Every method is one transaction. The SQLAlchemy store implements it (`store.py`); callers depend on this.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+from daemon.ledger.moves import Move
+from daemon.model import CalendarEvent, Outcome, PlannedSend, SendRecord, Status
+from daemon.playbook import OutcomeRecord
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One move of a send, as `history` shows it."""
+
+    key: str
+    from_status: str | None
+    to_status: str
+    at: datetime
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    event: CalendarEvent
+    first_seen: datetime
+    deleted: bool
+    sources: tuple[str, ...]
+
+
+class Ledger(ABC):
+    """The single source of truth for events, outcomes, cursors and every send's life."""
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- meta, cursors and sync leases ---------------------------------------------------------
+    @abstractmethod
+    def get_meta(self, key: str) -> str | None: ...
+
+    @abstractmethod
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    @abstractmethod
+    def cursor(self, source: str) -> dict[str, Any] | None:
+        """Where the last sync of a calendar left off."""
+
+    @abstractmethod
+    def sync_lease_owner(self, source: str) -> str | None: ...
+
+    @abstractmethod
+    def sync_leases(self, now: datetime) -> dict[str, str]:
+        """The calendars being synced right now, and by which instance."""
+
+    @abstractmethod
+    def take_sync_lease(
+        self, source: str, owner: str, now: datetime, ttl: timedelta, *, from_dead: str | None = None
+    ) -> bool:
+        """Only one instance syncs a calendar at a time; a dead instance's lease runs out, or is
+        taken at once from `from_dead`, an owner known to be dead."""
+
+    @abstractmethod
+    def release_sync_lease(self, source: str, owner: str) -> None: ...
+
+    # -- events and outcomes -------------------------------------------------------------------
+    @abstractmethod
+    def apply_sync(
+        self,
+        source: str,
+        upserted: list[CalendarEvent],
+        removed: list[str],
+        state: dict[str, Any],
+        deals: dict[str, str | None],
+        domains: dict[str, set[str]],
+        at: datetime,
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Store one calendar's changes and its new cursor together, each event marked unsettled.
+
+        Returns the ids of events that are new, changed, and gone from every calendar.
+        """
+
+    @abstractmethod
+    def with_sends_or_outcome(self, event_ids: list[str]) -> set[str]:
+        """Which of these events have sends or an outcome: the ones whose changes matter."""
+
+    @abstractmethod
+    def mark_settled(self, event_ids: list[str]) -> None: ...
+
+    @abstractmethod
+    def unsettled_events(self, skip_sources: Iterable[str] = ()) -> list[str]:
+        """Events stored but not yet planned, except those of calendars in `skip_sources`."""
+
+    @abstractmethod
+    def event(self, event_id: str) -> StoredEvent | None: ...
+
+    @abstractmethod
+    def find_event(self, text: str) -> StoredEvent:
+        """An event by its id, or by a unique prefix of it; UserError otherwise."""
+
+    @abstractmethod
+    def events_of_deal(self, deal: str) -> list[CalendarEvent]:
+        """The deal's live events, earliest first."""
+
+    @abstractmethod
+    def all_event_ids(self) -> list[str]: ...
+
+    @abstractmethod
+    def outcome(self, event_id: str) -> OutcomeRecord | None: ...
+
+    @abstractmethod
+    def record_outcome(self, event_id: str, outcome: Outcome, source: str, at: datetime) -> bool:
+        """Store an outcome; True if it is new or different from the one already known."""
+
+    @abstractmethod
+    def clear_outcome(self, event_id: str, source: str) -> bool:
+        """Forget an outcome from `source` (a tag that is gone); one from the command line stays."""
+
+    # -- planning ------------------------------------------------------------------------------
+    @abstractmethod
+    def reconcile(
+        self,
+        event_id: str,
+        planned: Iterable[PlannedSend],
+        dropped: dict[str, str],
+        subjects: dict[str, str],
+        at: datetime,
+        cancel_all_reason: str | None = None,
+    ) -> dict[str, int]:
+        """Bring an event's sends in line with its new plan (`reconcile.reconcile` decides how) and
+        mark it settled. Counts of sends "planned", "updated" and "cancelled"."""
+
+    @abstractmethod
+    def pending_sequences(self, domains: Iterable[str]) -> list[SendRecord]:
+        """Pending sends that stop when the customer re-engages, for deals with these domains."""
+
+    @abstractmethod
+    def stop_sequence(self, key: str, reason: str, at: datetime) -> bool:
+        """Stop a pending send; one that already went to some of its recipients is recorded sent."""
+
+    # -- the send state machine ----------------------------------------------------------------
+    @abstractmethod
+    def claim_due(
+        self,
+        now: datetime,
+        lease: timedelta,
+        limit: int = 100,
+        *,
+        owner: str | None = None,
+        from_dead: Iterable[str] = (),
+    ) -> list[SendRecord]:
+        """Atomically take the sends due now; each gets a fresh attempt id, a lease and its `owner`.
+        Claims not handed over are taken again once their lease ran out, or their owner is dead."""
+
+    @abstractmethod
+    def claim_owners(self) -> set[str]:
+        """The instances holding claims now."""
+
+    @abstractmethod
+    def mark_handed(self, key: str, attempt_id: str, at: datetime, lease: timedelta) -> bool:
+        """Commit, before the transport sees the message, that this attempt hands it over; False if
+        the claim is no longer ours."""
+
+    @abstractmethod
+    def record(self, key: str, attempt_id: str, move: Move, at: datetime) -> bool:
+        """End this attempt's claim with `move`; False if the claim is no longer ours."""
+
+    @abstractmethod
+    def release_claims(
+        self, at: datetime, reason: str, *, owner: str | None = None, attempt_ids: Iterable[str] = ()
+    ) -> list[str]:
+        """Put claims not handed over back to planned, due as before, uncounted: those of `owner`, or
+        with these attempt ids. Returns the keys released."""
+
+    @abstractmethod
+    def orphans(self, now: datetime, from_dead: Iterable[str] = ()) -> list[SendRecord]:
+        """Sends handed over by a process that stopped before recording the result: its lease ran
+        out, or its owner is in `from_dead`."""
+
+    @abstractmethod
+    def hold_due(self, now: datetime, until: datetime, reason: str) -> int:
+        """Hold every pending send due now until `until`, unclaimed: sending stopped for this pass."""
+
+    @abstractmethod
+    def release_held(self) -> int:
+        """Make sends held for a person's fix due again: at start-up, the settings may be fixed."""
+
+    @abstractmethod
+    def confirm_sent(self, key: str, at: datetime, reason: str) -> bool:
+        """A person says an unknown send did arrive: sent, when it was handed over."""
+
+    @abstractmethod
+    def resend(self, key: str, at: datetime, reason: str) -> bool:
+        """A person asks for a failed or unknown send to go out again: due at once, with a window for
+        retries counted from now and no deadline of its own."""
+
+    # -- reading sends -------------------------------------------------------------------------
+    @abstractmethod
+    def send(self, key: str) -> SendRecord | None: ...
+
+    @abstractmethod
+    def sends(
+        self, statuses: Iterable[Status] | None = None, event_id: str | None = None
+    ) -> list[SendRecord]:
+        """Sends, earliest due first."""
+
+    @abstractmethod
+    def transitions(self, key: str | None = None) -> list[Transition]: ...
+
+    @abstractmethod
+    def next_due(self) -> datetime | None:
+        """When the dispatcher has something to do next: a send due, or a lease running out."""
+
+    @abstractmethod
+    def sent_count(self, sender: str, since: datetime, service_sender: str) -> int:
+        """How many messages went out from `sender` since a moment: for per-sender daily limits."""
+
+    # -- suppression list ----------------------------------------------------------------------
+    @abstractmethod
+    def suppress(self, address: str, at: datetime, reason: str | None = None) -> bool: ...
+
+    @abstractmethod
+    def unsuppress(self, address: str) -> bool: ...
+
+    @abstractmethod
+    def suppressed(self) -> list[tuple[str, datetime, str | None]]: ...
+
+    @abstractmethod
+    def is_suppressed(self, addresses: Iterable[str]) -> set[str]:
+        """Which of these addresses, or their domains, asked not to be written to."""

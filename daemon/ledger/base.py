@@ -1,0 +1,89 @@
+"""The SQLAlchemy store's foundation: opening a ledger, its transactions, and the transitions log.
+
+The parts of the store (events, sends, claims) build on this; `store.py` puts them together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from daemon.errors import LedgerError, UserError
+from daemon.ledger import dialect, schema
+from daemon.ledger.abc import Ledger
+from daemon.model import Status
+
+
+class Base(Ledger):
+    """An open ledger: its engine, what its database can do, and one transaction at a time."""
+
+    def __init__(self, url: str, busy_timeout: timedelta = timedelta(seconds=10)) -> None:
+        self.url = url
+        try:
+            self.engine: Engine = create_engine(url, future=True)
+        except (SQLAlchemyError, ImportError, ValueError) as exc:
+            raise UserError(f"store url {url!r} cannot be used: {exc}") from None
+        caps = dialect.prepare(self.engine, busy_timeout)
+        if caps is None:
+            raise UserError(f"store url {url!r}: followthrough keeps its ledger in SQLite or PostgreSQL")
+        self.caps: dialect.Capabilities = caps
+        with self._read() as conn:
+            current = schema.read_version(conn) == schema.SCHEMA_VERSION
+        if not current:  # only then write: a read-only ledger can still be read
+            with self._tx() as conn:
+                self.caps.lock_schema(conn)
+                schema.upgrade(conn, self._where)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        """One transaction; database trouble becomes a LedgerError that says what and where."""
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DBAPIError as exc:
+            raise LedgerError(f"the ledger at {self._where}: {dialect.reason(exc)}") from None
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn:
+                conn.info["reading"] = True
+                try:
+                    yield conn
+                finally:
+                    conn.info.pop("reading", None)
+        except DBAPIError as exc:
+            raise LedgerError(f"the ledger at {self._where}: {dialect.reason(exc)}") from None
+
+    @property
+    def _where(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _insert_new(self, conn: Connection, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Insert rows, skipping any whose key another instance has just inserted."""
+        conn.execute(self.caps.insert_or_ignore(table), rows)
+
+    def _move(
+        self, conn: Connection, key: str, old: str | None, new: Status, at: datetime, reason: str | None
+    ) -> None:
+        """Write one move of a send to `transitions`, in the transaction that makes it."""
+        conn.execute(
+            insert(schema.transitions).values(
+                key=key, from_status=old, to_status=new.value, at=at, reason=reason
+            )
+        )
+
+
+def chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
+    """Pieces small enough for one IN (...) or one multi-row insert."""
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

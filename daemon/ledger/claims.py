@@ -1,0 +1,230 @@
+"""The store's claims: taking due sends, handing them over, releasing them, and finding orphans.
+
+A claim is a lease with a fresh attempt id; every later write of the attempt is conditional on that id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, or_, select, update
+
+from daemon.ledger.base import Base, chunks
+from daemon.ledger.moves import HELD
+from daemon.ledger.schema import record, sends
+from daemon.model import SendRecord, Status
+
+# A claim given back without trying to send: it does not count as an attempt.
+UNCOUNTED = case((sends.c.attempts > 0, sends.c.attempts - 1), else_=0)
+
+
+def lapsed(now: datetime, dead: list[str]) -> Any:
+    """A claim no one is working on: its lease ran out, or its owner is known to be dead."""
+    if not dead:
+        return sends.c.lease_until < now
+    return or_(sends.c.lease_until < now, sends.c.claimed_by.in_(dead))
+
+
+class ClaimStore(Base):
+    """Claims, hand-overs, releases, orphans, and sends held for a pass."""
+
+    def claim_due(
+        self,
+        now: datetime,
+        lease: timedelta,
+        limit: int = 100,
+        *,
+        owner: str | None = None,
+        from_dead: Iterable[str] = (),
+    ) -> list[SendRecord]:
+        """Atomically take the sends due now; each gets a fresh attempt id, a lease and its `owner`.
+
+        Claims not yet handed over are taken again once their lease has run out, or at once when
+        their owner is in `from_dead` (instances known to be dead).
+        """
+        dead = [d for d in from_dead if d and d != owner]
+        claimed: list[SendRecord] = []
+        with self._tx() as conn:
+            query = (
+                select(sends.c.key, sends.c.status, sends.c.claimed_by)
+                .where(
+                    or_(
+                        and_(
+                            sends.c.status == Status.PLANNED.value,
+                            sends.c.due <= now,
+                            or_(sends.c.next_attempt.is_(None), sends.c.next_attempt <= now),
+                        ),
+                        # A claim whose lease ran out belongs to a process that died before it
+                        # handed the message over: safe to take. (Handed ones: see `orphans`.)
+                        and_(
+                            sends.c.status == Status.CLAIMED.value,
+                            sends.c.handed_at.is_(None),
+                            lapsed(now, dead),
+                        ),
+                    )
+                )
+                .order_by(sends.c.due)
+                .limit(limit)
+            )
+            for row in conn.execute(self.caps.claimable(query)).all():
+                attempt = uuid.uuid4().hex
+                result = conn.execute(
+                    update(sends)
+                    .where(sends.c.key == row.key, sends.c.status == row.status)
+                    .values(
+                        status=Status.CLAIMED.value,
+                        attempt_id=attempt,
+                        lease_until=now + lease,
+                        claimed_by=owner,
+                        attempts=sends.c.attempts + 1,
+                        updated_at=now,
+                    )
+                )
+                if result.rowcount:
+                    if row.status == Status.PLANNED.value:
+                        why = "claimed"
+                    elif row.claimed_by in dead:
+                        why = f"claimed again: {row.claimed_by} is no longer running"
+                    else:
+                        why = "claimed again: lease expired"
+                    self._move(conn, row.key, row.status, Status.CLAIMED, now, why)
+                    claimed.append(record(conn.execute(select(sends).where(sends.c.key == row.key)).one()))
+        return claimed
+
+    def claim_owners(self) -> set[str]:
+        """The instances holding claims now: the dispatcher asks which of them are dead."""
+        with self._read() as conn:
+            return set(
+                conn.execute(
+                    select(sends.c.claimed_by)
+                    .where(sends.c.status == Status.CLAIMED.value, sends.c.claimed_by.is_not(None))
+                    .distinct()
+                ).scalars()
+            )
+
+    def release_claims(
+        self,
+        at: datetime,
+        reason: str,
+        *,
+        owner: str | None = None,
+        attempt_ids: Iterable[str] = (),
+    ) -> list[str]:
+        """Put claims back to planned at once, due as before: those of `owner`, or with these attempt
+        ids. Only claims not handed over: a handed one may have gone out (see `orphans`).
+
+        Returns the keys released. The claim did not try to send, so it does not count as an attempt.
+        """
+        ids = list(attempt_ids)
+        if owner is None and not ids:
+            return []
+        whose = sends.c.claimed_by == owner if owner is not None else sends.c.attempt_id.in_(ids)
+        released: list[str] = []
+        with self._tx() as conn:
+            query = select(sends.c.key).where(
+                sends.c.status == Status.CLAIMED.value, sends.c.handed_at.is_(None), whose
+            )
+            # Locked: a concurrent mark_handed waits, then finds it gone.
+            for key in conn.execute(self.caps.locked(query)).scalars().all():
+                result = conn.execute(
+                    update(sends)
+                    .where(
+                        sends.c.key == key,
+                        sends.c.status == Status.CLAIMED.value,
+                        sends.c.handed_at.is_(None),
+                        whose,
+                    )
+                    .values(
+                        status=Status.PLANNED.value,
+                        attempt_id=None,
+                        lease_until=None,
+                        claimed_by=None,
+                        attempts=UNCOUNTED,
+                        updated_at=at,
+                    )
+                )
+                if result.rowcount:
+                    self._move(conn, key, Status.CLAIMED.value, Status.PLANNED, at, reason)
+                    released.append(key)
+        return released
+
+    def mark_handed(self, key: str, attempt_id: str, at: datetime, lease: timedelta) -> bool:
+        """Commit, before the transport sees the message, that this attempt is handing it over.
+
+        False if the claim is no longer ours (its lease ran out and another process took it).
+        """
+        with self._tx() as conn:
+            result = conn.execute(
+                update(sends)
+                .where(
+                    sends.c.key == key,
+                    sends.c.attempt_id == attempt_id,
+                    sends.c.status == Status.CLAIMED.value,
+                )
+                .values(handed_at=at, lease_until=at + lease, updated_at=at)
+            )
+            return bool(result.rowcount)
+
+    def orphans(self, now: datetime, from_dead: Iterable[str] = ()) -> list[SendRecord]:
+        """Sends handed to the transport by a process that stopped before recording the result: its
+        lease ran out, or its owner is in `from_dead`."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(sends).where(
+                    sends.c.status == Status.CLAIMED.value,
+                    sends.c.handed_at.is_not(None),
+                    lapsed(now, [d for d in from_dead if d]),
+                )
+            ).all()
+        return [record(r) for r in rows]
+
+    def hold_due(self, now: datetime, until: datetime, reason: str) -> int:
+        """Give every pending send due now the reason it waits and its next try, without claiming it:
+        sending stopped for a pass (the server refused our account) and these were not tried."""
+        due = and_(
+            sends.c.status == Status.PLANNED.value,
+            sends.c.due <= now,
+            or_(sends.c.next_attempt.is_(None), sends.c.next_attempt <= now),
+        )
+        with self._tx() as conn:
+            keys = list(conn.execute(select(sends.c.key).where(due)).scalars())
+            for chunk in chunks(keys):
+                conn.execute(
+                    update(sends)
+                    .where(due, sends.c.key.in_(chunk))
+                    .values(reason=HELD + reason, next_attempt=until, updated_at=now)
+                )
+                for key in chunk:
+                    self._move(conn, key, Status.PLANNED.value, Status.PLANNED, now, HELD + reason)
+        return len(keys)
+
+    def release_held(self) -> int:
+        """Make sends held for a person's fix (reason "held: ...") due again: at start-up, since the
+        settings may have been fixed meanwhile."""
+        with self._tx() as conn:
+            result = conn.execute(
+                update(sends)
+                .where(
+                    sends.c.status == Status.PLANNED.value,
+                    sends.c.reason.startswith(HELD, autoescape=True),
+                    sends.c.next_attempt.is_not(None),
+                )
+                .values(next_attempt=None)
+            )
+            return int(result.rowcount or 0)
+
+    def next_due(self) -> datetime | None:
+        with self._read() as conn:
+            due = conn.execute(
+                select(func.min(func.coalesce(sends.c.next_attempt, sends.c.due))).where(
+                    sends.c.status == Status.PLANNED.value
+                )
+            ).scalar()
+            lease = conn.execute(
+                select(func.min(sends.c.lease_until)).where(sends.c.status == Status.CLAIMED.value)
+            ).scalar()
+        times = [t for t in (due, lease) if t is not None]
+        return min(times) if times else None

@@ -1,0 +1,279 @@
+"""The store's calendar side: meta values, sync cursors and leases, events, and their outcomes.
+
+What sources and the engine write after each sync; the send side is in `sends.py` and `claims.py`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from daemon.errors import UserError
+from daemon.ledger.abc import StoredEvent
+from daemon.ledger.base import Base, chunks
+from daemon.ledger.schema import cursors, event_domains, event_sources, events, meta, outcomes, sends
+from daemon.model import CalendarEvent, Outcome
+from daemon.playbook import OutcomeRecord
+
+
+def event_digest(event: CalendarEvent) -> str:
+    """A digest of everything known of an event: a sync tells a changed event by it."""
+    text = json.dumps(event.to_dict(), sort_keys=True, ensure_ascii=False)
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+class EventStore(Base):
+    """Meta, cursors, sync leases, events and outcomes."""
+
+    def get_meta(self, key: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(select(meta.c.value).where(meta.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._tx() as conn:
+            self._insert_new(conn, meta, [{"key": key, "value": value}])
+            conn.execute(update(meta).where(meta.c.key == key).values(value=value))
+
+    def cursor(self, source: str) -> dict[str, Any] | None:
+        with self._read() as conn:
+            return conn.execute(select(cursors.c.state).where(cursors.c.source == source)).scalar()
+
+    def _save_cursor(self, conn: Connection, source: str, state: dict[str, Any], at: datetime) -> None:
+        self._insert_new(conn, cursors, [{"source": source, "state": state, "synced_at": at}])
+        conn.execute(update(cursors).where(cursors.c.source == source).values(state=state, synced_at=at))
+
+    def sync_lease_owner(self, source: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(select(cursors.c.lease_owner).where(cursors.c.source == source)).scalar()
+
+    def sync_leases(self, now: datetime) -> dict[str, str]:
+        """The calendars being synced right now, and by which instance."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(cursors.c.source, cursors.c.lease_owner).where(
+                    cursors.c.lease_owner.is_not(None), cursors.c.lease_until >= now
+                )
+            ).all()
+        return {row.source: row.lease_owner for row in rows}
+
+    def take_sync_lease(
+        self, source: str, owner: str, now: datetime, ttl: timedelta, *, from_dead: str | None = None
+    ) -> bool:
+        """Only one instance syncs a calendar at a time; a dead instance's lease runs out, or is
+        taken at once from `from_dead`, an owner known to be dead."""
+        with self._tx() as conn:
+            self._insert_new(conn, cursors, [{"source": source, "state": {}, "synced_at": now}])
+            result = conn.execute(
+                update(cursors)
+                .where(
+                    cursors.c.source == source,
+                    or_(
+                        cursors.c.lease_until.is_(None),
+                        cursors.c.lease_until < now,
+                        cursors.c.lease_owner == owner,
+                        cursors.c.lease_owner == (from_dead or owner),
+                    ),
+                )
+                .values(lease_owner=owner, lease_until=now + ttl)
+            )
+            return bool(result.rowcount)
+
+    def release_sync_lease(self, source: str, owner: str) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                update(cursors)
+                .where(cursors.c.source == source, cursors.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    def apply_sync(
+        self,
+        source: str,
+        upserted: list[CalendarEvent],
+        removed: list[str],
+        state: dict[str, Any],
+        deals: dict[str, str | None],
+        domains: dict[str, set[str]],
+        at: datetime,
+    ) -> tuple[list[str], list[str], list[str]]:
+        """Store one calendar's changes and its new cursor together.
+
+        Returns the ids of events that are new, changed, and gone from every calendar.
+        """
+        new: list[str] = []
+        changed: list[str] = []
+        gone: list[str] = []
+        with self._tx() as conn:
+            ids = [e.id for e in upserted]
+            known: dict[str, tuple[str, bool]] = {}
+            for chunk in chunks(ids):
+                for row in conn.execute(
+                    select(events.c.id, events.c.digest, events.c.deleted).where(events.c.id.in_(chunk))
+                ):
+                    known[row.id] = (row.digest, row.deleted)
+            held: set[str] = set()
+            for chunk in chunks(ids):
+                held.update(
+                    conn.execute(
+                        select(event_sources.c.event_id).where(
+                            event_sources.c.source == source, event_sources.c.event_id.in_(chunk)
+                        )
+                    ).scalars()
+                )
+            new_rows, new_links, new_domains = [], [], []
+            for ev in upserted:
+                digest = event_digest(ev)
+                values = {
+                    "data": ev.to_dict(),
+                    "digest": digest,
+                    "deal": deals.get(ev.id),
+                    "start": ev.start,
+                    "updated_at": at,
+                    "deleted": False,
+                    "unsettled": True,
+                }
+                if ev.id not in known:
+                    new_rows.append({"id": ev.id, "first_seen": at, **values})
+                    new.append(ev.id)
+                    new_domains += [{"event_id": ev.id, "domain": d} for d in sorted(domains.get(ev.id, ()))]
+                elif known[ev.id] != (digest, False):
+                    conn.execute(update(events).where(events.c.id == ev.id).values(**values))
+                    conn.execute(delete(event_domains).where(event_domains.c.event_id == ev.id))
+                    new_domains += [{"event_id": ev.id, "domain": d} for d in sorted(domains.get(ev.id, ()))]
+                    changed.append(ev.id)
+                if ev.id not in held:
+                    new_links.append({"event_id": ev.id, "source": source})
+                    held.add(ev.id)
+            for chunk in chunks(new_rows):
+                self._insert_new(conn, events, chunk)
+            for chunk in chunks(new_links):
+                self._insert_new(conn, event_sources, chunk)
+            for chunk in chunks(new_domains):
+                self._insert_new(conn, event_domains, chunk)
+            for event_id in removed:
+                conn.execute(
+                    delete(event_sources).where(
+                        event_sources.c.event_id == event_id, event_sources.c.source == source
+                    )
+                )
+                still = conn.execute(
+                    select(event_sources.c.source).where(event_sources.c.event_id == event_id)
+                ).first()
+                if still is None:
+                    result = conn.execute(
+                        update(events)
+                        .where(events.c.id == event_id, events.c.deleted.is_(False))
+                        .values(deleted=True, unsettled=True, updated_at=at)
+                    )
+                    if result.rowcount:
+                        gone.append(event_id)
+            self._save_cursor(conn, source, state, at)
+        return new, changed, gone
+
+    def with_sends_or_outcome(self, event_ids: list[str]) -> set[str]:
+        """Which of these events have sends or an outcome: the ones whose changes matter."""
+        found: set[str] = set()
+        with self._read() as conn:
+            for chunk in chunks(event_ids):
+                found.update(
+                    conn.execute(select(sends.c.event_id).where(sends.c.event_id.in_(chunk))).scalars()
+                )
+                found.update(
+                    conn.execute(select(outcomes.c.event_id).where(outcomes.c.event_id.in_(chunk))).scalars()
+                )
+        return found
+
+    def mark_settled(self, event_ids: list[str]) -> None:
+        with self._tx() as conn:
+            for chunk in chunks(event_ids):
+                conn.execute(update(events).where(events.c.id.in_(chunk)).values(unsettled=False))
+
+    def unsettled_events(self, skip_sources: Iterable[str] = ()) -> list[str]:
+        """Events stored but not yet planned, except those of `skip_sources`: calendars another
+        instance is syncing right now, and so planning."""
+        query = select(events.c.id).where(events.c.unsettled.is_(True))
+        skip = list(skip_sources)
+        if skip:
+            busy = select(event_sources.c.event_id).where(event_sources.c.source.in_(skip))
+            query = query.where(events.c.id.not_in(busy))
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
+
+    def event(self, event_id: str) -> StoredEvent | None:
+        with self._read() as conn:
+            row = conn.execute(select(events).where(events.c.id == event_id)).first()
+            if row is None:
+                return None
+            sources = conn.execute(
+                select(event_sources.c.source).where(event_sources.c.event_id == event_id)
+            ).scalars()
+            return StoredEvent(CalendarEvent.from_dict(row.data), row.first_seen, row.deleted, tuple(sources))
+
+    def find_event(self, text: str) -> StoredEvent:
+        """An event by its id, or by a unique prefix of it; UserError otherwise."""
+        found = self.event(text)
+        if found:
+            return found
+        with self._read() as conn:
+            pattern = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            ids = (
+                conn.execute(select(events.c.id).where(events.c.id.like(pattern, escape="\\")).limit(6))
+                .scalars()
+                .all()
+            )
+        if len(ids) == 1:
+            stored = self.event(ids[0])
+            assert stored is not None
+            return stored
+        if not ids:
+            raise UserError(f"no event with id {text!r} (see `followthrough plan` for event ids)")
+        raise UserError(f"{text!r} matches several events: {', '.join(ids[:5])}; give more of the id")
+
+    def events_of_deal(self, deal: str) -> list[CalendarEvent]:
+        """The deal's live events, earliest first: for a template's kickoff and closing call."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(events.c.data)
+                .where(events.c.deal == deal, events.c.deleted.is_(False))
+                .order_by(events.c.start)
+            ).scalars()
+            return [CalendarEvent.from_dict(data) for data in rows]
+
+    def all_event_ids(self) -> list[str]:
+        with self._read() as conn:
+            return list(conn.execute(select(events.c.id).where(events.c.deleted.is_(False))).scalars())
+
+    def outcome(self, event_id: str) -> OutcomeRecord | None:
+        with self._read() as conn:
+            row = conn.execute(select(outcomes).where(outcomes.c.event_id == event_id)).first()
+        return OutcomeRecord(Outcome(row.outcome), row.recorded_at, row.source) if row else None
+
+    def record_outcome(self, event_id: str, outcome: Outcome, source: str, at: datetime) -> bool:
+        """Store an outcome; True if it is new or different from the one already known."""
+        with self._tx() as conn:
+            row = conn.execute(select(outcomes).where(outcomes.c.event_id == event_id)).first()
+            if row is not None and row.outcome == outcome.value:
+                if source == "cli" and row.source != "cli":
+                    conn.execute(update(outcomes).where(outcomes.c.event_id == event_id).values(source="cli"))
+                return False
+            conn.execute(delete(outcomes).where(outcomes.c.event_id == event_id))
+            conn.execute(
+                insert(outcomes).values(
+                    event_id=event_id, outcome=outcome.value, source=source, recorded_at=at
+                )
+            )
+            return True
+
+    def clear_outcome(self, event_id: str, source: str) -> bool:
+        """Forget a tag's outcome once the tag is gone; an outcome from the command line stays."""
+        with self._tx() as conn:
+            result = conn.execute(
+                delete(outcomes).where(outcomes.c.event_id == event_id, outcomes.c.source == source)
+            )
+            return bool(result.rowcount)

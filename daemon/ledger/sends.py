@@ -1,0 +1,216 @@
+"""The store's sends: re-planning an event's sends, moving a send to where it ends, and reading them.
+
+`reconcile.reconcile` decides what a new plan does and `moves.settle` what a move writes; this writes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
+
+from daemon.ledger.abc import Transition
+from daemon.ledger.base import Base
+from daemon.ledger.moves import UNSENT, Arrived, Current, Move, Resend, Stopped, settle
+from daemon.ledger.reconcile import Cancel, EndSent, Insert, Replan, reconcile
+from daemon.ledger.schema import event_domains, events, plan_values, record, sends, suppressions, transitions
+from daemon.model import PlannedSend, SendRecord, Status
+
+log = logging.getLogger(__name__)
+
+
+class SendStore(Base):
+    """Plans, moves and reads of sends, and the suppression list."""
+
+    def reconcile(
+        self,
+        event_id: str,
+        planned: Iterable[PlannedSend],
+        dropped: dict[str, str],
+        subjects: dict[str, str],
+        at: datetime,
+        cancel_all_reason: str | None = None,
+    ) -> dict[str, int]:
+        counts = {"planned": 0, "updated": 0, "cancelled": 0}
+        with self._tx() as conn:
+            existing = [record(r) for r in conn.execute(select(sends).where(sends.c.event_id == event_id))]
+            pending = sends.c.status == Status.PLANNED.value
+            for action in reconcile(existing, planned, subjects, dropped, cancel_all_reason):
+                if isinstance(action, Insert):
+                    send = action.send
+                    values = plan_values(send, action.subject)
+                    conn.execute(
+                        insert(sends).values(
+                            key=send.key,
+                            status=Status.PLANNED.value,
+                            attempts=0,
+                            created_at=at,
+                            updated_at=at,
+                            **values,
+                        )
+                    )
+                    self._move(conn, send.key, None, Status.PLANNED, at, f"due {send.due.isoformat()}")
+                    counts["planned"] += 1
+                elif isinstance(action, Replan):
+                    conn.execute(
+                        update(sends)
+                        .where(sends.c.key == action.send.key, sends.c.status == action.was.value)
+                        .values(
+                            status=Status.PLANNED.value,
+                            reason=None,
+                            next_attempt=None,
+                            updated_at=at,
+                            **plan_values(action.send, action.subject),
+                        )
+                    )
+                    self._move(conn, action.send.key, action.was.value, Status.PLANNED, at, action.why)
+                    counts["updated"] += 1
+                elif isinstance(action, Cancel):
+                    conn.execute(
+                        update(sends)
+                        .where(sends.c.key == action.key, pending)
+                        .values(status=Status.CANCELLED.value, reason=action.why, updated_at=at)
+                    )
+                    self._move(conn, action.key, Status.PLANNED.value, Status.CANCELLED, at, action.why)
+                    counts["cancelled"] += 1
+                elif isinstance(action, EndSent) and self._apply(
+                    conn, action.key, Stopped(action.why), at, (Status.PLANNED,)
+                ):
+                    counts["cancelled"] += 1  # its retry is
+            # In the same transaction as the plan: settled means planned, never half of it.
+            conn.execute(update(events).where(events.c.id == event_id).values(unsettled=False))
+        return counts
+
+    def record(self, key: str, attempt_id: str, move: Move, at: datetime) -> bool:
+        with self._tx() as conn:
+            return self._apply(conn, key, move, at, (Status.CLAIMED,), attempt_id)
+
+    def stop_sequence(self, key: str, reason: str, at: datetime) -> bool:
+        return self._move_one(key, Stopped(reason), at, (Status.PLANNED,))
+
+    def confirm_sent(self, key: str, at: datetime, reason: str) -> bool:
+        return self._move_one(key, Arrived(reason), at, (Status.UNKNOWN,))
+
+    def resend(self, key: str, at: datetime, reason: str) -> bool:
+        return self._move_one(key, Resend(reason), at, (Status.UNKNOWN, Status.FAILED))
+
+    def _move_one(self, key: str, move: Move, at: datetime, only_from: tuple[Status, ...]) -> bool:
+        with self._tx() as conn:
+            return self._apply(conn, key, move, at, only_from)
+
+    def _apply(
+        self,
+        conn: Connection,
+        key: str,
+        move: Move,
+        at: datetime,
+        only_from: tuple[Status, ...],
+        attempt_id: str | None = None,
+    ) -> bool:
+        """Make `move` if the send is still where we left it; False if someone else moved it."""
+        condition = [sends.c.key == key, sends.c.status.in_([s.value for s in only_from])]
+        if attempt_id is not None:
+            condition.append(sends.c.attempt_id == attempt_id)
+        query = select(sends.c.status, sends.c.sent_at, sends.c.handed_at, sends.c.attempts, sends.c.refused)
+        # Locked: no one else moves it between this read and the write.
+        row = conn.execute(self.caps.locked(query.where(*condition))).first()
+        if row is None:
+            return False
+        current = Current(row.sent_at, row.handed_at, row.attempts, row.refused or {})
+        status, reason, values = settle(move, current, at)
+        result = conn.execute(
+            update(sends)
+            .where(*condition)
+            .values(
+                status=status.value, reason=reason, updated_at=at, lease_until=None, claimed_by=None, **values
+            )
+        )
+        if not result.rowcount:
+            return False
+        self._move(conn, key, row.status, status, at, reason)
+        if status is Status.SENT and type(move) in UNSENT:  # it went to some: see `settle`
+            log.warning("send %s: %s", key, reason)
+        return True
+
+    def pending_sequences(self, domains: Iterable[str]) -> list[SendRecord]:
+        """Pending sends that stop when the customer re-engages, for deals with these domains."""
+        domains = list(domains)
+        with self._read() as conn:
+            rows = conn.execute(
+                select(sends).where(
+                    sends.c.status == Status.PLANNED.value,
+                    sends.c.stop_on_reengagement.is_(True),
+                    sends.c.event_id.in_(
+                        select(event_domains.c.event_id).where(event_domains.c.domain.in_(domains))
+                    ),
+                )
+            ).all()
+        return [record(r) for r in rows]
+
+    def send(self, key: str) -> SendRecord | None:
+        with self._read() as conn:
+            row = conn.execute(select(sends).where(sends.c.key == key)).first()
+        return record(row) if row else None
+
+    def sends(
+        self, statuses: Iterable[Status] | None = None, event_id: str | None = None
+    ) -> list[SendRecord]:
+        query = select(sends).order_by(sends.c.due, sends.c.key)
+        if statuses is not None:
+            query = query.where(sends.c.status.in_([s.value for s in statuses]))
+        if event_id is not None:
+            query = query.where(sends.c.event_id == event_id)
+        with self._read() as conn:
+            return [record(r) for r in conn.execute(query)]
+
+    def sent_count(self, sender: str, since: datetime, service_sender: str) -> int:
+        """How many messages went out from `sender` since a moment: for per-sender daily limits."""
+        with self._read() as conn:
+            rows = conn.execute(
+                select(sends.c.sender).where(sends.c.status == Status.SENT.value, sends.c.sent_at >= since)
+            ).scalars()
+            return sum(1 for row in rows if (row[0] if row else service_sender) == sender)
+
+    def transitions(self, key: str | None = None) -> list[Transition]:
+        query = select(transitions).order_by(transitions.c.id)
+        if key is not None:
+            query = query.where(transitions.c.key == key)
+        with self._read() as conn:
+            return [
+                Transition(r.key, r.from_status, r.to_status, r.at, r.reason) for r in conn.execute(query)
+            ]
+
+    # -- suppression list -----------------------------------------------------------------
+    def suppress(self, address: str, at: datetime, reason: str | None = None) -> bool:
+        with self._tx() as conn:
+            if conn.execute(select(suppressions).where(suppressions.c.address == address)).first():
+                return False
+            conn.execute(insert(suppressions).values(address=address, added_at=at, reason=reason))
+            return True
+
+    def unsuppress(self, address: str) -> bool:
+        with self._tx() as conn:
+            return bool(conn.execute(delete(suppressions).where(suppressions.c.address == address)).rowcount)
+
+    def suppressed(self) -> list[tuple[str, datetime, str | None]]:
+        with self._read() as conn:
+            return [
+                (r.address, r.added_at, r.reason)
+                for r in conn.execute(select(suppressions).order_by(suppressions.c.address))
+            ]
+
+    def is_suppressed(self, addresses: Iterable[str]) -> set[str]:
+        addresses = list(addresses)
+        domains = {a.rsplit("@", 1)[-1] for a in addresses}
+        with self._read() as conn:
+            listed = set(
+                conn.execute(
+                    select(suppressions.c.address).where(
+                        suppressions.c.address.in_(addresses + list(domains))
+                    )
+                ).scalars()
+            )
+        return {a for a in addresses if a in listed or a.rsplit("@", 1)[-1] in listed}
