@@ -25,22 +25,7 @@ from daemon.errors import (
     UnknownDeliveryError,
     UnsafeMessageError,
 )
-from daemon.ledger import (
-    Arrived,
-    Delivered,
-    Failed,
-    Held,
-    Ledger,
-    PutOff,
-    Retry,
-    SendRecord,
-    Sent,
-    Skipped,
-    Stopped,
-    Unknown,
-    gave_up,
-    put_off,
-)
+from daemon.ledger import Ledger, SendRecord, gave_up, moves, put_off
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
 from daemon.mail.message import message_id
@@ -241,7 +226,7 @@ class Dispatcher:
             )
             if send.sent_at is not None:
                 self._give_up(send, now, reason, report)
-            elif self.ledger.record(send.key, send.attempt_id, Skipped(reason), now):
+            elif self.ledger.record(send.key, send.attempt_id, moves.Skipped(reason), now):
                 log.info("send %s skipped: %s", send.key, reason)
                 report.skipped.append((send, reason))
             return
@@ -252,7 +237,7 @@ class Dispatcher:
             reason = f"suppressed: {', '.join(sorted(blocked))} asked not to be written to"
             if send.sent_at is not None:
                 self._give_up(send, now, reason, report)
-            elif self.ledger.record(send.key, send.attempt_id, Stopped(reason), now):
+            elif self.ledger.record(send.key, send.attempt_id, moves.Stopped(reason), now):
                 log.info("send %s stopped: %s", send.key, reason)
                 report.stopped.append((send, reason))
             return
@@ -356,8 +341,8 @@ class Dispatcher:
             note = "refused by the server: " + "; ".join(f"{r}: {a}" for r, a in refused.items())
         if blocked:
             note = (note + "; " if note else "") + f"left out (suppressed): {', '.join(sorted(blocked))}"
-        delivered = Delivered(now, rendered.subject, message_id(send.key, sender.domain), refused)
-        self.ledger.record(send.key, send.attempt_id, Sent(note, delivered), now)
+        delivered = moves.Delivered(now, rendered.subject, message_id(send.key, sender.domain), refused)
+        self.ledger.record(send.key, send.attempt_id, moves.Sent(note, delivered), now)
         log.info("send %s sent to %s%s", send.key, ", ".join(recipients), f" ({note})" if note else "")
         report.sent.append(send)
 
@@ -375,7 +360,7 @@ class Dispatcher:
             found = None
         if found:
             reason = "outcome unknown after a crash, then found in the sender's sent mail: sent"
-            if self.ledger.record(send.key, send.attempt_id, Arrived(reason), now):
+            if self.ledger.record(send.key, send.attempt_id, moves.Arrived(reason), now):
                 log.warning("send %s: %s", send.key, reason)
             return
         handed = send.handed_at.isoformat() if send.handed_at else now.isoformat()
@@ -385,14 +370,14 @@ class Dispatcher:
         if self.transport.idempotent or resend or found is False:
             when = now + compute_backoff(max(send.attempts, 1), base=self.delivery.retry_base)
             reason = f"outcome unknown ({what}): sending again at {when.isoformat()}"
-            if self.ledger.record(send.key, send.attempt_id, Retry(reason, when), now):
+            if self.ledger.record(send.key, send.attempt_id, moves.Retry(reason, when), now):
                 log.warning("send %s: %s", send.key, reason)
             return
         reason = (
             f"outcome unknown: {what}. Check whether it arrived, then run "
             f"`followthrough resolve {send.key} sent` or `... resend`"
         )
-        if self.ledger.record(send.key, send.attempt_id, Unknown(reason), now):
+        if self.ledger.record(send.key, send.attempt_id, moves.Unknown(reason), now):
             log.error("send %s: %s", send.key, reason)
             report.unknown.append((send, reason))
 
@@ -422,7 +407,7 @@ class Dispatcher:
         """Back to pending with the reason, until `until` or the next start; the try is not counted,
         so holding never leads to giving up (the deadline still skips it)."""
         assert send.attempt_id is not None
-        if not self.ledger.record(send.key, send.attempt_id, Held(reason, until), now):
+        if not self.ledger.record(send.key, send.attempt_id, moves.Held(reason, until), now):
             return
         if tried:
             log.warning("send %s held until %s: %s", send.key, until.isoformat(), reason)
@@ -445,7 +430,7 @@ class Dispatcher:
         message goes to them, and only them, at the next try; the ledger's `refused` says who they are."""
         assert send.attempt_id is not None
         answers = "; ".join(f"{r}: {a}" for r, a in later.items())
-        delivered = Delivered(now, subject, message_id(send.key, domain), final | later)
+        delivered = moves.Delivered(now, subject, message_id(send.key, domain), final | later)
         deadline = send.expires or (send.due + self.delivery.retry_window)
         when = now + compute_backoff(send.attempts, base=self.delivery.retry_base)
         if give_up or when > deadline:
@@ -453,7 +438,7 @@ class Dispatcher:
             self._give_up(send, now, f"gave up after {send.attempts} attempts: {why}", report, delivered)
             return
         reason = f"will retry at {when.isoformat()}: sent to the others; the server put off {answers}"
-        if self.ledger.record(send.key, send.attempt_id, PutOff(reason, when, delivered), now):
+        if self.ledger.record(send.key, send.attempt_id, moves.PutOff(reason, when, delivered), now):
             log.warning("send %s: %s", send.key, reason)
             report.retrying.append((send, reason))
 
@@ -463,13 +448,13 @@ class Dispatcher:
         now: datetime,
         why: str,
         report: DispatchReport,
-        delivered: Delivered | None = None,
+        delivered: moves.Delivered | None = None,
     ) -> None:
         """A send that went to some recipients will not be tried again for the others: it is sent, with
         a note naming who never got it and why; the pass reports it as a failure too."""
         reason = gave_up(delivered.refused if delivered else send.refused, why)
         assert send.attempt_id is not None
-        if self.ledger.record(send.key, send.attempt_id, Sent(reason, delivered), now):
+        if self.ledger.record(send.key, send.attempt_id, moves.Sent(reason, delivered), now):
             log.error("send %s: %s", send.key, reason)
             report.sent.append(send)
             report.failed.append((send, reason))
@@ -482,7 +467,7 @@ class Dispatcher:
             self._fail(send, now, f"gave up after {send.attempts} attempts: {reason}", report)
             return
         self.ledger.record(
-            send.key, send.attempt_id, Retry(f"will retry at {when.isoformat()}: {reason}", when), now
+            send.key, send.attempt_id, moves.Retry(f"will retry at {when.isoformat()}: {reason}", when), now
         )
         log.warning(
             "send %s failed for now (attempt %d), retry at %s: %s",
@@ -498,6 +483,6 @@ class Dispatcher:
             self._give_up(send, now, reason, report)
             return
         assert send.attempt_id is not None
-        self.ledger.record(send.key, send.attempt_id, Failed(reason), now)
+        self.ledger.record(send.key, send.attempt_id, moves.Failed(reason), now)
         log.error("send %s failed: %s", send.key, reason)
         report.failed.append((send, reason))

@@ -5,42 +5,21 @@ Callers use the interface (`Ledger`, in `abc.py`) and open one with `open_ledger
 
 from __future__ import annotations
 
+from daemon.ledger import moves
 from daemon.ledger.abc import Ledger, StoredEvent, Transition
-from daemon.ledger.moves import (
-    Arrived,
-    Delivered,
-    Failed,
-    Held,
-    PutOff,
-    Retry,
-    Sent,
-    Skipped,
-    Stopped,
-    Unknown,
-    gave_up,
-    put_off,
-)
+from daemon.ledger.moves import gave_up, put_off
 from daemon.ledger.schema import SCHEMA_VERSION
 from daemon.ledger.store import open_ledger
 from daemon.model import SendRecord
 
 __all__ = [
     "SCHEMA_VERSION",
-    "Arrived",
-    "Delivered",
-    "Failed",
-    "Held",
     "Ledger",
-    "PutOff",
-    "Retry",
     "SendRecord",
-    "Sent",
-    "Skipped",
-    "Stopped",
     "StoredEvent",
     "Transition",
-    "Unknown",
     "gave_up",
+    "moves",
     "open_ledger",
     "put_off",
 ]

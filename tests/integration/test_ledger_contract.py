@@ -19,9 +19,10 @@ import pytest
 from sqlalchemy import Column, MetaData, Table, create_engine, insert
 
 from daemon.errors import LedgerError
-from daemon.ledger import SCHEMA_VERSION, Delivered, Failed, Ledger, PutOff, Retry, Sent, Skipped, Unknown
+from daemon.ledger import SCHEMA_VERSION, Ledger
 from daemon.ledger import open_ledger as open_store
 from daemon.ledger import schema as ledger_schema
+from daemon.ledger.moves import Delivered, Failed, PutOff, Retry, Sent, Skipped, Unknown
 from daemon.model import Attendee, Audience, CalendarEvent, Person, PlannedSend, Status
 
 T = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # the call in most tests: Wednesday 2 December 2026, 15:00
