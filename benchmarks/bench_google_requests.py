@@ -2,7 +2,7 @@
 
 N reps' calendars (one account each, ~50 events in the window, some of them instances of weekly series)
 are polled P times, 5 minutes apart, by `GoogleCalendarSource.sync(state, now)` against one local
-FakeGoogle (tests/google_fake.py: the real google-api-python-client and google-auth over real HTTP).
+FakeGoogle (tests/support/google_fake.py: the real google-api-python-client and google-auth over real HTTP).
 Before every poll but the first, a few random calendars get one event edited, added or cancelled.
 Requests are counted from the fake's log; the naive alternative (re-list every calendar's window every
 poll) is measured by listing each calendar's window once through the same clients, times P.
@@ -35,7 +35,7 @@ from daemon.config.sections import GoogleConfig
 from daemon.google.access import CALENDAR_SCOPE, GoogleAccess
 from daemon.sources import SyncBatch
 from daemon.sources.google import PAGE_SIZE, GoogleCalendarSource
-from tests.google_fake import FakeGoogle, when
+from tests.support.google_fake import FakeGoogle, when
 
 NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 SEED = 20260302

@@ -2,48 +2,21 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
-from tests.e2e.support import (
-    Deployment,
-    RecordingHandler,
-    SlowHandler,
-    SmtpServer,
-    serving,
-    write_config,
-)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.e2e.support import Deployment, write_config
+from tests.support.smtp import RecordingHandler, SlowHandler, SmtpServer, serving
 
 
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
     """A real SMTP server on a free port of 127.0.0.1 that records every envelope it accepts."""
-    handler = RecordingHandler()
-    controller: Controller | None = None
-    for _ in range(5):  # the port may be taken between asking for it and binding it: try another
-        candidate = Controller(handler, hostname="127.0.0.1", port=_free_port(), ready_timeout=10)
-        try:
-            candidate.start()
-        except (OSError, RuntimeError):
-            continue
-        controller = candidate
-        break
-    assert controller is not None, "could not start the SMTP server"
-    try:
-        yield SmtpServer(handler, "127.0.0.1", controller.port)
-    finally:
-        controller.stop()
+    with serving(RecordingHandler()) as server:
+        yield server
 
 
 @pytest.fixture

@@ -4,10 +4,8 @@ sign-in and token endpoints, run end to end as a user would (with --no-browser).
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
-import sys
 import threading
 import urllib.parse
 import urllib.request
@@ -18,7 +16,7 @@ from typing import ClassVar
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.cli import clean_env, popen, run_cli
 
 
 class FakeSignIn(BaseHTTPRequestHandler):
@@ -63,19 +61,7 @@ class FakeSignIn(BaseHTTPRequestHandler):
         pass
 
 
-def auth_command(config: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "daemon",
-        "--config",
-        str(config),
-        "auth",
-        "google",
-        "--account",
-        "rep@acme.example",
-        "--no-browser",
-    ]
+ACCOUNT = ("auth", "google", "--account", "rep@acme.example", "--no-browser")
 
 
 @pytest.fixture
@@ -111,11 +97,10 @@ def test_auth_google_stores_a_refreshable_token_readable_only_by_its_owner(
         '[mail]\nfrom = "ft@acme.example"\n'
         '[google]\ntoken_dir = "tokens"\nclient_secrets_file = "client.json"\n'
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWTHROUGH_")}
-    env.update(PYTHONUNBUFFERED="1", OAUTHLIB_INSECURE_TRANSPORT="1")  # the fake speaks plain http
-    process = subprocess.Popen(
-        auth_command(tmp_path / "followthrough.toml"),
-        cwd=ROOT,
+    env = clean_env(PYTHONUNBUFFERED="1", OAUTHLIB_INSECURE_TRANSPORT="1")  # the fake speaks plain http
+    process = popen(
+        *ACCOUNT,
+        config=tmp_path / "followthrough.toml",
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -156,12 +141,6 @@ def test_auth_google_without_a_client_file_says_what_to_do(tmp_path: Path) -> No
         '[company]\nname = "Acme"\ndomains = ["acme.example"]\n'
         '[mail]\nfrom = "ft@acme.example"\n[google]\ntoken_dir = "tokens"\n'
     )
-    result = subprocess.run(
-        auth_command(tmp_path / "followthrough.toml"),
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 3
+    result = run_cli(*ACCOUNT, config=tmp_path / "followthrough.toml")
+    assert result.code == 3
     assert "google.client_secrets_file" in result.stderr and "Desktop app" in result.stderr

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.e2e.support import REP, Deployment, H, calendar, now_utc, stamp, vevent
+from tests.e2e.support import REP, Deployment
+from tests.support.ics import H, calendar, meeting, now_utc, stamp
 
 Deploy = Callable[..., Deployment]
 
@@ -22,7 +23,7 @@ def closing_calls(count: int) -> list[str]:
     """`count` closing calls, three days and more from now: their prompts are all still to come."""
     now = now_utc()
     return [
-        vevent(
+        meeting(
             f"call-{i}@acme.example",
             now + (72 + i) * H,
             now + (73 + i) * H,
@@ -192,8 +193,8 @@ def test_bytes_that_are_not_utf8_in_one_event_do_not_garble_another_events_mail(
     ft = deploy()
     now = now_utc()
     text = calendar(
-        vevent("globex@acme.example", now + 23 * H, now + 24 * H, "Globex terms #closing", attendees=[ZOE]),
-        vevent("notes@acme.example", now + 48 * H, now + 49 * H, "Notes", description="Pasted: BAD"),
+        meeting("globex@acme.example", now + 23 * H, now + 24 * H, "Globex terms #closing", attendees=[ZOE]),
+        meeting("notes@acme.example", now + 48 * H, now + 49 * H, "Notes", description="Pasted: BAD"),
     )
     ft.calendar.write_bytes(text.encode("utf-8").replace(b"BAD", b"\xff\xfe"))
 

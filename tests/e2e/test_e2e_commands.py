@@ -14,16 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.support import (
-    REP,
-    TEMPLATES_DIR,
-    Deployment,
-    H,
-    now_utc,
-    run_cli,
-    vevent,
-    write_config,
-)
+from tests.e2e.support import REP, Deployment, write_config
+from tests.support import TEMPLATES_DIR
+from tests.support.cli import run_cli
+from tests.support.ics import H, meeting, now_utc
 
 Deploy = Callable[..., Deployment]
 GAVIN = ("gavin@hooli.example", "Gavin Belson")
@@ -45,7 +39,7 @@ def test_plan_json_lists_every_send_with_utc_times_and_public_statuses(deploy: D
     ft = deploy()
     now = now_utc()
     ft.write_calendar(
-        vevent(
+        meeting(
             "globex-next@acme.example", now + 23 * H, now + 24 * H, "Globex terms #closing", attendees=[DANA]
         )
     )
@@ -82,7 +76,7 @@ def test_outcome_lost_plans_the_lost_sequence_and_cancels_the_nudge(deploy: Depl
     now = now_utc()
     event_id = "hooli-untagged@acme.example"
     ft.write_calendar(
-        vevent(event_id, now - 2 * H, now - 1 * H, "Hooli decision #closing", attendees=[GAVIN])
+        meeting(event_id, now - 2 * H, now - 1 * H, "Hooli decision #closing", attendees=[GAVIN])
     )
     assert ft.tick().code == 0
     assert ft.send("outcome-nudge", event_id)["status"] == "pending"
@@ -105,7 +99,7 @@ def test_outcome_for_an_unknown_event_is_a_one_line_error(deploy: Deploy) -> Non
     ft = deploy()
     now = now_utc()
     ft.write_calendar(
-        vevent("real@acme.example", now - 2 * H, now - 1 * H, "Real #closing", attendees=[GAVIN])
+        meeting("real@acme.example", now - 2 * H, now - 1 * H, "Real #closing", attendees=[GAVIN])
     )
     assert ft.tick().code == 0
 
@@ -244,7 +238,7 @@ def test_preview_renders_sample_data_and_ledger_events(deploy: Deploy) -> None:
     ft = deploy()
     now = now_utc()
     ft.write_calendar(
-        vevent(
+        meeting(
             "globex-preview@acme.example",
             now + 47 * H,
             now + 48 * H,

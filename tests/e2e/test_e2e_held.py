@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.support import REP, Deployment, H, now_utc, vevent, write_config
-from tests.integration.test_smtp_account import AccountHandler, mail_server
-from tests.private_ca import make_private_ca
+from tests.e2e.support import REP, Deployment, write_config
+from tests.support.ics import H, meeting, now_utc
+from tests.support.private_ca import make_private_ca
+from tests.support.smtp import AccountHandler, serving
 
 Deploy = Callable[..., Deployment]
 GAVIN = ("gavin@hooli.example", "Gavin Belson")
@@ -24,20 +25,20 @@ def test_tick_holds_the_mail_names_the_fix_and_sends_it_once_fixed(tmp_path: Pat
     # Given a mail server that takes mail only after STARTTLS, with a certificate from a private CA
     ca = make_private_ca(tmp_path / "tls")
     handler = AccountHandler()
-    with mail_server(handler, tls_context=ca.server_context(), require_starttls=True) as server:
+    with serving(handler, tls_context=ca.server_context(), require_starttls=True) as server:
         # And followthrough with STARTTLS off, a customer thank-you and a rep prompt due now
         config = write_config(tmp_path, server.port)
         ft = Deployment(tmp_path, server, config, tmp_path / "calendar.ics")
         now = now_utc()
         ft.write_calendar(
-            vevent(
+            meeting(
                 "hooli-lost@acme.example",
                 now - 26 * H,
                 now - 25 * H,
                 "Hooli #closing #lost",
                 attendees=[GAVIN],
             ),
-            vevent("globex-next@acme.example", now + 23 * H, now + 24 * H, "Globex #closing"),
+            meeting("globex-next@acme.example", now + 23 * H, now + 24 * H, "Globex #closing"),
         )
 
         # When one pass runs
@@ -76,7 +77,8 @@ def test_a_failed_send_can_be_sent_again_by_hand(deploy: Deploy) -> None:
     ft.mail.refuse.add(GAVIN[0])
     now = now_utc()
     event_id = "hooli-lost@acme.example"
-    ft.write_calendar(vevent(event_id, now - 26 * H, now - 25 * H, "Hooli #closing #lost", attendees=[GAVIN]))
+    lost = meeting(event_id, now - 26 * H, now - 25 * H, "Hooli #closing #lost", attendees=[GAVIN])
+    ft.write_calendar(lost)
     assert ft.tick().code == 1
     key = f"lost-thank-you:{event_id}"
     assert ft.send("lost-thank-you", event_id)["status"] == "failed"
@@ -115,12 +117,12 @@ def test_a_send_resent_by_hand_gets_a_fresh_window_for_its_retries(tmp_path: Pat
     # Given a call that ended 28 hours ago with no outcome: the nudge to the rep came due 26 hours ago,
     # more than a day
     handler = HangingUpHandler()
-    with mail_server(handler) as server:
+    with serving(handler) as server:
         config = write_config(tmp_path, server.port, mail="resend_unknown_prompts = false")
         ft = Deployment(tmp_path, server, config, tmp_path / "calendar.ics")
         now = now_utc()
         event_id = "hooli-next@acme.example"
-        ft.write_calendar(vevent(event_id, now - 29 * H, now - 28 * H, "Hooli #closing", attendees=[GAVIN]))
+        ft.write_calendar(meeting(event_id, now - 29 * H, now - 28 * H, "Hooli #closing", attendees=[GAVIN]))
         # And the nudge failed, the server not knowing the mailbox; or was left unknown, the server
         # hanging up once it had the message
         if ended == "failed":

@@ -10,17 +10,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from email.utils import parsedate_to_datetime
 
-from tests.e2e.support import (
-    IVY,
-    REP,
-    SENDER,
-    Deployment,
-    H,
-    addresses,
-    message_id_for,
-    now_utc,
-    vevent,
-)
+from tests.e2e.support import REP, SENDER, Deployment, addresses, message_id_for
+from tests.support.ics import IVY, H, meeting, now_utc
 
 Deploy = Callable[..., Deployment]
 
@@ -45,7 +36,7 @@ def test_tick_sends_the_closing_prep_to_the_rep_once_through_smtp(deploy: Deploy
     now = now_utc()
     uid = "globex-terms@acme.example"
     ft.write_calendar(
-        vevent(uid, now + 23 * H, now + 24 * H, "Globex final terms #closing", attendees=[DANA])
+        meeting(uid, now + 23 * H, now + 24 * H, "Globex final terms #closing", attendees=[DANA])
     )
 
     # When one pass runs
@@ -87,7 +78,7 @@ def test_won_call_introduces_implementation_to_all_customers_in_one_mail(deploy:
     now = now_utc()
     secret = "PRIVATE-NOTE: they would pay 40 percent more, codeword AUBERGINE-7"
     ft.write_calendar(
-        vevent(
+        meeting(
             "globex-won@acme.example",
             now - 3 * H,
             now - 2 * H,
@@ -137,7 +128,7 @@ def test_lost_call_thanks_the_customer_from_the_rep_with_an_unsubscribe_link(dep
     ft = deploy()
     now = now_utc()
     ft.write_calendar(
-        vevent(
+        meeting(
             "hooli-lost@acme.example",
             now - 26 * H,
             now - 25 * H,
@@ -176,10 +167,10 @@ def test_hostile_event_text_adds_no_recipient_and_no_header(deploy: Deploy) -> N
     trent = ("trent@initech.example", "Trent^nBcc: evil3@attacker.example")
     oscar = ("oscar@initech.example", "=?utf-8?q?Oscar=0D=0ABcc:_evil4@attacker.example?=")
     ft.write_calendar(
-        vevent(
+        meeting(
             "hostile-next@acme.example", now + 23 * H, now + 24 * H, title, attendees=[mallory, trent, oscar]
         ),
-        vevent(
+        meeting(
             "hostile-lost@acme.example",
             now - 26 * H,
             now - 25 * H,
@@ -214,7 +205,7 @@ def test_partly_refused_mail_still_reaches_the_others_and_records_the_refusal(de
     now = now_utc()
     event_id = "hooli-two@acme.example"
     ft.write_calendar(
-        vevent(
+        meeting(
             event_id, now - 26 * H, now - 25 * H, "Hooli decision #closing #lost", attendees=[GAVIN, PETER]
         )
     )
@@ -247,7 +238,7 @@ def test_suppressed_address_gets_no_mail_and_the_send_shows_stopped(deploy: Depl
     now = now_utc()
     event_id = "hooli-suppressed@acme.example"
     ft.write_calendar(
-        vevent(event_id, now - 26 * H, now - 25 * H, "Hooli decision #closing #lost", attendees=[GAVIN])
+        meeting(event_id, now - 26 * H, now - 25 * H, "Hooli decision #closing #lost", attendees=[GAVIN])
     )
 
     # When one pass runs
@@ -271,7 +262,7 @@ def test_a_missing_calendar_does_not_stop_the_others(deploy: Deploy) -> None:
     ft = deploy(calendars=[("lost-laptop", "no-such-calendar.ics"), ("sales", "calendar.ics")])
     now = now_utc()
     ft.write_calendar(
-        vevent(
+        meeting(
             "globex-next@acme.example", now + 23 * H, now + 24 * H, "Globex terms #closing", attendees=[DANA]
         )
     )

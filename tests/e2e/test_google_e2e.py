@@ -4,18 +4,15 @@ reading a local fake of the Calendar API with an OAuth token refreshed at the to
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.google_fake import FakeGoogle, when
+from tests.support.cli import Result, run_cli
+from tests.support.google_fake import FakeGoogle, when
 
-ROOT = Path(__file__).resolve().parents[2]
 REP = "alice@acme.example"
 
 
@@ -25,16 +22,8 @@ def google() -> Iterator[FakeGoogle]:
         yield fake
 
 
-def tick(config: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWTHROUGH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "daemon", "--config", str(config), "tick"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+def tick(config: Path) -> Result:
+    return run_cli("tick", config=config)
 
 
 def test_a_closing_call_tagged_by_a_crm_in_google_calendar_gets_its_prep(
@@ -65,7 +54,7 @@ def test_a_closing_call_tagged_by_a_crm_in_google_calendar_gets_its_prep(
     )
     # When a pass runs, then the prep is written for the rep
     first = tick(config)
-    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.code == 0, first.stdout + first.stderr
     assert "1 new" in first.stdout
     outbox = list((tmp_path / "outbox").glob("closing-prep*.eml"))
     assert len(outbox) == 1
@@ -73,7 +62,7 @@ def test_a_closing_call_tagged_by_a_crm_in_google_calendar_gets_its_prep(
     # And a second pass with nothing changed costs one list request and sends nothing more
     google.clear_log()
     second = tick(config)
-    assert second.returncode == 0, second.stderr
+    assert second.code == 0, second.stderr
     assert len(google.event_lists()) == 1
     assert "Sent 0 email(s)" in second.stdout
 
@@ -100,7 +89,7 @@ def test_a_revoked_grant_is_reported_naming_the_account_and_other_calendars_go_o
         f'[google]\ntoken_dir = "tokens"\napi_endpoint = "{google.url}"\n'
     )
     result = tick(config)
-    assert result.returncode == 1
+    assert result.code == 1
     assert f"calendar {REP}: FAILED" in result.stdout and REP in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
     assert len(list((tmp_path / "outbox").glob("closing-prep*.eml"))) == 1  # the ICS calendar went on

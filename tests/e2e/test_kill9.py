@@ -15,80 +15,23 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 
 import pytest
 
-from tests.e2e.support import (
-    ROOT,
-    Deployment,
-    H,
-    SlowHandler,
-    SmtpServer,
-    now_utc,
-    vevent,
-    write_config,
-)
+from tests.e2e.support import Deployment, write_config
+from tests.support.cli import Daemon, wait_for
+from tests.support.ics import H, meeting, now_utc
+from tests.support.smtp import SlowHandler, SmtpServer
 
 SCHEDULE = 'claim_lease = "2s"\npoll_interval = "5s"\n'
 STRICT = "resend_unknown_prompts = false"
 MAX_KILLS = 40
 KILL_BUDGET = 45.0  # seconds of killing at most, so the whole test stays well under 90 s
 PENDING = ("planned", "claimed")
-
-
-@dataclass
-class Daemon:
-    """`followthrough run` as a process of its own, its output in a log file."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-    _out: IO[bytes]
-
-    @classmethod
-    def start(cls, config: Path, log: Path) -> Daemon:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWTHROUGH_")}
-        out = log.open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "--config", str(config), "run"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        return cls(process, log, out)
-
-    def kill(self) -> None:
-        """kill -9: no signal handler, no cleanup, no flush."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self._out.close()
-
-    def stop(self) -> int:
-        """SIGTERM, as systemd would: the daemon finishes its job and exits."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=30)
-        finally:
-            self._out.close()
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def running(self) -> bool:
-        """Up, with its signal handlers in place (so SIGTERM now means a clean stop)."""
-        assert self.process.poll() is None, self.output()[-3000:]
-        return "followthrough running" in self.output()
 
 
 def statuses(db: Path) -> dict[str, str]:
@@ -111,19 +54,10 @@ def statuses(db: Path) -> dict[str, str]:
         raise
 
 
-def wait_for(
-    condition: Callable[[], bool], seconds: float, what: str, detail: Callable[[], str] = lambda: ""
-) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {seconds:.0f} s for {what} {detail()}".rstrip())
-        time.sleep(0.02)
-
-
 def arrivals(server: SmtpServer) -> Counter[str]:
     """How many times each send reached the mail server, by its X-Followthrough-Key."""
-    return Counter(str(r.message["X-Followthrough-Key"]) for r in server.handler.messages())
+    counts: Counter[str] = server.handler.arrivals()
+    return counts
 
 
 def write_calls(deployment: Deployment, calls: int) -> set[str]:
@@ -137,12 +71,12 @@ def write_calls(deployment: Deployment, calls: int) -> set[str]:
     for i in range(calls):
         buyer = (f"buyer@deal{i}.example", f"Buyer {i}")
         events.append(
-            vevent(f"deal-{i}", now + 23 * H, now + 24 * H, f"Deal {i} #closing", attendees=[buyer])
+            meeting(f"deal-{i}", now + 23 * H, now + 24 * H, f"Deal {i} #closing", attendees=[buyer])
         )
         due.add(f"closing-prep:deal-{i}")
         lost = (f"buyer@lost{i}.example", f"Lost Buyer {i}")
         events.append(
-            vevent(f"lost-{i}", now - 26 * H, now - 25 * H, f"Lost {i} #closing #lost", attendees=[lost])
+            meeting(f"lost-{i}", now - 26 * H, now - 25 * H, f"Lost {i} #closing #lost", attendees=[lost])
         )
         due.add(f"lost-thank-you:lost-{i}")
     deployment.write_calendar(*events)
@@ -183,7 +117,8 @@ def test_kill_9_at_random_moments_never_sends_a_mail_twice(tmp_path: Path, slow_
             daemon = Daemon.start(ft.config, tmp_path / f"run-{len(daemons):02}.log")
             daemons.append(daemon)
             if kills < len(placed):
-                wait_for(handler.holding.is_set, 30, f"the server to hold a message at {placed[kills]}")
+                holding = f"the server to hold a message at {placed[kills]}"
+                wait_for(handler.holding.is_set, holding, seconds=30)
             else:
                 time.sleep(rng.uniform(0.2, 1.5))
             daemon.kill()
@@ -197,7 +132,7 @@ def test_kill_9_at_random_moments_never_sends_a_mail_twice(tmp_path: Path, slow_
         # 2-second lease), then gets SIGTERM
         final = Daemon.start(ft.config, tmp_path / "run-final.log")
         daemons.append(final)
-        wait_for(final.running, 30, "the last daemon to start")
+        wait_for(final.running, "the last daemon to start", seconds=30)
         wait_for(
             lambda: not pending(),
             60,
@@ -272,7 +207,7 @@ def test_kill_9_while_the_first_pass_plans_loses_no_send(tmp_path: Path, slow_sm
     # When the daemon is killed with -9 while its first pass is still planning the calls
     daemon = Daemon.start(ft.config, tmp_path / "run-00.log")
     try:
-        wait_for(lambda: bool(statuses(db)), 30, "the first sends to be planned")
+        wait_for(lambda: bool(statuses(db)), "the first sends to be planned", seconds=30)
     finally:
         daemon.kill()
     planned = {key.split(":", 1)[1] for key in statuses(db)}

@@ -10,35 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pytest
 
 from daemon.ledger import SendRecord, open_ledger
 from daemon.model import Status
-from tests.e2e.support import (
-    ROOT,
-    H,
-    RecordingHandler,
-    SmtpServer,
-    calendar,
-    now_utc,
-    run_cli,
-    serving,
-    vevent,
-    write_config,
-)
+from tests.e2e.support import write_config
+from tests.support.cli import Daemon, run_cli, wait_for
+from tests.support.ics import H, calendar, meeting, now_utc
+from tests.support.smtp import RecordingHandler, SmtpServer, serving
 
 CALLS = 5  # closing calls 23 hours ahead: as many prep prompts due at once
 WAIT = 60.0  # seconds: the deadline of every wait, far above what any of them takes
@@ -58,53 +46,6 @@ class GatedHandler(RecordingHandler):
         while not self.gate.is_set():
             await asyncio.sleep(0.01)
         return answer
-
-
-@dataclass
-class Daemon:
-    """`followthrough run` as a process of its own, its output in a log file."""
-
-    process: subprocess.Popen[bytes]
-    log: Path
-    out: IO[bytes]
-
-    @classmethod
-    def start(cls, config: Path, log: Path) -> Daemon:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWTHROUGH_")}
-        out = log.open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "--config", str(config), "run"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        return cls(process, log, out)
-
-    def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-    def signal(self, signum: int) -> None:
-        self.process.send_signal(signum)
-
-    def wait(self) -> int:
-        try:
-            return self.process.wait(timeout=WAIT)
-        finally:
-            self.out.close()
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.wait()
-
-
-def wait_for(condition: Callable[[], bool], what: str, detail: Callable[[], str] = lambda: "") -> None:
-    deadline = time.monotonic() + WAIT
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"waited {WAIT:.0f} s for {what}\n{detail()}".rstrip())
-        time.sleep(0.02)
 
 
 @dataclass
@@ -135,7 +76,8 @@ class Setup:
             ledger.close()
 
     def arrivals(self) -> Counter[str]:
-        return Counter(str(r.message["X-Followthrough-Key"]) for r in self.smtp.handler.messages())
+        counts: Counter[str] = self.smtp.handler.arrivals()
+        return counts
 
     def start(self, name: str = "run") -> Daemon:
         return Daemon.start(self.config, self.directory / f"{name}.log")
@@ -146,7 +88,7 @@ def setup(tmp_path: Path) -> Iterator[Setup]:
     """Five prep prompts due now, the server holding the first one it is given."""
     now = now_utc()
     events = [
-        vevent(
+        meeting(
             f"call-{i}",
             now + 23 * H + i * H / 60,  # a minute apart: sent in this order
             now + 24 * H,

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import google.oauth2.credentials
+import googleapiclient.http
 import pytest
+
+from daemon.engine import Engine
+from tests.support.gmail_fake import FakeGmail, serving_gmail
+from tests.support.ports import free_port
 
 
 @dataclass(frozen=True)
@@ -107,6 +113,39 @@ def calendar_feed() -> Iterator[CalendarFeed]:
 @pytest.fixture
 def closed_port() -> int:
     """A port on 127.0.0.1 that nothing listens on: connecting to it is refused."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
+
+
+@pytest.fixture
+def gmail(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGmail]:
+    """The fake Gmail (tests/support/gmail_fake.py) on 127.0.0.1, google-auth's token endpoint on it."""
+    with serving_gmail() as fake:
+        # google-auth ignores the token_uri of an authorized-user file ("always overrides"): point its
+        # default at the fake instead.
+        monkeypatch.setattr(google.oauth2.credentials, "_GOOGLE_OAUTH2_TOKEN_ENDPOINT", f"{fake.url}token")
+        yield fake
+
+
+@pytest.fixture
+def google_sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The Google library's retries sleep through `time.sleep`, taken when a request is made: record
+    the pauses instead, so retries cost no time."""
+    slept: list[float] = []
+    monkeypatch.setattr(googleapiclient.http.time, "sleep", slept.append)
+    return slept
+
+
+@pytest.fixture
+def t0() -> datetime:
+    """The first pass's moment, an hour ahead of the real clock for the whole test: a dispatcher takes
+    the later of the moment it is given and the clock, so the ledger records exactly the moments given."""
+    return datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+
+
+@pytest.fixture
+def engines() -> Iterator[list[Engine]]:
+    """Engines made by a test, closed at its end whatever happens."""
+    made: list[Engine] = []
+    yield made
+    for engine in made:
+        engine.close()

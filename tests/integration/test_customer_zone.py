@@ -13,7 +13,8 @@ import pytest
 from freezegun import freeze_time
 
 from daemon.sources.ics import IcsSource
-from tests.helpers import ALICE, DANA, World, calendar, vevent
+from tests.support.ics import ALICE, DANA, calendar, vevent
+from tests.support.world import World
 
 H = timedelta(hours=1)
 # Wednesday 2 December 2026, 15:00 UTC: the closing call.

@@ -7,36 +7,28 @@ send method (plain and upload paths), and the message search by `rfc822msgid:`.
 from __future__ import annotations
 
 import base64
-import email
-import email.policy
 import json
-import threading
-import urllib.parse
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
-import google.oauth2.credentials
-import googleapiclient.http
 import pytest
 
 from daemon.config import load
-from daemon.config.sections import GoogleConfig
 from daemon.errors import (
     HeldDeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
     UnknownDeliveryError,
 )
-from daemon.google.access import GMAIL_READ_SCOPE, GMAIL_SEND_SCOPE, GoogleAccess
+from daemon.google.access import GMAIL_READ_SCOPE, GMAIL_SEND_SCOPE
 from daemon.mail.gmail import GmailTransport
 from daemon.mail.message import build
 from daemon.model import Person
 from daemon.templates import Rendered
+from tests.support.gmail_fake import FakeGmail, access_for, error_answer
+from tests.support.ics import vevent
+from tests.support.world import World
 
 REP = Person("rita.rep@seller.example", "Rita Rep")
 SERVICE = Person("followthrough@seller.example", "Followthrough")
@@ -44,194 +36,10 @@ CUSTOMER = Person("carl@customer.example", "Carl Customer")
 COLLEAGUE = Person("cora@customer.example", "Cora")
 
 
-@dataclass(frozen=True)
-class Seen:
-    method: str
-    path: str
-    account: str | None  # whose access token came with the request
-    body: bytes
-
-
-@dataclass
-class FakeGmail:
-    """Accounts, their grants and mailboxes; scripted answers for the next sends."""
-
-    port: int = 0
-    scopes: dict[str, set[str]] = field(default_factory=dict)  # account -> granted scopes
-    revoked: set[str] = field(default_factory=set)
-    mailboxes: dict[str, list[EmailMessage]] = field(default_factory=dict)
-    answers: list[tuple[int, dict[str, Any]] | None] = field(default_factory=list)  # None: drop the line
-    requests: list[Seen] = field(default_factory=list)
-    tokens: dict[str, tuple[str, set[str]]] = field(default_factory=dict)  # access token -> account, scopes
-    delay: float = 0.0  # seconds before answering a send
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def grant(self, account: str, *scopes: str) -> None:
-        self.scopes[account] = set(scopes)
-        self.mailboxes.setdefault(account, [])
-
-    def sends(self) -> list[Seen]:
-        return [r for r in self.requests if r.method == "POST" and r.path.endswith("/messages/send")]
-
-    def token(self, form: dict[str, str]) -> tuple[int, dict[str, Any]]:
-        account = form.get("refresh_token", "").removeprefix("refresh-")
-        if account not in self.scopes or account in self.revoked:
-            return 400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."}
-        wanted = set(form.get("scope", "").split()) or self.scopes[account]
-        if not wanted <= self.scopes[account]:
-            return 400, {"error": "invalid_scope", "error_description": "Bad Request"}
-        with self.lock:
-            access = f"access-{account}-{len(self.tokens)}"
-            self.tokens[access] = (account, wanted)
-        return 200, {
-            "access_token": access,
-            "expires_in": 3600,
-            "token_type": "Bearer",
-            "scope": " ".join(wanted),
-        }
-
-
-def _error(status: int, reason: str, message: str) -> tuple[int, dict[str, Any]]:
-    return status, {"error": {"code": status, "message": message, "errors": [{"reason": reason}]}}
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def _answer(self, status: int, payload: dict[str, Any]) -> None:
-        body = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def _seen(self, body: bytes) -> tuple[str | None, set[str]]:
-        fake = self.server.fake
-        token = self.headers.get("Authorization", "").removeprefix("Bearer ")
-        account, scopes = fake.tokens.get(token, (None, set()))
-        with fake.lock:  # recorded before answering: once the client has its answer, it is here
-            fake.requests.append(Seen(self.command, self.path.split("?")[0], account, body))
-        return account, scopes
-
-    def do_POST(self) -> None:
-        fake = self.server.fake
-        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-        if self.path == "/token":
-            self._seen(body)
-            form = dict(urllib.parse.parse_qsl(body.decode()))
-            self._answer(*fake.token(form))
-            return
-        account, scopes = self._seen(body)
-        if not self.path.split("?")[0].endswith("/messages/send"):
-            self._answer(*_error(404, "notFound", "Not Found"))
-            return
-        if account is None:
-            self._answer(*_error(401, "authError", "Invalid Credentials"))
-            return
-        if GMAIL_SEND_SCOPE not in scopes:
-            self._answer(
-                *_error(403, "insufficientPermissions", "Request had insufficient authentication scopes.")
-            )
-            return
-        with fake.lock:
-            scripted = fake.answers.pop(0) if fake.answers else (200, {})
-        if fake.delay:
-            threading.Event().wait(fake.delay)  # not time.sleep, which the tests silence for the library
-        if scripted is None:  # the whole request arrived; the answer never leaves
-            self.close_connection = True
-            return
-        if scripted[0] not in (200, 250):
-            self._answer(*scripted)
-            return
-        upload = self.path.startswith("/upload/")  # the media path carries the message itself
-        raw = body if upload else base64.urlsafe_b64decode(json.loads(body)["raw"])
-        message = email.message_from_bytes(raw, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        with fake.lock:
-            fake.mailboxes[account].append(message)
-            number = len(fake.mailboxes[account])
-        if scripted[0] == 250:  # scripted "sent, but the answer is lost on the way back"
-            self.close_connection = True
-            return
-        self._answer(200, {"id": f"m{number}", "threadId": f"t{number}", "labelIds": ["SENT"]})
-
-    def do_GET(self) -> None:
-        fake = self.server.fake
-        account, scopes = self._seen(b"")
-        path, _, query = self.path.partition("?")
-        if account is None:
-            self._answer(*_error(401, "authError", "Invalid Credentials"))
-            return
-        if GMAIL_READ_SCOPE not in scopes:
-            self._answer(
-                *_error(403, "insufficientPermissions", "Request had insufficient authentication scopes.")
-            )
-            return
-        if not path.endswith("/messages"):
-            self._answer(*_error(404, "notFound", "Not Found"))
-            return
-        search = urllib.parse.parse_qs(query).get("q", [""])[0]
-        wanted = search.removeprefix("rfc822msgid:").strip("<>")
-        found = [
-            {"id": f"m{i + 1}", "threadId": f"t{i + 1}"}
-            for i, m in enumerate(fake.mailboxes.get(account, []))
-            if search.startswith("rfc822msgid:") and str(m["Message-ID"]).strip("<>") == wanted
-        ]
-        self._answer(
-            200, {"messages": found, "resultSizeEstimate": len(found)} if found else {"resultSizeEstimate": 0}
-        )
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    fake: FakeGmail
-
-
-@pytest.fixture
-def gmail(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGmail]:
-    server = _Server(("127.0.0.1", 0), _Handler)
-    server.fake = FakeGmail(port=server.server_address[1])
-    # google-auth ignores the token_uri of an authorized-user file ("always overrides"): point its
-    # default at the fake instead.
-    monkeypatch.setattr(google.oauth2.credentials, "_GOOGLE_OAUTH2_TOKEN_ENDPOINT", f"{server.fake.url}token")
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-gmail", daemon=True)
-    thread.start()
-    try:
-        yield server.fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
 @pytest.fixture(autouse=True)
-def no_backoff(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """The library's retries sleep through `time.sleep`, taken when a request is made: record instead."""
-    slept: list[float] = []
-    monkeypatch.setattr(googleapiclient.http.time, "sleep", slept.append)
-    return slept
-
-
-def access_for(gmail: FakeGmail, tmp_path: Path, *accounts: Person, timeout: float = 10.0) -> GoogleAccess:
-    for person in accounts:
-        token = {
-            "type": "authorized_user",
-            "client_id": "client-id",
-            "client_secret": "client-secret",
-            "refresh_token": f"refresh-{person.email}",
-            "token_uri": f"{gmail.url}token",
-        }
-        (tmp_path / f"{person.email}.json").write_text(json.dumps(token))
-    return GoogleAccess(GoogleConfig(token_dir=tmp_path, api_endpoint=gmail.url, timeout=timeout))
+def no_backoff(google_sleeps: list[float]) -> list[float]:
+    """The library's retries, recorded instead of slept (see the fixture in conftest)."""
+    return google_sleeps
 
 
 def letter(
@@ -354,7 +162,7 @@ def test_a_429_then_success_is_retried_by_the_library(
 ) -> None:
     # Given Gmail answers the first send with a rate limit
     gmail.grant(REP.email, GMAIL_SEND_SCOPE)
-    gmail.answers = [_error(429, "rateLimitExceeded", "Too many concurrent requests for user.")]
+    gmail.answers = [error_answer(429, "rateLimitExceeded", "Too many concurrent requests for user.")]
     transport = GmailTransport(access_for(gmail, tmp_path, REP))
 
     # When the message is delivered
@@ -372,7 +180,7 @@ def test_an_invalid_recipient_is_a_permanent_failure_with_gmails_words(
 ) -> None:
     # Given Gmail rejects the message as invalid
     gmail.grant(REP.email, GMAIL_SEND_SCOPE)
-    gmail.answers = [_error(400, "invalidArgument", "Invalid To header")]
+    gmail.answers = [error_answer(400, "invalidArgument", "Invalid To header")]
     transport = GmailTransport(access_for(gmail, tmp_path, REP))
 
     # When it is delivered, then it fails for good, quoting Gmail, after a single request
@@ -386,7 +194,7 @@ def test_the_daily_limit_keeps_the_send_waiting_and_pauses_the_sender(
 ) -> None:
     # Given Gmail says the rep's daily sending quota is used up
     gmail.grant(REP.email, GMAIL_SEND_SCOPE)
-    gmail.answers = [_error(403, "dailyLimitExceeded", "Daily user sending quota exceeded.")]
+    gmail.answers = [error_answer(403, "dailyLimitExceeded", "Daily user sending quota exceeded.")]
     transport = GmailTransport(access_for(gmail, tmp_path, REP))
 
     # When a send is delivered, then it is transient and says it waits in the ledger
@@ -405,7 +213,7 @@ def test_a_mail_sending_rate_limit_after_retries_waits_in_the_ledger(
 ) -> None:
     # Given Gmail keeps answering the per-user mail sending limit, naming when to retry
     gmail.grant(REP.email, GMAIL_SEND_SCOPE)
-    limit = _error(
+    limit = error_answer(
         429,
         "rateLimitExceeded",
         "User-rate limit exceeded (Mail sending). Retry after 2099-03-03T11:00:00.000Z",
@@ -566,7 +374,6 @@ def test_the_engine_sends_customer_mail_as_the_rep_and_prompts_as_the_service_se
     # Given a config with Gmail as the transport, OAuth tokens for the rep and the service sender,
     # and a calendar with a closing call due for its prep and a lost call due for its thank-you
     from daemon.engine import Engine
-    from tests.helpers import World, vevent
 
     rep, service = Person("alice@acme.example", "Alice Moreno"), Person("ft@acme.example")
     for account in (rep, service):
@@ -604,7 +411,6 @@ def test_an_unknown_outcome_is_looked_up_in_the_sent_mail_and_never_sent_twice(
     # Given Gmail stores the rep's thank-you but the answer is lost on the way back
     from daemon.engine import Engine
     from daemon.model import Status
-    from tests.helpers import World, vevent
 
     rep = Person("alice@acme.example", "Alice Moreno")
     gmail.grant(rep.email, GMAIL_SEND_SCOPE, GMAIL_READ_SCOPE)

@@ -30,7 +30,7 @@ from daemon.playbook import Tags, event_kind, tagged_outcome
 from daemon.sources import SyncBatch
 from daemon.sources.google import GoogleCalendarSource
 from daemon.sources.ics import IcsSource
-from tests.google_fake import FakeGoogle, when
+from tests.support.google_fake import FakeGoogle, when
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, four weeks before the EU goes to summer time
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from freezegun import freeze_time
 
-from tests.helpers import ALICE, World, vevent
+from tests.support.ics import ALICE, vevent
+from tests.support.world import World
 
 # Wednesday 2 December 2026, 10:00 in Berlin: inside business hours for customer mail.
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)

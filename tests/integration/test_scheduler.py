@@ -16,7 +16,8 @@ from freezegun import freeze_time
 from daemon.config import load
 from daemon.engine import Engine
 from daemon.scheduler import SYNC_JOB, WAKE_JOB, Daemon
-from tests.helpers import World, vevent
+from tests.support.ics import vevent
+from tests.support.world import World
 
 T = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)
 

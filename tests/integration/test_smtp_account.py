@@ -9,131 +9,34 @@ T0 lies an hour ahead of the real clock, and later passes are `dispatch_due(T0 +
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
+from aiosmtpd.smtp import AuthResult
 
-from daemon.config import load
 from daemon.engine import Engine
 from daemon.errors import AccountDeliveryError
 from daemon.mail.message import build
 from daemon.mail.smtp import SmtpTransport
 from daemon.model import Person, Status
 from daemon.templates import Rendered
-from tests.e2e.support import SmtpServer, free_port
-from tests.integration.test_smtp_faults import Calls, TroubledHandler
-from tests.private_ca import PrivateCa, make_private_ca
+from tests.support.engine import Calls, start_engine
+from tests.support.private_ca import PrivateCa, make_private_ca
+from tests.support.smtp import PASSWORD, AccountHandler, serving
 
 # Plain-text AUTH on 127.0.0.1 is what these tests are about; aiosmtpd warns about it.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 H = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
-PASSWORD = "correct horse battery staple"
-
-CONFIG = """\
-[company]
-name = "Acme Analytics"
-domains = ["acme.example"]
-timezone = "Europe/Berlin"
-
-[[calendars]]
-name = "sales"
-source = "ics"
-path = "calendar.ics"
-owner = "alice@acme.example"
-
-[mail]
-transport = "smtp"
-from = "Followthrough <ft@acme.example>"
-
-[mail.smtp]
-host = "127.0.0.1"
-port = {port}
-timeout = 10
-{smtp}
-
-[store]
-url = "sqlite:///followthrough.db"
-
-[schedule]
-business_hours = "00:00-24:00"
-business_days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-retry_base = "1m"
-"""
-
-
-@dataclass
-class AccountHandler(TroubledHandler):
-    """A recording server that counts connections (EHLO sessions) and AUTH attempts."""
-
-    password: str = PASSWORD
-    sessions: list[Any] = field(default_factory=list)
-    logins: list[tuple[str, bool]] = field(default_factory=list)  # (mechanism, accepted)
-
-    async def handle_EHLO(
-        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
-    ) -> list[str]:
-        session.host_name = hostname
-        if not any(s is session for s in self.sessions):
-            self.sessions.append(session)
-        return responses
-
-    def authenticate(
-        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
-    ) -> AuthResult:
-        ok = isinstance(auth_data, LoginPassword) and auth_data.password == self.password.encode()
-        self.logins.append((mechanism, ok))
-        return AuthResult(success=ok, handled=False)
-
-
-@contextmanager
-def mail_server(handler: AccountHandler, **options: Any) -> Iterator[SmtpServer]:
-    """A real aiosmtpd server on 127.0.0.1; `options` go to aiosmtpd (TLS, AUTH)."""
-    controller: Controller | None = None
-    for _ in range(5):  # a free port may be taken before we bind it: try another
-        candidate = Controller(handler, hostname="127.0.0.1", port=free_port(), ready_timeout=10, **options)
-        try:
-            candidate.start()
-        except (OSError, RuntimeError):
-            continue
-        controller = candidate
-        break
-    assert controller is not None, "could not start the SMTP server"
-    try:
-        yield SmtpServer(handler, "127.0.0.1", controller.port)
-    finally:
-        controller.stop()
-
-
-def with_auth(handler: AccountHandler, **options: Any) -> dict[str, Any]:
-    """aiosmtpd options for a server that takes mail only after a login (AUTH PLAIN and LOGIN)."""
-    return {"authenticator": handler.authenticate, "auth_required": True, **options}
-
-
-@pytest.fixture
-def t0() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0) + H
 
 
 @pytest.fixture
 def ca(tmp_path: Path) -> PrivateCa:
     return make_private_ca(tmp_path / "tls")
-
-
-@pytest.fixture
-def engines() -> Iterator[list[Engine]]:
-    made: list[Engine] = []
-    yield made
-    for engine in made:
-        engine.close()
 
 
 def six_due(t0: datetime) -> Calls:
@@ -146,13 +49,7 @@ def six_due(t0: datetime) -> Calls:
 
 def start(directory: Path, port: int, calls: Calls, smtp: str, engines: list[Engine]) -> Engine:
     """A new followthrough process, as after a restart: the config and calendar are (re)written."""
-    from tests.helpers import calendar
-
-    (directory / "followthrough.toml").write_text(CONFIG.format(port=port, smtp=smtp), encoding="utf-8")
-    (directory / "calendar.ics").write_text(calendar(*calls.events), encoding="utf-8")
-    engine = Engine(load(directory / "followthrough.toml"))
-    engines.append(engine)
-    return engine
+    return start_engine(directory, port, calls, engines=engines, timeout=10, starttls=None, smtp=smtp)
 
 
 def due(engine: Engine, calls: Calls) -> dict[str, Any]:
@@ -170,7 +67,7 @@ def test_a_wrong_password_costs_one_login_a_pass_and_every_send_waits_for_the_fi
     # Given six sends due now, and a mail server that takes mail only after a login
     calls = six_due(t0)
     handler = AccountHandler()
-    with mail_server(handler, **with_auth(handler, auth_require_tls=False)) as server:
+    with serving(handler, **handler.requiring_login(auth_require_tls=False)) as server:
         # And followthrough configured with the right username but a wrong password
         monkeypatch.setenv("FOLLOWTHROUGH_SMTP_PASSWORD", "Tr0ub4dor&3")
         smtp = 'starttls = false\nusername = "ft@acme.example"'
@@ -226,7 +123,7 @@ def test_a_pass_reuses_one_connection_and_login_even_after_a_refused_mailbox(
     nobody = calls.lost("initech-lost", t0, [("nobody@initech.example", "No Body")])
     calls.many(t0, closing=3, lost=3)
     handler = AccountHandler(refuse={"nobody@initech.example"})
-    with mail_server(handler, **with_auth(handler, auth_require_tls=False)) as server:
+    with serving(handler, **handler.requiring_login(auth_require_tls=False)) as server:
         monkeypatch.setenv("FOLLOWTHROUGH_SMTP_PASSWORD", PASSWORD)
         smtp = 'starttls = false\nusername = "ft@acme.example"'
         engine = start(tmp_path, server.port, calls, smtp, engines)
@@ -259,7 +156,7 @@ def test_a_server_refusing_our_account_keeps_every_send_pending_until_fixed(
     calls = six_due(t0)
     # And a server that refuses to relay for us
     handler = AccountHandler(trouble={stage: answer})
-    with mail_server(handler) as server:
+    with serving(handler) as server:
         engine = start(tmp_path, server.port, calls, "starttls = false", engines)
 
         # When a pass runs, and another two hours later
@@ -295,7 +192,7 @@ def test_a_server_that_wants_starttls_first_holds_the_sends_and_they_go_out_with
     # from a private CA
     calls = six_due(t0)
     handler = AccountHandler()
-    with mail_server(handler, tls_context=ca.server_context(), require_starttls=True) as server:
+    with serving(handler, tls_context=ca.server_context(), require_starttls=True) as server:
         # And followthrough with STARTTLS off
         engine = start(tmp_path, server.port, calls, "starttls = false", engines)
 
@@ -351,8 +248,8 @@ def deliver(transport: SmtpTransport) -> str:
 def test_auth_only_after_starttls_is_named_as_such_not_as_a_missing_starttls(ca: PrivateCa) -> None:
     # Given a server that offers STARTTLS, and AUTH only once TLS is on (Postfix's smtpd_tls_auth_only)
     handler = AccountHandler()
-    options = with_auth(handler, tls_context=ca.server_context(), auth_require_tls=True)
-    with mail_server(handler, **options) as server:
+    options = handler.requiring_login(tls_context=ca.server_context(), auth_require_tls=True)
+    with serving(handler, **options) as server:
         # When followthrough logs in with STARTTLS off
         words = deliver(
             SmtpTransport(
@@ -379,7 +276,7 @@ class HashedPasswords(AccountHandler):
 def test_over_tls_the_login_is_plain_even_when_the_server_also_offers_cram_md5(ca: PrivateCa) -> None:
     # Given a server with STARTTLS that offers CRAM-MD5 but can only check PLAIN and LOGIN
     handler = HashedPasswords()
-    with mail_server(handler, **with_auth(handler, tls_context=ca.server_context())) as server:
+    with serving(handler, **handler.requiring_login(tls_context=ca.server_context())) as server:
         # When followthrough logs in over STARTTLS and delivers a letter
         transport = SmtpTransport(
             server.host, server.port, username="ft@acme.example", password=PASSWORD, ca_file=ca.ca_file
@@ -395,7 +292,7 @@ def test_over_tls_the_login_is_plain_even_when_the_server_also_offers_cram_md5(c
 def test_a_server_without_starttls_is_named_as_such() -> None:
     # Given a server that offers no STARTTLS
     handler = AccountHandler()
-    with mail_server(handler) as server:
+    with serving(handler) as server:
         # When followthrough connects with STARTTLS on
         words = deliver(SmtpTransport(server.host, server.port, starttls=True))
 
@@ -408,7 +305,7 @@ def test_a_server_without_auth_is_named_as_such(ca: PrivateCa) -> None:
     # Given a server that speaks TLS and offers no AUTH mechanism at all
     handler = AccountHandler()
     options = {"tls_context": ca.server_context(), "auth_exclude_mechanism": ["LOGIN", "PLAIN"]}
-    with mail_server(handler, **options) as server:
+    with serving(handler, **options) as server:
         # When followthrough logs in over STARTTLS, trusting the server's CA
         words = deliver(
             SmtpTransport(
@@ -432,7 +329,7 @@ def test_a_server_without_auth_is_named_as_such(ca: PrivateCa) -> None:
 def test_implicit_tls_trusts_the_private_ca_in_ca_file_and_only_then(ca: PrivateCa) -> None:
     # Given a server that speaks TLS from the first byte (port 465 style), with a private CA's cert
     handler = AccountHandler()
-    with mail_server(handler, ssl_context=ca.server_context()) as server:
+    with serving(handler, ssl_context=ca.server_context()) as server:
         # When followthrough connects without ca_file, then the certificate is not trusted
         words = deliver(SmtpTransport(server.host, server.port, use_ssl=True))
         assert "certificate is not trusted" in words and "[mail.smtp] ca_file" in words, words

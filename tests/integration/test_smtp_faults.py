@@ -9,160 +9,22 @@ the clock, so the ledger records exactly the moments given, and retry times can 
 
 from __future__ import annotations
 
-import asyncio
 import re
 import socket
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from daemon.config import load
 from daemon.engine import Engine
 from daemon.ledger import SendRecord, Transition
 from daemon.model import Status
-from tests.e2e.support import RecordingHandler, serving
-from tests.helpers import calendar, vevent
+from tests.support.engine import Calls, start_engine
+from tests.support.ics import vevent
+from tests.support.smtp import TroubledHandler, serving
 
 H = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 REP = "alice@acme.example"
-
-CONFIG = """\
-[company]
-name = "Acme Analytics"
-domains = ["acme.example"]
-timezone = "Europe/Berlin"
-
-[[calendars]]
-name = "sales"
-source = "ics"
-path = "calendar.ics"
-owner = "alice@acme.example"
-
-[mail]
-transport = "smtp"
-from = "Followthrough <ft@acme.example>"
-
-[mail.smtp]
-host = "127.0.0.1"
-port = {port}
-starttls = false
-timeout = {timeout}
-
-[store]
-url = "sqlite:///followthrough.db"
-
-[schedule]
-business_hours = "00:00-24:00"
-business_days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-retry_base = "{retry_base}"
-"""
-
-
-@dataclass
-class TroubledHandler(RecordingHandler):
-    """A recording SMTP server that can be told to answer one stage of the dialogue with an error.
-
-    `trouble` maps "MAIL", "RCPT" or "DATA" to the answer given there instead of accepting;
-    `refuse` (inherited) names mailboxes that RCPT TO always refuses with 550 5.1.1.
-    """
-
-    trouble: dict[str, str] = field(default_factory=dict)
-    tries: int = 0  # MAIL FROM commands seen: one per attempt to deliver a message
-    stalls: int = 0  # for this many messages, take the message in, then answer only after `stall_for`
-    stall_for: float = 0.0
-
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
-    ) -> str:
-        self.tries += 1
-        if "MAIL" in self.trouble:
-            return self.trouble["MAIL"]
-        envelope.mail_from = address
-        envelope.mail_options.extend(mail_options)
-        return "250 OK"
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        if "RCPT" in self.trouble:
-            return self.trouble["RCPT"]
-        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if "DATA" in self.trouble:
-            return self.trouble["DATA"]
-        answer = await super().handle_DATA(server, session, envelope)  # it has arrived
-        if self.stalls > 0:
-            self.stalls -= 1
-            await asyncio.sleep(self.stall_for)
-        return answer
-
-    def arrivals(self) -> Counter[str]:
-        """How many times each send arrived, by its X-Followthrough-Key."""
-        return Counter(str(r.message["X-Followthrough-Key"]) for r in self.messages())
-
-
-@dataclass
-class Calls:
-    """Calls in the calendar whose first mail is due at T0; `keys` are those sends."""
-
-    events: list[str] = field(default_factory=list)
-    keys: set[str] = field(default_factory=set)
-
-    def closing(self, uid: str, t0: datetime, customers: list[tuple[str, str]]) -> str:
-        """A closing call 23 hours ahead: the prep prompt to the rep is due now."""
-        self.events.append(
-            vevent(uid, t0 + 23 * H, t0 + 24 * H, f"{uid} terms #closing", attendees=tuple(customers))
-        )
-        self.keys.add(f"closing-prep:{uid}")
-        return f"closing-prep:{uid}"
-
-    def lost(self, uid: str, t0: datetime, customers: list[tuple[str, str]]) -> str:
-        """A closing call tagged #lost that ended 25 hours ago: the thank-you to the customers is due."""
-        self.events.append(
-            vevent(
-                uid, t0 - 26 * H, t0 - 25 * H, f"{uid} decision #closing #lost", attendees=tuple(customers)
-            )
-        )
-        self.keys.add(f"lost-thank-you:{uid}")
-        return f"lost-thank-you:{uid}"
-
-    def many(self, t0: datetime, closing: int, lost: int) -> None:
-        for i in range(closing):
-            self.closing(f"deal-{i}", t0, [(f"buyer@deal{i}.example", f"Buyer {i}")])
-        for i in range(lost):
-            self.lost(f"lost-{i}", t0, [(f"buyer@lost{i}.example", f"Lost Buyer {i}")])
-
-
-def start_engine(
-    directory: Path, port: int, calls: Calls, retry_base: str = "1m", timeout: float = 5
-) -> Engine:
-    (directory / "followthrough.toml").write_text(
-        CONFIG.format(port=port, retry_base=retry_base, timeout=timeout), encoding="utf-8"
-    )
-    (directory / "calendar.ics").write_text(calendar(*calls.events), encoding="utf-8")
-    return Engine(load(directory / "followthrough.toml"))
-
-
-@pytest.fixture
-def t0() -> datetime:
-    """The first pass's moment: ahead of the real clock for the whole test (see the module's doc)."""
-    return datetime.now(UTC).replace(microsecond=0) + H
-
-
-@pytest.fixture
-def engines() -> Iterator[list[Engine]]:
-    """Engines made by a test, closed at its end whatever happens."""
-    made: list[Engine] = []
-    yield made
-    for engine in made:
-        engine.close()
 
 
 def due_sends(engine: Engine, t0: datetime) -> dict[str, SendRecord]:

@@ -8,9 +8,8 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,13 @@ import pytest
 from click.testing import CliRunner
 
 from daemon.cli import cli
-from daemon.config import load
 from daemon.dispatch import DispatchReport
 from daemon.engine import Engine
 from daemon.model import Status
-from tests.e2e.support import TEMPLATES_DIR, serving
-from tests.helpers import calendar, vevent
-from tests.integration.test_smtp_faults import CONFIG, Calls, TroubledHandler
+from tests.support import TEMPLATES_DIR
+from tests.support.engine import Calls, start_engine
+from tests.support.ics import calendar, vevent
+from tests.support.smtp import TroubledHandler, serving
 
 H = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
@@ -53,32 +52,12 @@ class LimitedHandler(TroubledHandler):
         return Counter(a.lower() for r in self.messages() for a in r.rcpt_tos)
 
 
-@pytest.fixture
-def t0() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0) + H
-
-
-@pytest.fixture
-def engines() -> Iterator[list[Engine]]:
-    made: list[Engine] = []
-    yield made
-    for engine in made:
-        engine.close()
-
-
 def start(
     directory: Path, port: int, calls: Calls, engines: list[Engine], mail: str = "", extra: str = ""
 ) -> Engine:
     """A followthrough process; `mail` adds keys to [mail], `extra` tables at the end. Writing it
     again is a restart."""
-    config = CONFIG.format(port=port, retry_base="1m", timeout=10)
-    sender = 'from = "Followthrough <ft@acme.example>"\n'
-    config = config.replace(sender, f"{sender}{mail}\n") + extra
-    (directory / "followthrough.toml").write_text(config, encoding="utf-8")
-    (directory / "calendar.ics").write_text(calendar(*calls.events), encoding="utf-8")
-    engine = Engine(load(directory / "followthrough.toml"))
-    engines.append(engine)
-    return engine
+    return start_engine(directory, port, calls, engines=engines, timeout=10, mail=mail + "\n", extra=extra)
 
 
 def crowd(n: int, domain: str = "initech.example") -> list[tuple[str, str]]:

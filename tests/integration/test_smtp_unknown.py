@@ -5,7 +5,6 @@ Customer mail then waits for a person (`followthrough resolve`); a rep prompt is
 
 from __future__ import annotations
 
-import socket
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -13,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from daemon.config import load
 from daemon.engine import Engine
 from daemon.model import Status
-from tests.helpers import ALICE, DANA, World, vevent
+from tests.support.config import smtp_table, write_config
+from tests.support.ics import ALICE, DANA, calendar, vevent
+from tests.support.smtp import serving
 
 
 class DropAfterData:
@@ -44,36 +44,21 @@ class DropAfterData:
 @pytest.fixture
 def server() -> Iterator[tuple[DropAfterData, int]]:
     handler = DropAfterData()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    controller = Controller(handler, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield handler, port
-    finally:
-        controller.stop()
+    with serving(handler) as smtp:
+        yield handler, smtp.port
 
 
 def engine_for(tmp_path: Path, port: int, now: datetime) -> Engine:
-    extra = (
-        f'[mail.smtp]\nhost = "127.0.0.1"\nport = {port}\nstarttls = false\ntimeout = 5\n'
-        '[schedule]\nbusiness_hours = "00:00-24:00"\n'
-        'business_days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\n'
+    config = write_config(tmp_path, smtp=smtp_table(port, timeout=5), store=None)
+    prep = vevent("prep", now + timedelta(hours=23), now + timedelta(hours=24), attendees=(ALICE, DANA))
+    lost = vevent(
+        "lost",
+        now - timedelta(hours=26),
+        now - timedelta(hours=25),
+        "Globex #closing #lost",
+        attendees=(ALICE, DANA),
     )
-    world = World(tmp_path, extra=extra)
-    config = tmp_path / "followthrough.toml"
-    config.write_text(config.read_text().replace('transport = "outbox"', 'transport = "smtp"'))
-    world.write(
-        vevent("prep", now + timedelta(hours=23), now + timedelta(hours=24), attendees=(ALICE, DANA)),
-        vevent(
-            "lost",
-            now - timedelta(hours=26),
-            now - timedelta(hours=25),
-            "Globex #closing #lost",
-            attendees=(ALICE, DANA),
-        ),
-    )
+    (tmp_path / "calendar.ics").write_text(calendar(prep, lost), encoding="utf-8")
     return Engine(load(config))
 
 

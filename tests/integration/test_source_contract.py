@@ -16,8 +16,8 @@ from daemon.google.access import GoogleAccess
 from daemon.sources import CalendarSource
 from daemon.sources.google import GoogleCalendarSource
 from daemon.sources.ics import IcsSource
-from tests.google_fake import FakeGoogle, when
-from tests.helpers import ALICE, DANA, calendar, vevent
+from tests.support.google_fake import FakeGoogle, when
+from tests.support.ics import ALICE, DANA, calendar, vevent
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PAST, FUTURE = timedelta(days=30), timedelta(days=400)

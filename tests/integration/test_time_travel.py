@@ -12,7 +12,8 @@ from zoneinfo import ZoneInfo
 from freezegun import freeze_time
 
 from daemon.model import Outcome, Status
-from tests.helpers import ALICE, DANA, LEE, World, vevent
+from tests.support.ics import ALICE, DANA, LEE, vevent
+from tests.support.world import World
 
 # Wednesday 2 December 2026, 15:00 UTC: the closing call.
 T = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)

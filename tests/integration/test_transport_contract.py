@@ -1,26 +1,34 @@
-"""The contract of `daemon/mail/__init__.py`, run against the outbox and SMTP transports (Gmail's runs
-in test_gmail.py, against its own fake): deliver once, report refusals, say transient when unreachable."""
+"""The contract of `daemon/mail/__init__.py`, run against every transport: the outbox, SMTP (aiosmtpd)
+and Gmail (its local fake): deliver once, report refusals, say transient when unreachable.
+
+What only Gmail does (quotas, grants, the sent-mail lookup) is in test_gmail.py.
+"""
 
 from __future__ import annotations
 
 import email
 import email.policy
-import socket
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 
 from daemon.errors import TransientDeliveryError
+from daemon.google.access import GMAIL_SEND_SCOPE
 from daemon.mail import Transport
+from daemon.mail.gmail import GmailTransport
 from daemon.mail.message import build
 from daemon.mail.outbox import OutboxTransport
 from daemon.mail.smtp import SmtpTransport
 from daemon.model import Person
 from daemon.templates import Rendered
+from tests.support.gmail_fake import FakeGmail, access_for
+from tests.support.ports import free_port
+from tests.support.smtp import RecordingHandler, serving
 
 SENDER = Person("alice@acme.example", "Alice Moreno")
 TO = (Person("dana@globex.com", "Dana Fox"), Person("lee@globex.com", "Lee Park"))
@@ -36,79 +44,73 @@ def message(key: str) -> Any:
     )
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.keys: list[str] = []
-        self.raw: list[bytes] = []
-        self.rcpt_tos: list[list[str]] = []
+@dataclass
+class Setup:
+    """A transport that works, one whose destination cannot be reached, and what arrived."""
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        self.keys.append(str(parsed["X-Followthrough-Key"]))
-        self.raw.append(envelope.original_content or envelope.content)
-        self.rcpt_tos.append(list(envelope.rcpt_tos))
-        return "250 OK"
+    transport: Transport
+    unreachable: Transport
+    arrived: Callable[[], list[bytes]]  # each message delivered, as the bytes that arrived
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+    def delivered(self) -> list[str]:
+        """The keys of the messages that arrived, sorted."""
+        return sorted(str(parse(raw)["X-Followthrough-Key"]) for raw in self.arrived())
 
 
-Setup = tuple[Transport, Callable[[], list[str]], Transport]  # working, delivered keys, unreachable
-RAW: dict[int, Callable[[], list[bytes]]] = {}  # id(transport) -> the raw messages it delivered
+def parse(raw: bytes) -> EmailMessage:
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
 
 
-@pytest.fixture(params=["outbox", "smtp"])
+@pytest.fixture(params=["outbox", "smtp", "gmail"])
 def transports(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     if request.param == "outbox":
         (tmp_path / "blocked").write_text("a file where the folder should be")
-        outbox = OutboxTransport(tmp_path / "outbox")
-
-        def written() -> list[str]:
-            return sorted(
-                str(
-                    email.message_from_bytes(p.read_bytes(), policy=email.policy.default)[
-                        "X-Followthrough-Key"
-                    ]
-                )
-                for p in (tmp_path / "outbox").glob("*.eml")
-            )
-
-        RAW[id(outbox)] = lambda: [p.read_bytes() for p in sorted((tmp_path / "outbox").glob("*.eml"))]
-        yield outbox, written, OutboxTransport(tmp_path / "blocked" / "outbox")
-        return
-    recorder = Recorder()
-    port = free_port()
-    controller = Controller(recorder, hostname="127.0.0.1", port=port)
-    controller.start()
-    smtp = SmtpTransport("127.0.0.1", port, starttls=False, timeout=5)
-    RAW[id(smtp)] = lambda: list(recorder.raw)
-    try:
-        yield (
-            smtp,
-            lambda: sorted(recorder.keys),
-            SmtpTransport("127.0.0.1", free_port(), starttls=False, timeout=5),
+        yield Setup(
+            OutboxTransport(tmp_path / "outbox"),
+            OutboxTransport(tmp_path / "blocked" / "outbox"),
+            lambda: [p.read_bytes() for p in sorted((tmp_path / "outbox").glob("*.eml"))],
         )
-    finally:
-        controller.stop()
+    elif request.param == "smtp":
+        handler = RecordingHandler()
+        with serving(handler) as server:
+            yield Setup(
+                SmtpTransport(server.host, server.port, starttls=False, timeout=5),
+                SmtpTransport("127.0.0.1", free_port(), starttls=False, timeout=5),
+                lambda: [r.content for r in handler.messages()],
+            )
+    else:  # Gmail against its local fake: the sender's own mailbox, granted gmail.send
+        gmail = request.getfixturevalue("gmail")
+        request.getfixturevalue("google_sleeps")
+        gmail.grant(SENDER.email, GMAIL_SEND_SCOPE)
+        nowhere = FakeGmail(port=free_port())
+        (tmp_path / "nowhere").mkdir()
+        yield Setup(
+            GmailTransport(access_for(gmail, tmp_path, SENDER)),
+            GmailTransport(access_for(nowhere, tmp_path / "nowhere", SENDER, timeout=1.0)),
+            lambda: list(gmail.raw),
+        )
 
 
 def test_each_delivery_arrives_once_and_the_transport_can_be_reused(transports: Setup) -> None:
-    transport, delivered, _ = transports
+    # Given a working transport
+    transport = transports.transport
+    # When two messages are delivered, the connection closed after each
     assert transport.deliver(message("a:1"), SENDER.email, [p.email for p in TO]) == {}
     transport.close()
     assert transport.deliver(message("b:2"), SENDER.email, [p.email for p in TO]) == {}
     transport.close()
-    assert delivered() == ["a:1", "b:2"]
+    # Then each arrived once
+    assert transports.delivered() == ["a:1", "b:2"]
 
 
 def test_an_unreachable_destination_is_a_transient_failure(transports: Setup) -> None:
-    _, delivered, unreachable = transports
+    # Given a transport whose destination cannot be reached, when a message is handed to it,
+    # then it fails as transient (worth a retry) and nothing arrived
     with pytest.raises(TransientDeliveryError):
-        unreachable.deliver(message("c:3"), SENDER.email, [p.email for p in TO])
-    assert "c:3" not in delivered()
+        transports.unreachable.deliver(message("c:3"), SENDER.email, [p.email for p in TO])
+    assert "c:3" not in transports.delivered()
 
 
 # A customer controls their display name and anyone can write an invite's title: RFC 2047 encoded
@@ -132,7 +134,7 @@ def test_encoded_words_in_names_and_subject_add_no_header_and_no_recipient(
     transports: Setup, injection: str
 ) -> None:
     # Given a message whose recipient's name, reply-to name and subject carry an encoded CR LF
-    transport, _, _ = transports
+    transport = transports.transport
     dan = Person("dan@globex.com", injection)
     built = build(
         key="inject:1",
@@ -148,14 +150,14 @@ def test_encoded_words_in_names_and_subject_add_no_header_and_no_recipient(
     transport.deliver(built, SENDER.email, ["dan@globex.com", TO[0].email])
 
     # Then the bytes that arrived hold exactly the header lines we set, once each
-    [raw] = RAW[id(transport)]()
+    [raw] = transports.arrived()
     names = [line.split(":", 1)[0].lower() for line in header_lines(raw)]
     assert names == [
         "from", "to", "cc", "reply-to", "subject", "date", "message-id", "x-followthrough-key",
         "mime-version", "content-type",
     ], header_lines(raw)
     # And the recipients are the planned ones, read back as a mail client reads them
-    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    parsed = parse(raw)
     assert {a.addr_spec for a in parsed["To"].addresses} == {"dan@globex.com"}
     assert {a.addr_spec for a in parsed["Cc"].addresses} == {TO[0].email}
     assert {a.addr_spec for a in parsed["Reply-To"].addresses} == {"alice@acme.example"}

@@ -7,17 +7,13 @@ that all their prep prompts are due at once. The figures (sends, time, who sent 
 
 from __future__ import annotations
 
-import os
 import re
-import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO
 
 import pytest
 from sqlalchemy import create_engine, inspect, select
@@ -25,9 +21,11 @@ from sqlalchemy import create_engine, inspect, select
 from daemon.ledger import SCHEMA_VERSION, Ledger, open_ledger
 from daemon.ledger.schema import meta
 from daemon.model import Status
-from tests.e2e.support import Received, RecordingHandler, calendar, serving, vevent
+from tests.support.cli import Daemon
+from tests.support.config import smtp_table, write_config
+from tests.support.ics import calendar, vevent
+from tests.support.smtp import Received, RecordingHandler, serving
 
-ROOT = Path(__file__).resolve().parents[2]
 CALLS = 2500  # closing calls, so as many prep prompts due at once
 REPS = 25
 INSTANCES = 3
@@ -40,47 +38,9 @@ SENT_LINE = re.compile(r"send (\S+) sent to ")
 FAILED_JOB = re.compile(r"ERROR daemon\.scheduler: (?:sync pass|dispatch) failed")
 REPLANNED = "an earlier pass left"  # an instance planning events another one was still planning
 
-CONFIG = """\
-[company]
-name = "Acme Analytics"
-domains = ["acme.example"]
-timezone = "Europe/Berlin"
-
-[[calendars]]
-name = "sales"
-source = "ics"
-path = "calendar.ics"
-owner = "rep00@acme.example"
-
-[mail]
-transport = "smtp"
-from = "Followthrough <ft@acme.example>"
-
-[mail.smtp]
-host = "127.0.0.1"
-port = {port}
-starttls = false
-timeout = 10
-
-[store]
-url = "{url}"
-
-[team]
-implementation = ["Ivy Chen <ivy@acme.example>"]
-
-[schedule]
-poll_interval = "5s"
-claim_lease = "30s"
-
 # Only the prep prompts: the calls' other prompts are due hours from now and would stay planned.
-[[rules]]
-name = "closing-final"
-enabled = false
-
-[[rules]]
-name = "outcome-nudge"
-enabled = false
-"""
+OFF = ("closing-final", "outcome-nudge")
+RULES = "".join(f'[[rules]]\nname = "{rule}"\nenabled = false\n' for rule in OFF)
 
 
 @dataclass
@@ -88,44 +48,28 @@ class Instance:
     """One `followthrough run` process, its output (stdout and stderr) in a file."""
 
     name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-    out: IO[bytes]
+    daemon: Daemon
 
     @classmethod
     def start(cls, name: str, config: Path, folder: Path) -> Instance:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("FOLLOWTHROUGH_")}
-        log = folder / f"{name}.log"
-        out = log.open("wb")
-        process = subprocess.Popen(
-            [sys.executable, "-m", "daemon", "--config", str(config), "run"],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-        return cls(name, process, log, out)
+        return cls(name, Daemon.start(config, folder / f"{name}.log"))
+
+    @property
+    def process(self) -> subprocess.Popen[bytes]:
+        return self.daemon.process
 
     def output(self) -> str:
-        return self.log.read_text(encoding="utf-8", errors="replace")
+        return self.daemon.output()
 
     def sent_keys(self) -> list[str]:
         return SENT_LINE.findall(self.output())
 
     def stop(self, timeout: float = 60) -> int:
         """SIGTERM, as systemd would; the exit status."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout)
-        finally:
-            self.out.close()
+        return self.daemon.stop(timeout)
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(timeout=30)
-        self.out.close()
+        self.daemon.kill()
 
 
 def write_calendar(path: Path, now: datetime, calls: int) -> set[str]:
@@ -198,8 +142,14 @@ def run_three_daemons(folder: Path, url: str, calls: int) -> Run:
     handler = RecordingHandler()
     with serving(handler) as smtp:
         expected = write_calendar(folder / "calendar.ics", datetime.now(UTC), calls)
-        config = folder / "followthrough.toml"
-        config.write_text(CONFIG.format(port=smtp.port, url=url), encoding="utf-8")
+        config = write_config(
+            folder,
+            owner="rep00@acme.example",
+            smtp=smtp_table(smtp.port),
+            store=url,
+            schedule='poll_interval = "5s"\nclaim_lease = "30s"\n',
+            extra=RULES,
+        )
         began = time.monotonic()
         instances = [Instance.start(f"instance-{n + 1}", config, folder) for n in range(INSTANCES)]
         ledger: Ledger | None = None
