@@ -135,9 +135,9 @@ def test_kill_9_at_random_moments_never_sends_a_mail_twice(tmp_path: Path, slow_
         wait_for(final.running, "the last daemon to start", seconds=30)
         wait_for(
             lambda: not pending(),
-            60,
             "the last daemon to settle every send:",
             lambda: f"still {Counter(statuses(db).get(k) for k in pending())}\n{final.output()[-3000:]}",
+            seconds=60,
         )
         code = final.stop()
     finally:
