@@ -27,7 +27,7 @@ from daemon.errors import GrantError, SourceError
 from daemon.google.access import CALENDAR_SCOPE, NUM_RETRIES, GoogleAccess, grant_problem
 from daemon.model import Attendee, CalendarEvent, EventStatus, Person, clean_id, clean_line, parse_address
 from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
-from daemon.sources.ics import MAX_DESCRIPTION
+from daemon.sources.ics_events import MAX_DESCRIPTION
 from daemon.sources.zones import iana_zone
 
 if TYPE_CHECKING:

@@ -19,21 +19,30 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 import icalendar
 import recurring_ical_events
-from icalendar.timezone import tzid_from_tzinfo
 
 from daemon import __version__
 from daemon.errors import SourceError
-from daemon.model import Attendee, CalendarEvent, EventStatus, Person, clean_id, clean_line, parse_address
+from daemon.model import CalendarEvent
 from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
-from daemon.sources.zones import iana_zone, zone_like
+from daemon.sources.ics_events import EventReader, instance_start, short_error
+from daemon.sources.ics_text import (
+    Group,
+    assemble,
+    completeness,
+    decode,
+    line_of,
+    replace_invalid,
+    split,
+    text_digest,
+)
+from daemon.sources.zones import iana_zone
 
 if TYPE_CHECKING:
     from daemon.backends import Wiring
@@ -42,31 +51,14 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_INSTANCES = 1000  # per series and window: a FREQ=SECONDLY rule must not eat the machine
-MAX_DESCRIPTION = 20_000
 DEFAULT_MAX_BYTES = 50_000_000  # per calendar, `max_bytes` in its [[calendars]] entry
 # A feed that loses more events than this at once, and more than half of those it had, is held.
 HOLD_REMOVALS_OVER = 10
 _CHUNK = 1 << 20
-_BLOCK = re.compile(
-    r"^BEGIN:VEVENT[ \t]*\r?\n.*?^END:VEVENT[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
-)
-_UID = re.compile(r"^UID(?:;[^:\r\n]*)?:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE | re.I)
-_DTSTAMP = re.compile(r"^DTSTAMP[;:].*(?:\r?\n[ \t].*)*\r?\n?", re.MULTILINE | re.I)
-_VALARM = re.compile(
-    r"^BEGIN:VALARM[ \t]*\r?\n.*?^END:VALARM[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
-)
 _VTIMEZONE = re.compile(
     r"^BEGIN:VTIMEZONE[ \t]*\r?\n.*?^END:VTIMEZONE[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
 )
 _TZID = re.compile(r"^TZID[;:](.*)$", re.MULTILINE | re.I)
-_RECURS = re.compile(r"^(?:RRULE|RDATE|RECURRENCE-ID)[;:]", re.MULTILINE | re.I)
-_END_CALENDAR = re.compile(r"^END:VCALENDAR", re.MULTILINE | re.I)
-# Anchored on the newline, not on ^ with MULTILINE: five times faster over a 100 MB feed.
-_MARK = re.compile(r"\n(BEGIN|END):(VCALENDAR|VEVENT)[ \t\r]*(?=\n|\Z)", re.I)
-_FIRST_MARK = re.compile(r"(BEGIN|END):(VCALENDAR|VEVENT)[ \t\r]*(?=\n|\Z)", re.I)
-_NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
-_UTF8_BEYOND_ASCII = re.compile("[^\x00-\x7f\udc80-\udcff]")
-_URI_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*:", re.I)
 
 
 def redact_url(url: str) -> str:
@@ -75,273 +67,6 @@ def redact_url(url: str) -> str:
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""
     return f"{parts.scheme}://{host}{port}/…"
-
-
-def _digest(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
-
-
-def _decode(data: bytes) -> tuple[str, bool]:
-    """The text, and whether some of its bytes were not UTF-8: those are kept as lone surrogates,
-    for `_replace_invalid` to name the events they are in and replace them there alone."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    try:
-        return data.decode("utf-8"), False
-    except UnicodeDecodeError:
-        pass
-    text = data.decode("utf-8", errors="surrogateescape")
-    if not _UTF8_BEYOND_ASCII.search(text):
-        # Not one UTF-8 character beyond ASCII: a file saved in Windows-1252, read whole as such.
-        return data.decode("cp1252", errors="replace"), False
-    # A UTF-8 file with some bad bytes: one broken event must not garble the others' names.
-    return text, True
-
-
-def _replace_invalid(text: str, problems: list[str]) -> str:
-    """Each byte that was not UTF-8 replaced by U+FFFD, and the events that held one named."""
-    inside = 0
-    for block in _BLOCK.finditer(text):
-        found = len(_NOT_UTF8.findall(block.group(0)))
-        if found:
-            inside += found
-            problems.append(
-                f"{_event_at(text, block.start(), block.end())}: {found} byte(s) that are not UTF-8, "
-                "replaced by U+FFFD"
-            )
-    if len(_NOT_UTF8.findall(text)) > inside:
-        problems.append("bytes that are not UTF-8 outside the events, replaced by U+FFFD")
-    return _NOT_UTF8.sub("\ufffd", text)
-
-
-def _line_of(text: str, position: int) -> int:
-    return text.count("\n", 0, position) + 1
-
-
-def _event_at(text: str, start: int, stop: int) -> str:
-    """The event that begins at `start`, named by its UID if it has one and by its line."""
-    found = _UID.search(text, start, stop)
-    uid = clean_line(re.sub(r"\r?\n[ \t]", "", found.group(1)), 200).strip() if found else ""
-    uid = _NOT_UTF8.sub("\ufffd", uid)
-    line = _line_of(text, start)
-    return f"event {uid} (line {line})" if uid else f"the event at line {line} (no UID)"
-
-
-def _marks(text: str) -> Iterator[tuple[bool, bool, int, int]]:
-    """Each BEGIN/END line of a VCALENDAR or VEVENT: begin?, event?, where it starts and ends."""
-    first = _FIRST_MARK.match(text)
-    for mark in itertools.chain([first] if first else [], _MARK.finditer(text)):
-        begin, event = mark.group(1).upper() == "BEGIN", mark.group(2).upper() == "VEVENT"
-        yield begin, event, mark.start(1), mark.end()
-
-
-def completeness(text: str) -> tuple[str | None, int]:
-    """What makes `text` not a whole calendar (cut short, an event left open), or None; and where
-    the calendar ends, so that text after it can be set aside.
-
-    Only END:VCALENDAR shows that a download arrived whole: without it, events missing from the end
-    would be taken as deleted. A file of bare VEVENTs has no such mark; each event must be closed.
-    """
-    open_event: int | None = None  # where the event being read begins
-    in_calendar = False
-    calendars = 0
-    end = 0
-    for begin, event, start, stop in _marks(text):
-        if open_event is not None and (begin or not event):
-            return f"{_event_at(text, open_event, start)} has no END:VEVENT", 0
-        if event and begin:
-            if calendars and not in_calendar:
-                following = _MARK.search(text, stop)
-                where = _event_at(text, start, following.start() if following else len(text))
-                return f"{where} is outside BEGIN:VCALENDAR … END:VCALENDAR", 0
-            open_event = start
-        elif event:
-            if open_event is None:
-                return f"END:VEVENT at line {_line_of(text, start)} has no BEGIN:VEVENT", 0
-            open_event = None
-            if not calendars:  # bare VEVENTs: the last one closed ends the file
-                end = stop
-        elif begin:
-            if in_calendar:  # two files joined, the first cut short
-                return f"BEGIN:VCALENDAR at line {_line_of(text, start)} opens a calendar inside another", 0
-            in_calendar, calendars = True, calendars + 1
-        else:
-            if not in_calendar:
-                return f"END:VCALENDAR at line {_line_of(text, start)} has no BEGIN:VCALENDAR", 0
-            in_calendar, end = False, stop
-    if open_event is not None:
-        event_name = _event_at(text, open_event, len(text))
-        return f"it ends inside {event_name}, which has no END:VEVENT: cut short?", 0
-    if in_calendar:
-        return "it ends before END:VCALENDAR: cut short?", 0
-    return None, end
-
-
-class Group:
-    """The VEVENT blocks that share one UID: a single event, or a series with its overrides."""
-
-    __slots__ = ("_digest", "blocks", "uid")
-
-    def __init__(self, uid: str) -> None:
-        self.uid = uid
-        self.blocks: list[str] = []
-        self._digest: str | None = None
-
-    @property
-    def digest(self) -> str:
-        # DTSTAMP is the export time in many feeds: it changes on every download, the event does not.
-        if self._digest is None:
-            self._digest = _digest("".join(_DTSTAMP.sub("", block) for block in self.blocks))
-        return self._digest
-
-    @property
-    def recurring(self) -> bool:
-        return any(_RECURS.search(block) for block in self.blocks)
-
-
-def split(text: str) -> tuple[str, dict[str, Group]]:
-    """The calendar without its events (time zones and properties), and its events by UID."""
-    groups: dict[str, Group] = {}
-    gaps: list[str] = []  # the text between the events: the skeleton, cut out in the same pass
-    end = 0
-    for match in _BLOCK.finditer(text):
-        gaps.append(text[end : match.start()])
-        end = match.end()
-        block = match.group(0)
-        # Reminders are never read, and icalendar rejects a malformed one along with its event.
-        if "ALARM" in block or "alarm" in block:
-            block = _VALARM.sub("", block)
-        found = _UID.search(block)
-        uid = found.group(1) if found else ""
-        if "\n" in uid:
-            uid = re.sub(r"\r?\n[ \t]", "", uid)
-        uid = uid.strip()
-        key = uid or "no-uid-" + _digest(block)
-        groups.setdefault(key, Group(key)).blocks.append(block)
-    gaps.append(text[end:])
-    return "".join(gaps), groups
-
-
-def _assemble(skeleton: str, blocks: Iterable[str]) -> str:
-    body = "".join(b if b.endswith("\n") else b + "\r\n" for b in blocks)
-    ends = list(_END_CALENDAR.finditer(skeleton))
-    if not ends:  # a truncated file: close it so the events we have still parse
-        return skeleton.rstrip("\r\n") + "\r\n" + body + "END:VCALENDAR\r\n"
-    cut = ends[-1].start()
-    return skeleton[:cut] + body + skeleton[cut:]
-
-
-def instance_start(event_id: str) -> datetime | None:
-    """The original start encoded in an instance id `UID/20261201T090000Z`, if any."""
-    _, _, rid = event_id.rpartition("/")
-    for fmt in ("%Y%m%dT%H%M%SZ", "%Y%m%d"):
-        try:
-            return datetime.strptime(rid, fmt).replace(tzinfo=UTC)
-        except ValueError:
-            continue
-    return None
-
-
-class EventReader:
-    """Turns icalendar components into CalendarEvents, resolving floating and all-day times."""
-
-    def __init__(self, default_zone: str) -> None:
-        self.zone = ZoneInfo(default_zone)
-
-    def aware(self, value: date | datetime) -> datetime:
-        if not isinstance(value, datetime):
-            return datetime.combine(value, time(0), tzinfo=self.zone)
-        return value if value.tzinfo else value.replace(tzinfo=self.zone)
-
-    def recurrence_id(self, component: Any) -> str | None:
-        prop = component.get("RECURRENCE-ID")
-        if prop is None:
-            return None
-        value = prop.dt
-        if not isinstance(value, datetime):
-            return value.strftime("%Y%m%d")
-        return self.aware(value).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-    @staticmethod
-    def _person(prop: Any, role: str, notes: list[str]) -> Person | None:
-        """The person a calendar user address names, or None (noted when it was meant to be one).
-
-        CalDAV servers write `ORGANIZER;EMAIL=carol@acme.example:urn:uuid:…`: the address is in
-        the EMAIL parameter (RFC 7986), the value is the server's own id for the person.
-        """
-        params = getattr(prop, "params", {})
-        value = str(prop).strip()
-        scheme = _URI_SCHEME.match(value)
-        candidates = [params.get("EMAIL")]
-        if scheme is None or scheme.group(0).lower() == "mailto:":
-            candidates.insert(0, value)
-        for candidate in candidates:
-            email = parse_address(str(candidate)) if candidate else None
-            if email is not None:
-                return Person(email=email, name=clean_line(str(params.get("CN", "")), 100))
-        if any(candidates) and str(params.get("CUTYPE", "")).upper() not in ("ROOM", "RESOURCE"):
-            shown = clean_line(" ".join(str(c) for c in candidates if c), 100)
-            notes.append(f"{role} {shown!r} is not an email address; left out")
-        return None  # a room, or a server's URN for someone with no address: nobody to write to
-
-    def event(self, component: Any, uid: str, series: bool, notes: list[str] | None = None) -> CalendarEvent:
-        """Raises ValueError naming what is wrong when the component cannot be used; what it had
-        to leave out (an address that is none) goes to `notes`."""
-        notes = notes if notes is not None else []
-        dtstart = component.get("DTSTART")
-        if dtstart is None:
-            raise ValueError("it has no start time (DTSTART)")
-        start_value = dtstart.dt
-        try:
-            end_value = component.end
-        except Exception:  # icalendar raises its own types for inconsistent DTEND/DURATION
-            end_value = start_value + (
-                timedelta(days=1) if not isinstance(start_value, datetime) else timedelta(0)
-            )
-        start, end = self.aware(start_value), self.aware(end_value)
-        if end < start:
-            raise ValueError(f"it ends ({end.isoformat()}) before it starts ({start.isoformat()})")
-        tzinfo = start_value.tzinfo if isinstance(start_value, datetime) else None
-        # A VTIMEZONE in the file gives a zone object that has no IANA key: its TZID, often a
-        # Windows name from Outlook, says which zone it is; failing that, its rules do.
-        zone_name = (
-            iana_zone(tzid_from_tzinfo(tzinfo)) or zone_like(tzinfo, start.year)
-            if tzinfo is not None
-            else None
-        )
-        organizer = component.get("ORGANIZER")
-        attendees_raw = component.get("ATTENDEE") or []
-        if not isinstance(attendees_raw, list):
-            attendees_raw = [attendees_raw]
-        attendees = []
-        for prop in attendees_raw:
-            person = self._person(prop, "attendee", notes)
-            if person is None:
-                continue
-            params = getattr(prop, "params", {})
-            attendees.append(
-                Attendee(
-                    person,
-                    role=str(params.get("ROLE", "REQ-PARTICIPANT")).upper(),
-                    status=str(params.get("PARTSTAT", "NEEDS-ACTION")).upper(),
-                    kind=str(params.get("CUTYPE", "INDIVIDUAL")).upper(),
-                )
-            )
-        status = str(component.get("STATUS", "CONFIRMED")).lower()
-        description = str(component.get("DESCRIPTION", ""))[:MAX_DESCRIPTION]
-        return CalendarEvent(
-            uid=clean_id(uid, 500),
-            recurrence_id=self.recurrence_id(component) if series else None,
-            start=start.astimezone(UTC),
-            end=end.astimezone(UTC),
-            title=clean_line(str(component.get("SUMMARY", "")), 300),
-            description=description,
-            timezone=zone_name if zone_name and zone_name != "UTC" else None,
-            all_day=not isinstance(start_value, datetime),
-            organizer=self._person(organizer, "organizer", notes) if organizer is not None else None,
-            attendees=tuple(attendees),
-            status=EventStatus(status) if status in EventStatus._value2member_map_ else EventStatus.CONFIRMED,
-        )
 
 
 class IcsSource(CalendarSource):
@@ -429,7 +154,7 @@ class IcsSource(CalendarSource):
             raise SourceError(f"calendar {self.name!r}: cannot fetch {self.where}: {reason}") from None
         except http.client.HTTPException as exc:  # e.g. a chunked response that broke off
             raise SourceError(
-                f"calendar {self.name!r}: the download of {self.where} broke off: {_short(exc)}"
+                f"calendar {self.name!r}: the download of {self.where} broke off: {short_error(exc)}"
             ) from None
         validators = {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
         return data, {k: v for k, v in validators.items() if v}
@@ -476,13 +201,13 @@ class IcsSource(CalendarSource):
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         if digest == state.get("digest") and not due:
             return self._unchanged(new_state)
-        text, not_utf8 = _decode(data)
+        text, not_utf8 = decode(data)
         batch = SyncBatch()
         if not_utf8:
-            text = _replace_invalid(text, batch.problems)
+            text = replace_invalid(text, batch.problems)
         text = self._whole(text, batch.problems)
         skeleton, groups = split(text)
-        header = _digest(skeleton)
+        header = text_digest(skeleton)
         full = header != state.get("header")  # time zones changed: every event may have moved
         changed = [
             g
@@ -543,7 +268,7 @@ class IcsSource(CalendarSource):
                 f"calendar {self.name!r}: {self.where} is incomplete: {wrong}; nothing read, nothing changed"
             )
         if text[end:].strip():
-            problems.append(f"text after the end of the calendar (line {_line_of(text, end)}) ignored")
+            problems.append(f"text after the end of the calendar (line {line_of(text, end)}) ignored")
             text = text[:end].rstrip() + "\r\n"
         if not enveloped:
             # Bare VEVENTs, as some tools export them: read them as the calendar they mean.
@@ -570,7 +295,7 @@ class IcsSource(CalendarSource):
             icalendar.Calendar.from_ical(skeleton, multiple=True)
         except Exception as exc:
             raise SourceError(
-                f"calendar {self.name!r}: {self.where}: outside its events, {_short(exc)}; "
+                f"calendar {self.name!r}: {self.where}: outside its events, {short_error(exc)}; "
                 "nothing read, nothing changed"
             ) from None
 
@@ -593,7 +318,7 @@ class IcsSource(CalendarSource):
             except Exception as exc:
                 found = _TZID.search(block)
                 tzid = found.group(1).strip() if found else "?"
-                problems.append(f"time zone {tzid}: cannot be read ({_short(exc)}); ignored")
+                problems.append(f"time zone {tzid}: cannot be read ({short_error(exc)}); ignored")
                 skeleton = skeleton.replace(block, "", 1)
                 if iana_zone(tzid) is None:
                     lost.add(tzid)
@@ -622,7 +347,7 @@ class IcsSource(CalendarSource):
         components: list[Any] = []
         try:
             components = self._read(
-                _assemble(skeleton, itertools.chain.from_iterable(g.blocks for g in groups))
+                assemble(skeleton, itertools.chain.from_iterable(g.blocks for g in groups))
             )
         except Exception as exc:
             log.debug("calendar %s: whole parse failed (%s), parsing event by event", self.name, exc)
@@ -634,9 +359,9 @@ class IcsSource(CalendarSource):
             return
         for group in groups:
             try:
-                found = self._read(_assemble(skeleton, group.blocks))
+                found = self._read(assemble(skeleton, group.blocks))
             except Exception as exc:
-                problems.append(f"event {group.uid}: cannot be parsed: {_short(exc)}")
+                problems.append(f"event {group.uid}: cannot be parsed: {short_error(exc)}")
                 continue
             if found:
                 yield group, found
@@ -659,7 +384,7 @@ class IcsSource(CalendarSource):
             try:
                 event = self.reader.event(components[0], group.uid, series=False, notes=notes)
             except Exception as exc:
-                problems.append(f"event {group.uid}: skipped: {_short(exc)}")
+                problems.append(f"event {group.uid}: skipped: {short_error(exc)}")
                 return None
             if len(components) > 1:
                 problems.append(f"event {group.uid}: {len(components)} copies of one event; used the first")
@@ -689,7 +414,7 @@ class IcsSource(CalendarSource):
                     break
                 events.append(event)
         except Exception as exc:
-            problems.append(f"event {group.uid}: recurrence cannot be expanded: {_short(exc)}")
+            problems.append(f"event {group.uid}: recurrence cannot be expanded: {short_error(exc)}")
             return None
         if events:  # said once for the series, not once per instance
             problems += [f"event {group.uid}: {note}" for note in dict.fromkeys(notes)]
@@ -699,8 +424,3 @@ class IcsSource(CalendarSource):
 
 def _problem_of(uid: str, problems: list[str]) -> str:
     return next((p for p in problems if p.startswith(f"event {uid}:")), f"event {uid}: cannot be used")
-
-
-def _short(exc: BaseException) -> str:
-    text = clean_line(str(exc) or type(exc).__name__, 200)
-    return f"{type(exc).__name__}: {text}" if text != type(exc).__name__ else text

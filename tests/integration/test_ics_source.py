@@ -15,7 +15,8 @@ import pytest
 from daemon.errors import SourceError
 from daemon.model import CalendarEvent, EventStatus
 from daemon.sources import SyncBatch
-from daemon.sources.ics import MAX_DESCRIPTION, MAX_INSTANCES, IcsSource
+from daemon.sources.ics import MAX_INSTANCES, IcsSource
+from daemon.sources.ics_events import MAX_DESCRIPTION
 
 if TYPE_CHECKING:
     from conftest import CalendarFeed
