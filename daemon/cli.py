@@ -9,29 +9,22 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sys
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
 
-from daemon import __version__, clock, operations
+from daemon import __version__, clock, display, operations
 from daemon import config as config_module
 from daemon.config import Settings
 from daemon.errors import ExitCode, LedgerError, UserError
-from daemon.ledger import Ledger, SendRecord
+from daemon.ledger import Ledger
 from daemon.ledger import open_ledger as open_store
 from daemon.model import Outcome, Status
-
-log = logging.getLogger("daemon")
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -49,61 +42,6 @@ def _engine(ctx: click.Context) -> Any:
     from daemon.engine import Engine
 
     return Engine(_settings(ctx))
-
-
-def local(moment: datetime | None, zone: ZoneInfo) -> str:
-    if moment is None:
-        return "-"
-    return moment.astimezone(zone).strftime("%a %d %b %Y %H:%M %Z")
-
-
-def _addresses(people: Iterable[Any]) -> list[str]:
-    return [p.email for p in people]
-
-
-def send_json(send: SendRecord) -> dict[str, Any]:
-    return {
-        "key": send.key,
-        "rule": send.rule,
-        "event_id": send.event_id,
-        "deal": send.deal,
-        "due": send.due.isoformat().replace("+00:00", "Z"),
-        "expires": send.expires.isoformat().replace("+00:00", "Z") if send.expires else None,
-        "to": _addresses(send.to),
-        "cc": _addresses(send.cc),
-        "subject": send.subject,
-        "status": Status(send.status).public,
-        "reason": send.reason,
-        "attempts": send.attempts,
-        "sent_at": send.sent_at.isoformat().replace("+00:00", "Z") if send.sent_at else None,
-        "refused": send.refused or {},
-        # `status` stays "pending" for a claimed send (a promise); these say who holds it, until when.
-        "claimed_by": send.claimed_by if send.status is Status.CLAIMED else None,
-        "claimed_until": send.lease_until.isoformat().replace("+00:00", "Z")
-        if send.status is Status.CLAIMED and send.lease_until
-        else None,
-    }
-
-
-def status_text(send: SendRecord, zone: ZoneInfo) -> str:
-    """The status for people: a claimed send says which process holds it (host:pid), until when."""
-    if send.status is not Status.CLAIMED:
-        return Status(send.status).public
-    who = ":".join(send.claimed_by.split(":")[:2]) if send.claimed_by else None
-    until = send.lease_until.astimezone(zone).strftime("%H:%M") if send.lease_until else None
-    return " ".join(["claimed", *(["by", who] if who else []), *(["until", until] if until else [])])
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    widths = [min(w, 60) for w in widths]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            (c if len(c) <= w else c[: w - 1] + "…").ljust(w) for c, w in zip(cells, widths, strict=True)
-        ).rstrip()
-
-    return "\n".join([line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)])
 
 
 class Cli(click.Group):
@@ -143,33 +81,14 @@ def cli(ctx: click.Context, config_path: Path, verbose: int) -> None:
 @click.pass_context
 def run(ctx: click.Context) -> None:
     """Run the daemon: sync on a timer, send when due, until SIGTERM or Ctrl-C."""
-    from daemon.scheduler import Daemon
+    from daemon.scheduler import Daemon, serve
 
     if not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger().setLevel(logging.INFO)  # a daemon reports its progress
     engine = _engine(ctx)
-    daemon = Daemon(engine)
-    stop = threading.Event()
-    signals = {"count": 0}
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        signals["count"] += 1
-        if signals["count"] > 1:
-            log.warning("second signal: stopping now, without waiting for the current job")
-            daemon.abandon()  # claims not yet handed over go back to planned first
-            os._exit(ExitCode.KILLED)
-        daemon.request_stop()  # before saying so: once this is logged, no further message goes out
-        log.info("signal %s: finishing the message in flight, then stopping (again to force)", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    daemon.start()
     try:
-        while not stop.wait(1.0):
-            pass
+        serve(Daemon(engine))
     finally:
-        daemon.stop(wait=True)
         engine.close()
 
 
@@ -190,71 +109,11 @@ def tick(ctx: click.Context, accept: tuple[str, ...]) -> None:
         now = clock.now()
         report = engine.tick(now)
         zone = ZoneInfo(engine.settings.company.timezone)
-        print_pass(operations.summarize(engine.ledger, report), zone)
+        display.print_pass(operations.summarize(engine.ledger, report), zone)
     finally:
         engine.close()
     if report.failed:
         sys.exit(ExitCode.FAILED)
-
-
-def print_pass(summary: operations.PassSummary, zone: ZoneInfo, upcoming: int = 10) -> None:
-    report = summary.report
-    for cal in report.calendars:
-        if cal.error:
-            click.echo(f"calendar {cal.name}: FAILED: {cal.error}")
-        elif cal.busy:
-            click.echo(f"calendar {cal.name}: being synced by another instance")
-        elif cal.unchanged:
-            click.echo(f"calendar {cal.name}: unchanged")
-        else:
-            click.echo(f"calendar {cal.name}: {cal.new} new, {cal.changed} changed, {cal.gone} gone")
-        if cal.problems:
-            click.echo(f"  {len(cal.problems)} problem(s) with its events:")
-            for problem in cal.problems[:20]:
-                click.echo(f"  - {problem}")
-            if len(cal.problems) > 20:
-                click.echo(f"  … and {len(cal.problems) - 20} more (run with -v to log them all)")
-        if cal.unusable:
-            shown = ", ".join(cal.unusable[:5]) + (
-                f" and {len(cal.unusable) - 5} more" if len(cal.unusable) > 5 else ""
-            )
-            click.echo(
-                f"  {len(cal.unusable)} event(s) could not be used ({shown}): fix them in the calendar; "
-                "what was known of them before stays planned"
-            )
-    d = report.dispatch
-    if d.halted:
-        click.echo(f"SENDING STOPPED for this pass: {d.halted}")
-        click.echo(
-            f"  {len(d.held) + d.waiting} due email(s) wait in the ledger (see `followthrough plan`); "
-            "they go out at the next pass once this is fixed."
-        )
-    click.echo(f"\nSent {len(d.sent)} email(s)" + (":" if d.sent else "."))
-    for final in summary.sent:
-        click.echo(f"  {final.rule:<22} to {', '.join(_addresses(final.to))}")
-        click.echo(f'  {"":<22} "{final.subject}"')
-        if final.reason:
-            click.echo(f"  {'':<22} note: {final.reason}")
-    for label, items in (
-        ("NEEDS A DECISION", d.unknown),
-        ("HELD", [] if d.halted else d.held),
-        ("Failed", d.failed),
-        ("Will retry", d.retrying),
-        ("Skipped", d.skipped),
-        ("Stopped", d.stopped),
-    ):
-        for send, reason in items:
-            click.echo(f"{label}: {send.key}: {reason}")
-    for key, reason in report.stopped:
-        click.echo(f"Stopped: {key}: {reason}")
-    if d.waiting and not d.halted:
-        click.echo(f"  … and {d.waiting} more due email(s) from the same sender, held for the same reason")
-    pending = summary.upcoming
-    click.echo(f"\nPlanned next ({len(pending)} pending):" if pending else "\nNothing else planned.")
-    for send in pending[:upcoming]:
-        click.echo(f"  {local(send.due, zone):<26} {send.rule:<22} to {', '.join(_addresses(send.to))}")
-    if len(pending) > upcoming:
-        click.echo(f"  … see `followthrough plan` for all {len(pending)}")
 
 
 # -- plan / history -----------------------------------------------------------------------
@@ -277,24 +136,13 @@ def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
     with open_ledger(settings) as ledger:
         sends = operations.sends(ledger, statuses)
     if as_json:
-        click.echo(json.dumps([send_json(s) for s in sends], indent=2))
+        click.echo(json.dumps([display.send_json(s) for s in sends], indent=2))
         return
     zone = ZoneInfo(settings.company.timezone)
     if not sends:
         click.echo("Nothing planned yet: run `followthrough tick` to read the calendars.")
         return
-    rows = [
-        [
-            local(s.due, zone),
-            status_text(s, zone),
-            s.rule,
-            ", ".join(_addresses(s.to)),
-            s.subject or "",
-            s.event_id,
-        ]
-        for s in sends
-    ]
-    click.echo(_table(rows, ["due", "status", "rule", "to", "subject", "event"]))
+    click.echo(display.plan_table(sends, zone))
     # Why pending sends wait, in full: a held send's reason names the setting to fix.
     waiting = [s for s in sends if s.status is Status.PLANNED and s.reason]
     if waiting:
@@ -318,43 +166,16 @@ def history(ctx: click.Context, as_json: bool, key: str | None) -> None:
         if not moves:
             raise UserError(f"no send with key {key!r} (see `followthrough plan`)")
         if as_json:
-            click.echo(
-                json.dumps(
-                    [
-                        {
-                            "at": m.at.isoformat().replace("+00:00", "Z"),
-                            "from": m.from_status,
-                            "to": m.to_status,
-                            "reason": m.reason,
-                        }
-                        for m in moves
-                    ],
-                    indent=2,
-                )
-            )
-            return
-        for m in moves:
-            click.echo(
-                f"{local(m.at, zone):<26} {m.from_status or '-':>9} -> {m.to_status:<9} {m.reason or ''}"
-            )
+            click.echo(json.dumps(display.transitions_json(moves), indent=2))
+        else:
+            click.echo("\n".join(display.transitions_text(moves, zone)))
         return
     if as_json:
-        click.echo(json.dumps([send_json(s) for s in sends], indent=2))
-        return
-    if not sends:
+        click.echo(json.dumps([display.send_json(s) for s in sends], indent=2))
+    elif not sends:
         click.echo("Nothing sent yet.")
-        return
-    rows = [
-        [
-            local(s.sent_at or s.updated_at, zone),
-            s.status.value,
-            s.rule,
-            ", ".join(_addresses((*s.to, *s.cc))),
-            s.reason or s.subject or "",
-        ]
-        for s in sends
-    ]
-    click.echo(_table(rows, ["when", "status", "rule", "to / cc", "subject or reason"]))
+    else:
+        click.echo(display.history_table(sends, zone))
 
 
 # -- preview / templates ------------------------------------------------------------------
@@ -429,7 +250,7 @@ def outcome(ctx: click.Context, event_id: str, result: str) -> None:
         engine.close()
     click.echo(f"Recorded: {done.event_id} {result}.")
     for send in done.planned:
-        click.echo(f"  planned {send.rule:<22} {local(send.due, zone)}")
+        click.echo(f"  planned {send.rule:<22} {display.local(send.due, zone)}")
     if done.cancelled:
         click.echo(f"  {done.cancelled} pending send(s) cancelled.")
 
@@ -472,7 +293,7 @@ def suppress_list(ctx: click.Context) -> None:
     if not entries:
         click.echo("The suppression list is empty.")
     for address, added, reason in entries:
-        click.echo(f"{address:<40} {local(added, zone)}  {reason or ''}".rstrip())
+        click.echo(f"{address:<40} {display.local(added, zone)}  {reason or ''}".rstrip())
 
 
 # -- auth ---------------------------------------------------------------------------------
@@ -540,7 +361,7 @@ def demo(directory: Path) -> None:
         report = engine.tick(now)
         zone = ZoneInfo(engine.settings.company.timezone)
         click.echo(f"Demo calendar: {directory / 'calendar.ics'} (events placed around now)\n")
-        print_pass(operations.summarize(engine.ledger, report), zone, upcoming=20)
+        display.print_pass(operations.summarize(engine.ledger, report), zone, upcoming=20)
         outbox = engine.settings.resolve(engine.settings.mail.outbox_dir)
         program = sys.argv[0] if Path(sys.argv[0]).name == "followthrough" else "python -m daemon"
         click.echo(

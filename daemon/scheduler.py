@@ -7,10 +7,13 @@ what is due, so nothing depends on APScheduler's misfire bookkeeping.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import signal
 import threading
 from collections.abc import Callable
 from datetime import UTC, timedelta
+from types import FrameType
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -19,6 +22,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from daemon import clock
 from daemon.engine import Engine, PassReport
+from daemon.errors import ExitCode
 
 log = logging.getLogger(__name__)
 
@@ -151,3 +155,29 @@ class Daemon:
                 len(d.skipped),
                 len(d.stopped),
             )
+
+
+def serve(daemon: Daemon) -> None:
+    """Run the daemon until SIGTERM or SIGINT. The first signal lets the message in flight finish and
+    stops; a second releases the claims not yet handed over and exits at once (ExitCode.KILLED)."""
+    stop = threading.Event()
+    signals = {"count": 0}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            log.warning("second signal: stopping now, without waiting for the current job")
+            daemon.abandon()  # claims not yet handed over go back to planned first
+            os._exit(ExitCode.KILLED)
+        daemon.request_stop()  # before saying so: once this is logged, no further message goes out
+        log.info("signal %s: finishing the message in flight, then stopping (again to force)", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    daemon.start()
+    try:
+        while not stop.wait(1.0):
+            pass
+    finally:
+        daemon.stop(wait=True)
