@@ -50,7 +50,8 @@ from daemon.config.sections import (
 )
 from daemon.errors import ConfigError
 from daemon.model import Condition, Person, Rule
-from daemon.playbook import DEFAULT_RULES, BusinessHours, Policy, Tags
+from daemon.playbook import BusinessHours, Policy, Tags
+from daemon.rules import DEFAULT_RULES
 
 DEFAULT_CONFIG = Path("config/followthrough.toml")
 ENV_PREFIX = "FOLLOWTHROUGH_"

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from daemon.model import Anchor, Audience, Condition, Kind, Person, Sender
-from daemon.playbook import DEFAULT_RULES
+from daemon.rules import DEFAULT_RULES
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_TEMPLATES = PACKAGE_ROOT / "templates" / "email"
