@@ -25,7 +25,7 @@ from daemon.errors import (
     UnknownDeliveryError,
     UnsafeMessageError,
 )
-from daemon.ledger import Ledger, SendRecord, gave_up, moves, put_off
+from daemon.ledger import ClaimTerms, Ledger, SendRecord, gave_up, moves, put_off
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
 from daemon.mail.message import message_id
@@ -147,9 +147,8 @@ class Dispatcher:
                 # Few at a time: a claim is a lease, and a slow server must not outlast it. A long
                 # pass reads the clock again, so leases are counted from when they are really taken.
                 moment = max(now, clock.now())
-                batch = self.ledger.claim_due(
-                    moment, self.delivery.lease, limit=10, owner=self.instance, from_dead=dead
-                )
+                terms = ClaimTerms(self.delivery.lease, limit=10, owner=self.instance, from_dead=tuple(dead))
+                batch = self.ledger.claim_due(moment, terms)
                 if not batch:
                     break
                 for send in batch:

@@ -17,7 +17,7 @@ from daemon.context import for_send
 from daemon.dispatch import Delivery, Dispatcher, DispatchReport
 from daemon.errors import LedgerError, SourceError, TemplateError, UserError
 from daemon.instances import dead_here, instance_id
-from daemon.ledger import Ledger, StoredEvent, open_ledger
+from daemon.ledger import CalendarChanges, EventPlan, Ledger, StoredEvent, open_ledger
 from daemon.mail import Transport
 from daemon.model import CalendarEvent, EventStatus, Kind, Outcome
 from daemon.playbook import Policy, classify, customer_domains, event_kind, plan, tagged_outcome
@@ -182,9 +182,8 @@ class Engine:
             c = classify(ev, self.policy)
             deals[ev.id] = c.deal.name if c else None
             domains[ev.id] = customer_domains(ev, self.policy)
-        new, changed, gone = self.ledger.apply_sync(
-            source.name, batch.upserted, batch.removed, batch.state, deals, domains, now
-        )
+        changes = CalendarChanges(source.name, batch.upserted, batch.removed, batch.state, deals, domains)
+        new, changed, gone = self.ledger.apply_sync(changes, now)
         result.new, result.changed, result.gone = len(new), len(changed), len(gone)
         by_id = {ev.id: ev for ev in batch.upserted}
         unplanned = self.settle_many([*new, *changed, *gone], by_id, now, report)
@@ -326,7 +325,7 @@ class Engine:
         stored = stored if stored is not None else self.ledger.event(event_id)
         if stored is None or stored.deleted:
             return self.ledger.reconcile(
-                event_id, [], {}, {}, now, cancel_all_reason="event deleted from every calendar"
+                EventPlan(event_id, cancel_all_reason="event deleted from every calendar"), now
             )
         event = stored.event
         c = classify(event, self.policy)
@@ -359,7 +358,8 @@ class Engine:
             except TemplateError as exc:  # shown in `plan`; the send itself retries at its time
                 subjects[send.key] = f"(template error: {exc})"
         cancelled = "event cancelled" if event.status is EventStatus.CANCELLED else None
-        return self.ledger.reconcile(event_id, sends, dropped, subjects, now, cancelled)
+        new_plan = EventPlan(event_id, sends, subjects, dropped, cancel_all_reason=cancelled)
+        return self.ledger.reconcile(new_plan, now)
 
     def replan_if_rules_changed(self, now: datetime) -> int:
         """Edited rules apply to events already known, not only to the next change."""

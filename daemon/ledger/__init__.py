@@ -6,14 +6,18 @@ Callers use the interface (`Ledger`, in `abc.py`) and open one with `open_ledger
 from __future__ import annotations
 
 from daemon.ledger import moves
-from daemon.ledger.abc import Ledger, StoredEvent, Transition
+from daemon.ledger.abc import CalendarChanges, ClaimTerms, Ledger, StoredEvent, Transition
 from daemon.ledger.moves import gave_up, put_off
+from daemon.ledger.reconcile import EventPlan
 from daemon.ledger.schema import SCHEMA_VERSION
 from daemon.ledger.store import open_ledger
 from daemon.model import SendRecord
 
 __all__ = [
     "SCHEMA_VERSION",
+    "CalendarChanges",
+    "ClaimTerms",
+    "EventPlan",
     "Ledger",
     "SendRecord",
     "StoredEvent",

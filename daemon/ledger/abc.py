@@ -6,14 +6,15 @@ Every method is one transaction. The SQLAlchemy store implements it (`store.py`)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
 
 from daemon.ledger.moves import Move
-from daemon.model import CalendarEvent, Outcome, PlannedSend, SendRecord, Status
+from daemon.ledger.reconcile import EventPlan
+from daemon.model import CalendarEvent, Outcome, SendRecord, Status
 from daemon.playbook import OutcomeRecord
 
 
@@ -34,6 +35,30 @@ class StoredEvent:
     first_seen: datetime
     deleted: bool
     sources: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CalendarChanges:
+    """One calendar's sync as the ledger stores it: its changes and new cursor, and each changed
+    event's deal and customer domains as the playbook sees them, so that both can be looked up."""
+
+    source: str
+    upserted: Sequence[CalendarEvent] = ()
+    removed: Sequence[str] = ()  # event ids
+    state: dict[str, Any] = field(default_factory=dict)  # the calendar's cursor
+    deals: Mapping[str, str | None] = field(default_factory=dict)  # by event id
+    domains: Mapping[str, set[str]] = field(default_factory=dict)  # by event id
+
+
+@dataclass(frozen=True)
+class ClaimTerms:
+    """How a dispatcher claims due sends: for how long, how many at once, as which instance, and
+    whose claims it may take at once (instances known to be dead)."""
+
+    lease: timedelta
+    limit: int = 100
+    owner: str | None = None
+    from_dead: tuple[str, ...] = ()
 
 
 class Ledger(ABC):
@@ -80,16 +105,7 @@ class Ledger(ABC):
 
     # -- events and outcomes -------------------------------------------------------------------
     @abstractmethod
-    def apply_sync(
-        self,
-        source: str,
-        upserted: list[CalendarEvent],
-        removed: list[str],
-        state: dict[str, Any],
-        deals: dict[str, str | None],
-        domains: dict[str, set[str]],
-        at: datetime,
-    ) -> tuple[list[str], list[str], list[str]]:
+    def apply_sync(self, changes: CalendarChanges, at: datetime) -> tuple[list[str], list[str], list[str]]:
         """Store one calendar's changes and its new cursor together, each event marked unsettled.
 
         Returns the ids of events that are new, changed, and gone from every calendar.
@@ -133,15 +149,7 @@ class Ledger(ABC):
 
     # -- planning ------------------------------------------------------------------------------
     @abstractmethod
-    def reconcile(
-        self,
-        event_id: str,
-        planned: Iterable[PlannedSend],
-        dropped: dict[str, str],
-        subjects: dict[str, str],
-        at: datetime,
-        cancel_all_reason: str | None = None,
-    ) -> dict[str, int]:
+    def reconcile(self, plan: EventPlan, at: datetime) -> dict[str, int]:
         """Bring an event's sends in line with its new plan (`reconcile.reconcile` decides how) and
         mark it settled. Counts of sends "planned", "updated" and "cancelled"."""
 
@@ -155,16 +163,8 @@ class Ledger(ABC):
 
     # -- the send state machine ----------------------------------------------------------------
     @abstractmethod
-    def claim_due(
-        self,
-        now: datetime,
-        lease: timedelta,
-        limit: int = 100,
-        *,
-        owner: str | None = None,
-        from_dead: Iterable[str] = (),
-    ) -> list[SendRecord]:
-        """Atomically take the sends due now; each gets a fresh attempt id, a lease and its `owner`.
+    def claim_due(self, now: datetime, terms: ClaimTerms) -> list[SendRecord]:
+        """Atomically take the sends due now; each gets a fresh attempt id, a lease and its owner.
         Claims not handed over are taken again once their lease ran out, or their owner is dead."""
 
     @abstractmethod

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import and_, case, func, or_, select, update
 
+from daemon.ledger.abc import ClaimTerms
 from daemon.ledger.base import Base, chunks
 from daemon.ledger.moves import HELD
 from daemon.ledger.schema import record, sends
@@ -31,21 +32,14 @@ def lapsed(now: datetime, dead: list[str]) -> Any:
 class ClaimStore(Base):
     """Claims, hand-overs, releases, orphans, and sends held for a pass."""
 
-    def claim_due(
-        self,
-        now: datetime,
-        lease: timedelta,
-        limit: int = 100,
-        *,
-        owner: str | None = None,
-        from_dead: Iterable[str] = (),
-    ) -> list[SendRecord]:
-        """Atomically take the sends due now; each gets a fresh attempt id, a lease and its `owner`.
+    def claim_due(self, now: datetime, terms: ClaimTerms) -> list[SendRecord]:
+        """Atomically take the sends due now; each gets a fresh attempt id, a lease and its owner.
 
         Claims not yet handed over are taken again once their lease has run out, or at once when
-        their owner is in `from_dead` (instances known to be dead).
+        their owner is in `terms.from_dead` (instances known to be dead).
         """
-        dead = [d for d in from_dead if d and d != owner]
+        owner = terms.owner
+        dead = [d for d in terms.from_dead if d and d != owner]
         claimed: list[SendRecord] = []
         with self._tx() as conn:
             query = (
@@ -67,7 +61,7 @@ class ClaimStore(Base):
                     )
                 )
                 .order_by(sends.c.due)
-                .limit(limit)
+                .limit(terms.limit)
             )
             for row in conn.execute(self.caps.claimable(query)).all():
                 attempt = uuid.uuid4().hex
@@ -77,7 +71,7 @@ class ClaimStore(Base):
                     .values(
                         status=Status.CLAIMED.value,
                         attempt_id=attempt,
-                        lease_until=now + lease,
+                        lease_until=now + terms.lease,
                         claimed_by=owner,
                         attempts=sends.c.attempts + 1,
                         updated_at=now,

@@ -15,7 +15,7 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from daemon.errors import UserError
-from daemon.ledger.abc import StoredEvent
+from daemon.ledger.abc import CalendarChanges, StoredEvent
 from daemon.ledger.base import Base, chunks
 from daemon.ledger.schema import cursors, event_domains, event_sources, events, meta, outcomes, sends
 from daemon.model import CalendarEvent, Outcome
@@ -92,20 +92,12 @@ class EventStore(Base):
                 .values(lease_owner=None, lease_until=None)
             )
 
-    def apply_sync(
-        self,
-        source: str,
-        upserted: list[CalendarEvent],
-        removed: list[str],
-        state: dict[str, Any],
-        deals: dict[str, str | None],
-        domains: dict[str, set[str]],
-        at: datetime,
-    ) -> tuple[list[str], list[str], list[str]]:
+    def apply_sync(self, changes: CalendarChanges, at: datetime) -> tuple[list[str], list[str], list[str]]:
         """Store one calendar's changes and its new cursor together.
 
         Returns the ids of events that are new, changed, and gone from every calendar.
         """
+        source, upserted, deals, domains = changes.source, changes.upserted, changes.deals, changes.domains
         new: list[str] = []
         changed: list[str] = []
         gone: list[str] = []
@@ -156,7 +148,7 @@ class EventStore(Base):
                 self._insert_new(conn, event_sources, chunk)
             for chunk in chunks(new_domains):
                 self._insert_new(conn, event_domains, chunk)
-            for event_id in removed:
+            for event_id in changes.removed:
                 conn.execute(
                     delete(event_sources).where(
                         event_sources.c.event_id == event_id, event_sources.c.source == source
@@ -173,7 +165,7 @@ class EventStore(Base):
                     )
                     if result.rowcount:
                         gone.append(event_id)
-            self._save_cursor(conn, source, state, at)
+            self._save_cursor(conn, source, changes.state, at)
         return new, changed, gone
 
     def with_sends_or_outcome(self, event_ids: list[str]) -> set[str]:

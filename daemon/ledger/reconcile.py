@@ -6,12 +6,23 @@ is planned again under its key; a send that went to some of its recipients only 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from daemon.model import PlannedSend, SendRecord, Status
 
 REVIVABLE = (Status.PLANNED, Status.CANCELLED, Status.SKIPPED)  # re-planning may bring these back
+
+
+@dataclass(frozen=True)
+class EventPlan:
+    """An event's new plan: what `reconcile` brings its sends in line with."""
+
+    event_id: str
+    sends: Sequence[PlannedSend] = ()
+    subjects: Mapping[str, str] = field(default_factory=dict)  # the planned sends' subjects, when known
+    dropped: Mapping[str, str] = field(default_factory=dict)  # by key: why a rule no longer applies
+    cancel_all_reason: str | None = None  # why the whole plan goes: the event was cancelled or deleted
 
 
 @dataclass(frozen=True)
@@ -51,28 +62,18 @@ class EndSent:
 Action = Insert | Replan | Cancel | EndSent
 
 
-def reconcile(
-    existing: Iterable[SendRecord],
-    planned: Iterable[PlannedSend],
-    subjects: Mapping[str, str],
-    dropped: Mapping[str, str],
-    cancel_all_reason: str | None = None,
-) -> list[Action]:
-    """The actions that bring an event's sends (`existing`) in line with its new plan.
-
-    `subjects` are the planned sends' subjects, when known; `dropped` the reasons rules no longer apply;
-    `cancel_all_reason` why the event's whole plan goes (the event was cancelled or deleted).
-    """
+def reconcile(existing: Iterable[SendRecord], plan: EventPlan) -> list[Action]:
+    """The actions that bring an event's sends (`existing`) in line with its new plan."""
     known = {s.key: s for s in existing}
-    plan = {s.key: s for s in planned}
+    planned = {s.key: s for s in plan.sends}
     actions: list[Action] = []
-    for key, send in plan.items():
+    for key, send in planned.items():
         row = known.get(key)
-        subject = subjects.get(key)
+        subject = plan.subjects.get(key)
         if row is None:
             actions.append(Insert(send, subject))
         elif row.sent_at is not None:  # it went to some recipients: never planned anew
-            # Without a subject for `plan`, the one it was sent with stands.
+            # Without a new subject, the one it was sent with stands.
             moved = row.due != send.due
             changed = moved or row.planned != send or (subject is not None and subject != row.subject)
             if row.status is Status.PLANNED and changed:
@@ -87,8 +88,8 @@ def reconcile(
                 why = "planned again" if row.status is not Status.PLANNED else "details changed"
             actions.append(Replan(send, subject, row.status, why))
     for key, row in known.items():
-        if key in plan or row.status is not Status.PLANNED:
+        if key in planned or row.status is not Status.PLANNED:
             continue
-        why = cancel_all_reason or dropped.get(key) or "rule no longer applies"
+        why = plan.cancel_all_reason or plan.dropped.get(key) or "rule no longer applies"
         actions.append(EndSent(key, why) if row.sent_at is not None else Cancel(key, why))
     return actions

@@ -15,9 +15,9 @@ from sqlalchemy.engine import Connection
 from daemon.ledger.abc import Transition
 from daemon.ledger.base import Base
 from daemon.ledger.moves import UNSENT, Arrived, Current, Move, Resend, Stopped, settle
-from daemon.ledger.reconcile import Cancel, EndSent, Insert, Replan, reconcile
+from daemon.ledger.reconcile import Cancel, EndSent, EventPlan, Insert, Replan, reconcile
 from daemon.ledger.schema import event_domains, events, plan_values, record, sends, suppressions, transitions
-from daemon.model import PlannedSend, SendRecord, Status
+from daemon.model import SendRecord, Status
 
 log = logging.getLogger(__name__)
 
@@ -25,20 +25,13 @@ log = logging.getLogger(__name__)
 class SendStore(Base):
     """Plans, moves and reads of sends, and the suppression list."""
 
-    def reconcile(
-        self,
-        event_id: str,
-        planned: Iterable[PlannedSend],
-        dropped: dict[str, str],
-        subjects: dict[str, str],
-        at: datetime,
-        cancel_all_reason: str | None = None,
-    ) -> dict[str, int]:
+    def reconcile(self, plan: EventPlan, at: datetime) -> dict[str, int]:
         counts = {"planned": 0, "updated": 0, "cancelled": 0}
+        event_id = plan.event_id
         with self._tx() as conn:
             existing = [record(r) for r in conn.execute(select(sends).where(sends.c.event_id == event_id))]
             pending = sends.c.status == Status.PLANNED.value
-            for action in reconcile(existing, planned, subjects, dropped, cancel_all_reason):
+            for action in reconcile(existing, plan):
                 if isinstance(action, Insert):
                     send = action.send
                     values = plan_values(send, action.subject)

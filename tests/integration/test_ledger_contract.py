@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Column, MetaData, Table, create_engine, insert
 
 from daemon.errors import LedgerError
-from daemon.ledger import SCHEMA_VERSION, Ledger
+from daemon.ledger import SCHEMA_VERSION, CalendarChanges, ClaimTerms, EventPlan, Ledger
 from daemon.ledger import open_ledger as open_store
 from daemon.ledger import schema as ledger_schema
 from daemon.ledger.moves import Delivered, Failed, PutOff, Retry, Sent, Skipped, Unknown
@@ -28,6 +28,7 @@ from daemon.model import Attendee, Audience, CalendarEvent, Person, PlannedSend,
 T = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # the call in most tests: Wednesday 2 December 2026, 15:00
 H = timedelta(hours=1)
 LEASE = timedelta(seconds=30)
+CLAIM = ClaimTerms(LEASE)  # a claim by no instance in particular
 SYNC_TTL = timedelta(minutes=15)
 ALICE = Person("alice@acme.example", "Alice Moreno")
 DANA = Person("dana@globex.com", "Dana Fox")
@@ -94,7 +95,7 @@ def plan(ledger: Ledger, *sends: PlannedSend, at: datetime) -> None:
     for send in sends:
         by_event.setdefault(send.event_id, []).append(send)
     for event_id, planned in by_event.items():
-        ledger.reconcile(event_id, planned, {}, {}, at)
+        ledger.reconcile(EventPlan(event_id, planned), at)
 
 
 def status(ledger: Ledger, key: str) -> Status:
@@ -110,7 +111,7 @@ def delivered(at: datetime) -> Delivered:
 
 def deliver(ledger: Ledger, key: str, now: datetime) -> None:
     """What a dispatcher does for one due send: claim it, mark it handed over, record it sent."""
-    claimed = {s.key: s for s in ledger.claim_due(now, LEASE)}
+    claimed = {s.key: s for s in ledger.claim_due(now, CLAIM)}
     assert key in claimed, f"{key} was not claimable at {now}"
     attempt = claimed[key].attempt_id
     assert attempt is not None
@@ -145,7 +146,7 @@ def test_reconcile_plans_updates_and_cancels_but_never_touches_sent_mail(open_le
     ledger = open_ledger()
     first = call_plan("call-1", T)
     # Given a closing call planned 30 hours ahead
-    counts = ledger.reconcile("call-1", first.values(), {}, {}, T - 30 * H)
+    counts = ledger.reconcile(EventPlan("call-1", [*first.values()]), T - 30 * H)
     assert counts == {"planned": 3, "updated": 0, "cancelled": 0}
     assert {s.key: s.status for s in ledger.sends()} == {s.key: Status.PLANNED for s in first.values()}
     # And its prep prompt went out
@@ -154,8 +155,9 @@ def test_reconcile_plans_updates_and_cancels_but_never_touches_sent_mail(open_le
     # When the call moves two hours later and an outcome drops the nudge
     moved = call_plan("call-1", T + 2 * H)
     dropped = {"outcome-nudge:call-1": "outcome recorded: won"}
+    without_nudge = EventPlan("call-1", [moved["closing-prep"], moved["closing-final"]], dropped=dropped)
     at = T - 22 * H
-    counts = ledger.reconcile("call-1", [moved["closing-prep"], moved["closing-final"]], dropped, {}, at)
+    counts = ledger.reconcile(without_nudge, at)
 
     # Then the final prompt follows the call, the nudge is cancelled with the reason, and the sent prep
     # keeps its status and its original due time
@@ -169,17 +171,17 @@ def test_reconcile_plans_updates_and_cancels_but_never_touches_sent_mail(open_le
     assert (prep.status, prep.due, prep.sent_at) == (Status.SENT, T - 24 * H, T - 23 * H)
 
     # And the same plan again changes nothing
-    again = ledger.reconcile("call-1", [moved["closing-prep"], moved["closing-final"]], dropped, {}, at)
+    again = ledger.reconcile(without_nudge, at)
     assert again == {"planned": 0, "updated": 0, "cancelled": 0}
 
     # When the nudge applies again, it is planned again under the same key
-    counts = ledger.reconcile("call-1", moved.values(), {}, {}, T - 21 * H)
+    counts = ledger.reconcile(EventPlan("call-1", [*moved.values()]), T - 21 * H)
     assert counts == {"planned": 0, "updated": 1, "cancelled": 0}
     nudge = ledger.send("outcome-nudge:call-1")
     assert nudge is not None and (nudge.status, nudge.reason) == (Status.PLANNED, None)
 
     # And when the event is deleted, every pending send is cancelled, and the sent one stays sent
-    counts = ledger.reconcile("call-1", [], {}, {}, T - 20 * H, cancel_all_reason="event deleted")
+    counts = ledger.reconcile(EventPlan("call-1", cancel_all_reason="event deleted"), T - 20 * H)
     assert counts == {"planned": 0, "updated": 0, "cancelled": 2}
     assert {s.key: (s.status, s.reason) for s in ledger.sends()} == {
         "closing-prep:call-1": (Status.SENT, None),
@@ -193,10 +195,10 @@ def test_every_move_of_a_send_is_written_to_transitions(open_ledger: OpenLedger)
     first = call_plan("call-1", T)
     moved = call_plan("call-1", T + 2 * H)
     # Given a call planned, its prep sent, then moved, its nudge cancelled and brought back
-    ledger.reconcile("call-1", first.values(), {}, {}, T - 30 * H)
+    ledger.reconcile(EventPlan("call-1", [*first.values()]), T - 30 * H)
     deliver(ledger, "closing-prep:call-1", T - 23 * H)
-    ledger.reconcile("call-1", [moved["closing-prep"], moved["closing-final"]], {}, {}, T - 22 * H)
-    ledger.reconcile("call-1", moved.values(), {}, {}, T - 21 * H)
+    ledger.reconcile(EventPlan("call-1", [moved["closing-prep"], moved["closing-final"]]), T - 22 * H)
+    ledger.reconcile(EventPlan("call-1", [*moved.values()]), T - 21 * H)
 
     # Then each send's transitions tell its whole life, in order, with times and reasons
     def life(key: str) -> list[tuple[str | None, str, datetime, str | None]]:
@@ -234,7 +236,7 @@ def test_two_instances_claiming_at_once_share_the_due_sends_without_overlap(open
     def claim_all(ledger: Ledger) -> Callable[[], list[str]]:
         def claim() -> list[str]:
             keys: list[str] = []
-            while batch := ledger.claim_due(now, LEASE, limit=10):
+            while batch := ledger.claim_due(now, ClaimTerms(LEASE, limit=10)):
                 keys += [s.key for s in batch]
             return keys
 
@@ -257,12 +259,12 @@ def test_a_claim_that_expired_before_being_handed_over_is_claimed_again(open_led
     now = T - 23 * H
     plan(first, prompt("call-1", "closing-prep", T - 24 * H, expires=T), at=now)
     # Given an instance claimed the send, then stopped before handing it to the mail server
-    [taken] = first.claim_due(now, LEASE)
+    [taken] = first.claim_due(now, CLAIM)
     # When another instance looks while the lease still runs, it gets nothing
-    assert second.claim_due(now + LEASE - timedelta(seconds=1), LEASE) == []
+    assert second.claim_due(now + LEASE - timedelta(seconds=1), CLAIM) == []
     # Then once the lease has run out, it takes the send, with a new attempt
     later = now + LEASE + timedelta(seconds=1)
-    [again] = second.claim_due(later, LEASE)
+    [again] = second.claim_due(later, CLAIM)
     assert again.key == taken.key
     assert again.attempt_id != taken.attempt_id
     assert again.attempts == 2
@@ -275,7 +277,7 @@ def test_a_send_handed_over_then_left_is_an_orphan_and_never_claimed_again(open_
     now = T - 23 * H
     plan(first, prompt("call-1", "closing-prep", T - 24 * H, expires=T), at=now)
     # Given an instance claimed the send and recorded handing it to the mail server, then stopped
-    [taken] = first.claim_due(now, LEASE)
+    [taken] = first.claim_due(now, CLAIM)
     assert taken.attempt_id is not None
     handed = now + timedelta(seconds=5)
     assert first.mark_handed(taken.key, taken.attempt_id, handed, LEASE)
@@ -285,7 +287,7 @@ def test_a_send_handed_over_then_left_is_an_orphan_and_never_claimed_again(open_
     later = handed + LEASE + timedelta(seconds=1)
     [orphan] = second.orphans(later)
     assert (orphan.key, orphan.attempt_id, orphan.handed_at) == (taken.key, taken.attempt_id, handed)
-    assert second.claim_due(later, LEASE) == []
+    assert second.claim_due(later, CLAIM) == []
     assert status(second, taken.key) is Status.CLAIMED
 
 
@@ -294,9 +296,9 @@ def test_mark_handed_refuses_a_claim_another_instance_took_over(open_ledger: Ope
     now = T - 23 * H
     plan(slow, prompt("call-1", "closing-prep", T - 24 * H, expires=T), at=now)
     # Given a slow instance's claim ran out and another instance claimed the send again
-    [mine] = slow.claim_due(now, LEASE)
+    [mine] = slow.claim_due(now, CLAIM)
     later = now + LEASE + timedelta(seconds=1)
-    [theirs] = other.claim_due(later, LEASE)
+    [theirs] = other.claim_due(later, CLAIM)
     assert mine.attempt_id is not None and theirs.attempt_id is not None
     # When the slow one tries to hand it over, it is told no; nor may it record a result
     assert not slow.mark_handed(mine.key, mine.attempt_id, later, LEASE)
@@ -313,7 +315,7 @@ def test_a_claim_records_its_owner_until_the_send_is_finished(open_ledger: OpenL
     now = T - 23 * H
     plan(ledger, prompt("call-1", "closing-prep", T - 24 * H, expires=T), at=now)
     # When an instance claims a due send, the claim names it, and how long it holds it
-    [claimed] = ledger.claim_due(now, LEASE, owner="host-a:101:aaaa")
+    [claimed] = ledger.claim_due(now, ClaimTerms(LEASE, owner="host-a:101:aaaa"))
     assert (claimed.claimed_by, claimed.lease_until) == ("host-a:101:aaaa", now + LEASE)
     assert ledger.claim_owners() == {"host-a:101:aaaa"}
     # Then once the send is finished, no one holds it any more
@@ -333,24 +335,26 @@ def test_a_dead_instances_claims_are_taken_at_once_handed_ones_as_orphans(open_l
         at=now,
     )
     # Given an instance claimed three sends and handed the first to the mail server, then died
-    first, second, third = dead.claim_due(now, LEASE, owner="host-a:101:aaaa")
+    first, second, third = dead.claim_due(now, ClaimTerms(LEASE, owner="host-a:101:aaaa"))
     assert first.attempt_id is not None
     assert dead.mark_handed(first.key, first.attempt_id, now, LEASE)
     soon = now + timedelta(seconds=1)  # long before the lease runs out
+    unaware = ClaimTerms(LEASE, owner="host-a:202:bbbb")
+    aware = replace(unaware, from_dead=("host-a:101:aaaa",))
     # When another instance does not know it is dead, it waits for the lease
-    assert alive.claim_due(soon, LEASE, owner="host-a:202:bbbb") == []
+    assert alive.claim_due(soon, unaware) == []
     assert alive.orphans(soon) == []
     # Then once it knows, it takes the claims not handed over at once, saying why
-    taken = alive.claim_due(soon, LEASE, owner="host-a:202:bbbb", from_dead=["host-a:101:aaaa"])
+    taken = alive.claim_due(soon, aware)
     assert sorted(s.key for s in taken) == sorted([second.key, third.key])
     assert {s.claimed_by for s in taken} == {"host-a:202:bbbb"}
     assert alive.transitions(second.key)[-1].reason == "claimed again: host-a:101:aaaa is no longer running"
     # And the one handed over is an orphan at once (it may have gone out), never claimed again
     [orphan] = alive.orphans(soon, from_dead=["host-a:101:aaaa"])
     assert (orphan.key, orphan.handed_at) == (first.key, now)
-    assert alive.claim_due(soon, LEASE, owner="host-a:202:bbbb", from_dead=["host-a:101:aaaa"]) == []
+    assert alive.claim_due(soon, aware) == []
     # And an instance never treats its own claims as a dead one's
-    assert alive.claim_due(soon, LEASE, owner="host-a:202:bbbb", from_dead=["host-a:202:bbbb"]) == []
+    assert alive.claim_due(soon, replace(unaware, from_dead=("host-a:202:bbbb",))) == []
 
 
 def test_released_claims_are_due_again_at_once_and_handed_ones_are_never_released(
@@ -364,7 +368,7 @@ def test_released_claims_are_due_again_at_once_and_handed_ones_are_never_release
         at=now,
     )
     # Given an instance claimed four sends and handed the first to the mail server
-    first, second, third, fourth = stopping.claim_due(now, LEASE, owner="host-a:101:aaaa")
+    first, second, third, fourth = stopping.claim_due(now, ClaimTerms(LEASE, owner="host-a:101:aaaa"))
     assert first.attempt_id is not None and second.attempt_id is not None
     assert stopping.mark_handed(first.key, first.attempt_id, now, LEASE)
     # When it stops, releasing its claims
@@ -385,7 +389,8 @@ def test_released_claims_are_due_again_at_once_and_handed_ones_are_never_release
     record = stopping.send(first.key)
     assert record is not None and (record.status, record.claimed_by) == (Status.CLAIMED, "host-a:101:aaaa")
     # And another instance sends them at once, without waiting for the lease
-    assert sorted(s.key for s in other.claim_due(now, LEASE, owner="host-a:202:bbbb")) == sorted(released)
+    taken = other.claim_due(now, ClaimTerms(LEASE, owner="host-a:202:bbbb"))
+    assert sorted(s.key for s in taken) == sorted(released)
     # And the stopping instance can no longer hand one over under its old claim
     assert not stopping.mark_handed(second.key, second.attempt_id, now, LEASE)
 
@@ -398,7 +403,7 @@ def test_release_by_attempt_touches_only_those_attempts(open_ledger: OpenLedger)
         *(prompt(f"call-{i}", "closing-prep", T - 24 * H + i * timedelta(minutes=1)) for i in range(3)),
         at=now,
     )
-    first, second, third = ledger.claim_due(now, LEASE, owner="host-a:101:aaaa")
+    first, second, third = ledger.claim_due(now, ClaimTerms(LEASE, owner="host-a:101:aaaa"))
     assert first.attempt_id is not None and second.attempt_id is not None
     # Given the first was sent, when the pass releases its batch, only the one still claimed moves
     assert ledger.mark_handed(first.key, first.attempt_id, now, LEASE)
@@ -486,9 +491,9 @@ def test_events_a_live_instance_is_planning_are_not_mistaken_for_a_crashed_passe
 
     # Given an instance syncing "sales" has stored an event and not yet planned it
     assert ledger.take_sync_lease("sales", "host-a:101:aaaa", T, SYNC_TTL)
-    ledger.apply_sync("sales", [call("call-1")], [], {}, {}, {}, T)
+    ledger.apply_sync(CalendarChanges("sales", [call("call-1")]), T)
     # And a pass over "support", which no one syncs now, stored one and crashed before planning it
-    ledger.apply_sync("support", [call("call-2")], [], {}, {}, {}, T)
+    ledger.apply_sync(CalendarChanges("support", [call("call-2")]), T)
     # When another instance asks who syncs what, and which events are left to plan
     later = T + timedelta(minutes=1)
     assert ledger.sync_leases(later) == {"sales": "host-a:101:aaaa"}
@@ -512,7 +517,8 @@ def test_pending_sequences_are_found_by_the_customers_domain(open_ledger: OpenLe
         attendees=(Attendee(ALICE), Attendee(DANA)),
     )
     ledger.apply_sync(
-        "sales", [call], [], {}, {"call-1": "globex.com"}, {"call-1": {"globex.com"}}, T - 30 * H
+        CalendarChanges("sales", [call], deals={"call-1": "globex.com"}, domains={"call-1": {"globex.com"}}),
+        T - 30 * H,
     )
     thank_you = replace(
         prompt("call-1", "lost-thank-you", T + 25 * H),
@@ -521,7 +527,7 @@ def test_pending_sequences_are_found_by_the_customers_domain(open_ledger: OpenLe
         stop_on_reengagement=True,
     )
     nudge = prompt("call-1", "outcome-nudge", T + 3 * H)
-    ledger.reconcile("call-1", [thank_you, nudge], {}, {}, T + 2 * H)
+    ledger.reconcile(EventPlan("call-1", [thank_you, nudge]), T + 2 * H)
     # When Globex meets us again, then its sequence is found, and only that
     assert [s.key for s in ledger.pending_sequences(["globex.com"])] == [thank_you.key]
     assert ledger.pending_sequences(["initech.com"]) == []
@@ -550,7 +556,7 @@ def thank_you(due: datetime) -> PlannedSend:
 def partly_sent(ledger: Ledger, send: PlannedSend, now: datetime) -> None:
     """What a dispatcher records when the server took Lee and put Dana off: pending again, sent at
     `now`, to be retried to Dana alone a minute later."""
-    [claimed] = ledger.claim_due(now, LEASE)
+    [claimed] = ledger.claim_due(now, CLAIM)
     assert claimed.attempt_id is not None
     assert ledger.mark_handed(send.key, claimed.attempt_id, now, LEASE)
     put_off = PutOff(
@@ -571,29 +577,29 @@ def test_a_send_that_went_to_some_recipients_can_only_end_sent(open_ledger: Open
     planned = thank_you(due)
     subjects = {planned.key: "Thank you for your time"}
     # Given a thank-you that went to Lee, while the server put Dana off: pending, to retry her alone
-    ledger.reconcile("call-1", [planned], {}, subjects, due - H)
+    ledger.reconcile(EventPlan("call-1", [planned], subjects), due - H)
     partly_sent(ledger, planned, due)
     # And the same plan again leaves the retry alone
     at = due + timedelta(seconds=30)
-    counts = ledger.reconcile("call-1", [planned], {}, subjects, at)
+    counts = ledger.reconcile(EventPlan("call-1", [planned], subjects), at)
     assert counts == {"planned": 0, "updated": 0, "cancelled": 0}
     assert status(ledger, planned.key) is Status.PLANNED
 
     # When what would end a pending send comes before the retry
     if ending == "event deleted":
-        ledger.reconcile("call-1", [], {}, {}, at, cancel_all_reason="event deleted from every calendar")
+        ledger.reconcile(EventPlan("call-1", cancel_all_reason="event deleted from every calendar"), at)
         why = "event deleted from every calendar"
     elif ending == "rule dropped":
-        ledger.reconcile("call-1", [], {planned.key: "outcome recorded: won"}, {}, at)
+        ledger.reconcile(EventPlan("call-1", dropped={planned.key: "outcome recorded: won"}), at)
         why = "outcome recorded: won"
     elif ending == "event moved":
-        ledger.reconcile("call-1", [thank_you(due + 2 * H)], {}, {}, at)
+        ledger.reconcile(EventPlan("call-1", [thank_you(due + 2 * H)]), at)
         why = f"the event changed (moved to {(due + 2 * H).isoformat()})"
     elif ending == "customer re-engaged":
         assert ledger.stop_sequence(planned.key, "customer re-engaged: new event", at)
         why = "customer re-engaged: new event"
     else:  # a dispatcher's retry ends it: a template error at the deadline, or too late after downtime
-        [retry] = ledger.claim_due(due + H, LEASE)
+        [retry] = ledger.claim_due(due + H, CLAIM)
         assert retry.attempt_id is not None
         end = Failed if ending == "failed" else Skipped
         assert ledger.record(planned.key, retry.attempt_id, end("it cannot go out"), due + H)
@@ -607,9 +613,9 @@ def test_a_send_that_went_to_some_recipients_can_only_end_sent(open_ledger: Open
     assert record.refused == {DANA.email: MAILBOX_FULL}
     assert ledger.transitions(planned.key)[-1].to_status == "sent"
     # And no later plan brings it back
-    ledger.reconcile("call-1", [planned], {}, {}, at + H)
+    ledger.reconcile(EventPlan("call-1", [planned]), at + H)
     assert status(ledger, planned.key) is Status.SENT
-    assert ledger.claim_due(due + 96 * H, LEASE) == []
+    assert ledger.claim_due(due + 96 * H, CLAIM) == []
 
 
 def test_a_send_that_went_to_some_recipients_keeps_its_first_sent_at(open_ledger: OpenLedger) -> None:
@@ -617,13 +623,13 @@ def test_a_send_that_went_to_some_recipients_keeps_its_first_sent_at(open_ledger
     due = T + 25 * H
     planned = thank_you(due)
     # Given a thank-you that went to Lee, while the server put Dana off
-    ledger.reconcile("call-1", [planned], {}, {}, due - H)
+    ledger.reconcile(EventPlan("call-1", [planned]), due - H)
     partly_sent(ledger, planned, due)
     # And a plan without subjects (for `plan`) changes nothing: the one it was sent with stands
-    counts = ledger.reconcile("call-1", [planned], {}, {}, due + timedelta(seconds=30))
+    counts = ledger.reconcile(EventPlan("call-1", [planned]), due + timedelta(seconds=30))
     assert counts == {"planned": 0, "updated": 0, "cancelled": 0}
     # When the retry reaches Dana an hour later and is recorded sent
-    [retry] = ledger.claim_due(due + H, LEASE)
+    [retry] = ledger.claim_due(due + H, CLAIM)
     assert retry.attempt_id is not None
     assert ledger.record(planned.key, retry.attempt_id, Sent(None, delivered(due + H)), due + H)
     # Then it was sent when it first went out
@@ -639,10 +645,10 @@ def test_a_send_resent_by_hand_is_due_at_once_with_a_fresh_window(
     ledger = open_ledger()
     due = T + 25 * H
     planned = thank_you(due)
-    ledger.reconcile("call-1", [planned], {}, {}, due - H)
+    ledger.reconcile(EventPlan("call-1", [planned]), due - H)
     # Given a thank-you that failed or was left unknown after three tries
     for n in range(3):
-        [claimed] = ledger.claim_due(due + n * H, LEASE)
+        [claimed] = ledger.claim_due(due + n * H, CLAIM)
         assert claimed.attempt_id is not None
         end = (
             {Status.FAILED: Failed("no"), Status.UNKNOWN: Unknown("no")}[outcome]
@@ -667,7 +673,7 @@ def test_a_send_resent_by_hand_is_due_at_once_with_a_fresh_window(
     )
     assert ledger.transitions(planned.key)[-1].reason == f"resolved by hand: send again (was {outcome.value})"
     # And it is claimed at once
-    assert [s.key for s in ledger.claim_due(later, LEASE)] == [planned.key]
+    assert [s.key for s in ledger.claim_due(later, CLAIM)] == [planned.key]
     # And only a failed or unknown send can be resent
     assert not ledger.resend(planned.key, later, "again")
 
@@ -773,7 +779,7 @@ def test_a_version_1_ledger_is_upgraded_on_open_with_its_rows_intact(
     assert ledger.cursor("sales") == {"etag": '"v1-etag"'}
     # And the new columns work: the send is claimed (with its owner) and handed over, the calendar's
     # lease taken
-    [claimed] = ledger.claim_due(T - 23 * H, LEASE, owner="host:1:me")
+    [claimed] = ledger.claim_due(T - 23 * H, ClaimTerms(LEASE, owner="host:1:me"))
     assert claimed.attempt_id is not None and claimed.claimed_by == "host:1:me"
     assert ledger.mark_handed(claimed.key, claimed.attempt_id, T - 23 * H, LEASE)
     assert ledger.take_sync_lease("sales", "me", T - 23 * H, SYNC_TTL)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from daemon.ledger.reconcile import Action, Cancel, EndSent, Insert, Replan, reconcile
+from daemon.ledger.reconcile import Action, Cancel, EndSent, EventPlan, Insert, Replan, reconcile
 from daemon.model import Audience, Person, PlannedSend, SendRecord, Status
 
 T = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
@@ -73,7 +73,7 @@ class EventSends(RuleBasedStateMachine):
         self, plan: list[PlannedSend], subjects: dict[str, str], cancel: str | None = None
     ) -> list[Action]:
         """Given the ledger as it is, when the event is re-planned: the decision, checked, then applied."""
-        actions = reconcile(self.records.values(), plan, subjects, {}, cancel)
+        actions = reconcile(self.records.values(), EventPlan(EVENT, plan, subjects, cancel_all_reason=cancel))
         # Then each send is decided on at most once, and only a send not known before is inserted
         assert len(keys(actions)) == len(set(keys(actions)))
         for action in actions:
