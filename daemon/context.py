@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from daemon.model import Audience, CalendarEvent, Classification, Outcome, Person, PlannedSend
+from daemon.model import Audience, CalendarEvent, Classification, Outcome, Person
 from daemon.playbook import Policy, classify, customer_zone, homework, related
 
 
@@ -40,31 +40,6 @@ def event_view(
         "customer": people(c.deal.people) if c else [],
         "internal": people(c.internal) if c else [],
     }
-
-
-def for_send(
-    send: PlannedSend,
-    *,
-    event: CalendarEvent,
-    policy: Policy,
-    company: str,
-    deal_events: Sequence[CalendarEvent],
-    outcome: Outcome | None,
-    at: datetime,
-) -> dict[str, Any]:
-    """The context of one send's email, as it reads at `at`."""
-    return build(
-        rule=send.rule,
-        event=event,
-        policy=policy,
-        company=company,
-        audience=send.audience,
-        to=send.to,
-        cc=send.cc,
-        deal_events=deal_events,
-        outcome=outcome,
-        sent_at=at,
-    )
 
 
 def build(

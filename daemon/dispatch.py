@@ -11,11 +11,27 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from daemon import clock
-from daemon.context import for_send
+from daemon.delivery import (
+    HOLD_RECHECK,
+    Delivery,
+    DispatchReport,
+    after_delivery,
+    after_refusal,
+    deadline,
+    earlier_refusals,
+    hold_wait,
+    may_resend,
+    next_try,
+    resend_at,
+    retry_recipients,
+    sent_note,
+    suppressed,
+    too_late,
+    too_many,
+)
 from daemon.errors import (
     AccountDeliveryError,
     DeliveryError,
@@ -25,73 +41,14 @@ from daemon.errors import (
     UnknownDeliveryError,
     UnsafeMessageError,
 )
-from daemon.ledger import ClaimTerms, Ledger, SendRecord, gave_up, moves, put_off
+from daemon.ledger import ClaimTerms, Ledger, SendRecord, gave_up, moves
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
 from daemon.mail.message import message_id
-from daemon.model import Audience, Person, PlannedSend, Status
-from daemon.playbook import Policy
-from daemon.retry import compute_backoff
-from daemon.templates import Rendered, Templates
+from daemon.model import Audience, Person, Status
+from daemon.render import Facts, Renderer
 
 log = logging.getLogger(__name__)
-
-HOLD_CAP = timedelta(hours=1)  # the longest wait between two tries of a server that refuses our account
-HOLD_RECHECK = timedelta(hours=1)  # a send over the recipient limit is looked at again this often
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """How hard to try: the claim's lease, the first retry's wait, how long without a deadline."""
-
-    lease: timedelta = timedelta(minutes=5)
-    retry_base: timedelta = timedelta(minutes=1)
-    retry_window: timedelta = timedelta(days=1)
-    resend_unknown_prompts: bool = True
-    max_recipients: int = 50  # for customer mail, To and Cc together
-
-
-@dataclass
-class DispatchReport:
-    sent: list[SendRecord] = field(default_factory=list)
-    failed: list[tuple[SendRecord, str]] = field(default_factory=list)
-    retrying: list[tuple[SendRecord, str]] = field(default_factory=list)
-    skipped: list[tuple[SendRecord, str]] = field(default_factory=list)
-    stopped: list[tuple[SendRecord, str]] = field(default_factory=list)
-    unknown: list[tuple[SendRecord, str]] = field(default_factory=list)  # a person must decide
-    held: list[tuple[SendRecord, str]] = field(default_factory=list)  # waiting for a person's fix
-    halted: str | None = None  # why sending stopped for this pass (our account was refused)
-    waiting: int = 0  # due sends left untried because sending stopped
-
-    @property
-    def trouble(self) -> bool:
-        return bool(self.failed or self.retrying or self.unknown or self.held or self.halted)
-
-
-def render_send(
-    ledger: Ledger,
-    templates: Templates,
-    policy: Policy,
-    company: str,
-    send: PlannedSend,
-    at: datetime,
-) -> Rendered:
-    """Render a send from what the ledger knows now: its event, the deal's other events, the outcome."""
-    stored = ledger.event(send.event_id)
-    if stored is None:
-        raise TemplateError(f"send {send.key}: its event {send.event_id} is not in the ledger")
-    deal_events = ledger.events_of_deal(send.deal) if send.deal else []
-    outcome = ledger.outcome(send.event_id)
-    context = for_send(
-        send,
-        event=stored.event,
-        policy=policy,
-        company=company,
-        deal_events=deal_events,
-        outcome=outcome.outcome if outcome else None,
-        at=at,
-    )
-    return templates.render(send.template, context)
 
 
 class Dispatcher:
@@ -99,10 +56,8 @@ class Dispatcher:
         self,
         ledger: Ledger,
         transport: Transport,
-        templates: Templates,
-        policy: Policy,
+        renderer: Renderer,
         *,
-        company: str,
         service_sender: Person,
         unsubscribe: str,
         delivery: Delivery | None = None,
@@ -111,9 +66,8 @@ class Dispatcher:
     ) -> None:
         self.ledger = ledger
         self.transport = transport
-        self.templates = templates
-        self.policy = policy
-        self.company = company
+        self.renderer = renderer
+        self.policy = renderer.policy
         self.service_sender = service_sender
         self.unsubscribe = unsubscribe
         self.delivery = delivery or Delivery()
@@ -124,10 +78,6 @@ class Dispatcher:
         self._refusals = 0  # passes in a row in which the server refused our account: for the wait
         self._hold_until: datetime | None = None  # this pass's wait for sends held by such a refusal
         self._refused_senders: dict[str, str] = {}  # this pass: envelope senders the server refused
-
-    def render(self, send: SendRecord, at: datetime) -> Rendered:
-        """The send's email as it would go out at `at`. Raises TemplateError."""
-        return render_send(self.ledger, self.templates, self.policy, self.company, send, at)
 
     def dispatch_due(self, now: datetime) -> DispatchReport:
         report = DispatchReport()
@@ -167,7 +117,7 @@ class Dispatcher:
             # their lease runs out; the ledger leaves alone any that were finished or handed over.
             if batch:
                 why = "followthrough stopped before" if self.stopping else "the pass ended before"
-                self._release([s.attempt_id for s in batch if s.attempt_id], why)
+                self._release_where(why, attempt_ids=[s.attempt_id for s in batch if s.attempt_id])
             self.transport.close()
         return report
 
@@ -184,9 +134,6 @@ class Dispatcher:
         if self.instance is None:
             return []
         return self._release_where(why, owner=self.instance)
-
-    def _release(self, attempt_ids: list[str], why: str) -> list[str]:
-        return self._release_where(why, attempt_ids=attempt_ids)
 
     def _release_where(
         self, why: str, *, owner: str | None = None, attempt_ids: list[str] | None = None
@@ -216,48 +163,29 @@ class Dispatcher:
 
     def _one(self, send: SendRecord, now: datetime, report: DispatchReport) -> None:
         assert send.attempt_id is not None
-        if send.expires is not None and now > send.expires:
-            rule = self.policy.rule(send.rule)
-            reason = (
-                f"too late: the call started at {send.expires.isoformat()}"
-                if rule is not None and rule.before_call
-                else f"too late: due {send.due.isoformat()}, allowed until {send.expires.isoformat()}"
-            )
-            if send.sent_at is not None:
-                self._give_up(send, now, reason, report)
-            elif self.ledger.record(send.key, send.attempt_id, moves.Skipped(reason), now):
-                log.info("send %s skipped: %s", send.key, reason)
-                report.skipped.append((send, reason))
+        rule = self.policy.rule(send.rule)
+        late = too_late(send, now, before_call=rule is not None and rule.before_call)
+        if late is not None:
+            self._end_unsent(send, now, moves.Skipped(late), report)
             return
         blocked = self.ledger.is_suppressed(p.email for p in (*send.to, *send.cc))
         to = tuple(p for p in send.to if p.email not in blocked)
         cc = tuple(p for p in send.cc if p.email not in blocked)
         if not to:
-            reason = f"suppressed: {', '.join(sorted(blocked))} asked not to be written to"
-            if send.sent_at is not None:
-                self._give_up(send, now, reason, report)
-            elif self.ledger.record(send.key, send.attempt_id, moves.Stopped(reason), now):
-                log.info("send %s stopped: %s", send.key, reason)
-                report.stopped.append((send, reason))
+            self._end_unsent(send, now, moves.Stopped(suppressed(blocked)), report)
             return
         refused_sender = self._refused_senders.get((send.sender or self.service_sender).email)
         if refused_sender is not None:  # the server refused this sender earlier in the pass
             self._hold(send, now, refused_sender, report, self._until(now), tried=False)
             return
         # Those the server put off (4xx, 5.7.x) when the message went to the others: only they get it now.
-        later = {r.lower() for r in put_off(send.refused)} if send.sent_at is not None else set()
-        everyone = {p.email.lower() for p in (*to, *cc)}
-        if not later and len(everyone) > self.delivery.max_recipients and self._to_customers(to, cc, send):
-            limit = self.delivery.max_recipients
-            reason = (
-                f"{len(everyone)} recipients, more than [mail] max_recipients = {limit}: "
-                "held for a person (each would see every other address); raise the limit to send it "
-                "as it is, or leave it to be skipped after its deadline"
-            )
-            self._hold(send, now, reason, report, now + HOLD_RECHECK)
+        later = {r.lower() for r in earlier_refusals(send)[0]}
+        crowded = None if later else too_many(send, to, cc, self.policy, self.delivery.max_recipients)
+        if crowded is not None:
+            self._hold(send, now, crowded, report, now + HOLD_RECHECK)
             return
         try:
-            rendered = self.render(send, now)
+            rendered = self.renderer.email(send, Facts.stored(self.ledger, send), now)  # the data of now
         except TemplateError as exc:
             self._retry_or_fail(send, now, f"template error: {exc}", report)
             return
@@ -280,14 +208,8 @@ class Dispatcher:
             return
         recipients = [p.email for p in (*to, *cc)]
         if later:
-            recipients = [r for r in recipients if r.lower() in later]
-            if not recipients:  # not one of them may be written to now
-                left = sorted(r for r in blocked if r.lower() in later)
-                why = (
-                    f"suppressed: {', '.join(left)} asked not to be written to"
-                    if left
-                    else "those put off are no longer among its recipients"
-                )
+            recipients, why = retry_recipients(recipients, later, blocked)
+            if why is not None:  # not one of them may be written to now
                 self._give_up(send, now, why, report)
                 return
         if not self.ledger.mark_handed(send.key, send.attempt_id, now, self.delivery.lease):
@@ -315,10 +237,7 @@ class Dispatcher:
             return
         except DeliveryError as exc:
             if later:  # it went to the others before: it can only end as sent
-                earlier = put_off(send.refused)
-                final = {r: a for r, a in send.refused.items() if r not in earlier}
-                if not exc.transient:
-                    earlier = dict.fromkeys(earlier, str(exc))
+                earlier, final = after_refusal(send, exc)
                 domain = sender.domain
                 self._put_off(send, now, earlier, final, rendered.subject, domain, report, not exc.transient)
             elif exc.transient:
@@ -327,20 +246,12 @@ class Dispatcher:
                 self._fail(send, now, str(exc), report)
             return
         self._refusals = 0
-        earlier = put_off(send.refused) if send.sent_at is not None else {}
-        final = {r: a for r, a in send.refused.items() if r not in earlier}  # from earlier tries
-        now_put_off = put_off(refused)
-        final |= {r: a for r, a in refused.items() if r not in now_put_off}
+        now_put_off, final = after_delivery(send, refused)
         if now_put_off:
             self._put_off(send, now, now_put_off, final, rendered.subject, sender.domain, report)
             return
-        refused = final
-        note: str | None = None
-        if refused:
-            note = "refused by the server: " + "; ".join(f"{r}: {a}" for r, a in refused.items())
-        if blocked:
-            note = (note + "; " if note else "") + f"left out (suppressed): {', '.join(sorted(blocked))}"
-        delivered = moves.Delivered(now, rendered.subject, message_id(send.key, sender.domain), refused)
+        note = sent_note(final, blocked)
+        delivered = moves.Delivered(now, rendered.subject, message_id(send.key, sender.domain), final)
         self.ledger.record(send.key, send.attempt_id, moves.Sent(note, delivered), now)
         log.info("send %s sent to %s%s", send.key, ", ".join(recipients), f" ({note})" if note else "")
         report.sent.append(send)
@@ -364,10 +275,8 @@ class Dispatcher:
             return
         handed = send.handed_at.isoformat() if send.handed_at else now.isoformat()
         what = what or f"handed to the mail server at {handed} by a process that stopped before recording it"
-        resend = self.delivery.resend_unknown_prompts and send.audience == Audience.REP.value
-        # found is False: the transport looked and it is not there, so sending is safe.
-        if self.transport.idempotent or resend or found is False:
-            when = now + compute_backoff(max(send.attempts, 1), base=self.delivery.retry_base)
+        if may_resend(send, self.delivery, self.transport.idempotent, found):
+            when = resend_at(send, now, self.delivery)
             reason = f"outcome unknown ({what}): sending again at {when.isoformat()}"
             if self.ledger.record(send.key, send.attempt_id, moves.Retry(reason, when), now):
                 log.warning("send %s: %s", send.key, reason)
@@ -380,18 +289,12 @@ class Dispatcher:
             log.error("send %s: %s", send.key, reason)
             report.unknown.append((send, reason))
 
-    def _to_customers(self, to: tuple[Person, ...], cc: tuple[Person, ...], send: SendRecord) -> bool:
-        if send.audience == Audience.CUSTOMER.value:
-            return True
-        return any(not self.policy.is_internal(p.domain) for p in (*to, *cc))
-
     def _until(self, now: datetime) -> datetime:
         """When sends held by a refusal of our account are tried again: the wait grows with each pass
         refused in a row, so a wrong password costs one failed login a pass, and fewer passes."""
         if self._hold_until is None:
             self._refusals += 1
-            wait = compute_backoff(self._refusals, base=self.delivery.retry_base, cap=HOLD_CAP)
-            self._hold_until = now + wait
+            self._hold_until = now + hold_wait(self._refusals, self.delivery)
         return self._hold_until
 
     def _hold(
@@ -430,10 +333,10 @@ class Dispatcher:
         assert send.attempt_id is not None
         answers = "; ".join(f"{r}: {a}" for r, a in later.items())
         delivered = moves.Delivered(now, subject, message_id(send.key, domain), final | later)
-        deadline = send.expires or (send.due + self.delivery.retry_window)
-        when = now + compute_backoff(send.attempts, base=self.delivery.retry_base)
-        if give_up or when > deadline:
-            why = "refused for good" if give_up else f"no try left before its deadline {deadline.isoformat()}"
+        when = next_try(send, now, self.delivery)
+        if give_up or when is None:
+            last = deadline(send, self.delivery)
+            why = "refused for good" if give_up else f"no try left before its deadline {last.isoformat()}"
             self._give_up(send, now, f"gave up after {send.attempts} attempts: {why}", report, delivered)
             return
         reason = f"will retry at {when.isoformat()}: sent to the others; the server put off {answers}"
@@ -460,9 +363,8 @@ class Dispatcher:
 
     def _retry_or_fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
         assert send.attempt_id is not None
-        deadline = send.expires or (send.due + self.delivery.retry_window)
-        when = now + compute_backoff(send.attempts, base=self.delivery.retry_base)
-        if when > deadline:
+        when = next_try(send, now, self.delivery)
+        if when is None:
             self._fail(send, now, f"gave up after {send.attempts} attempts: {reason}", report)
             return
         self.ledger.record(
@@ -476,6 +378,20 @@ class Dispatcher:
             reason,
         )
         report.retrying.append((send, reason))
+
+    def _end_unsent(
+        self, send: SendRecord, now: datetime, move: moves.Skipped | moves.Stopped, report: DispatchReport
+    ) -> None:
+        """Skipped or stopped before it went out; one that went to some recipients can only end sent."""
+        assert send.attempt_id is not None and move.reason is not None
+        if send.sent_at is not None:
+            self._give_up(send, now, move.reason, report)
+            return
+        if not self.ledger.record(send.key, send.attempt_id, move, now):
+            return
+        skipped = isinstance(move, moves.Skipped)
+        log.info("send %s %s: %s", send.key, "skipped" if skipped else "stopped", move.reason)
+        (report.skipped if skipped else report.stopped).append((send, move.reason))
 
     def _fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
         if send.sent_at is not None:  # it went to some recipients already: it can only end sent

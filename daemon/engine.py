@@ -13,14 +13,15 @@ from datetime import datetime, timedelta
 
 from daemon.backends import Wiring, make_sources, make_transport
 from daemon.config import Settings
-from daemon.context import for_send
-from daemon.dispatch import Delivery, Dispatcher, DispatchReport
+from daemon.delivery import Delivery, DispatchReport
+from daemon.dispatch import Dispatcher
 from daemon.errors import LedgerError, SourceError, TemplateError, UserError
 from daemon.instances import dead_here, instance_id
 from daemon.ledger import CalendarChanges, EventPlan, Ledger, StoredEvent, open_ledger
 from daemon.mail import Transport
 from daemon.model import CalendarEvent, EventStatus, Kind, Outcome
 from daemon.playbook import Policy, classify, customer_domains, event_kind, plan, tagged_outcome
+from daemon.render import Facts, Renderer
 from daemon.sources import CalendarSource
 from daemon.templates import Templates
 
@@ -87,15 +88,14 @@ class Engine:
         self.ledger = ledger or open_ledger(settings.store_url, settings.store.busy_timeout)
         self.instance = instance_id()
         self._last_error: dict[str, str] = {}
-        self.templates = Templates(settings.resolve(settings.templates.dir))
+        templates = Templates(settings.resolve(settings.templates.dir))
+        self.renderer = Renderer(templates, self.policy, settings.company.name)
         wiring = Wiring(settings, self.ledger)
         self.sources = sources if sources is not None else make_sources(wiring)
         self.dispatcher = Dispatcher(
             self.ledger,
             transport or make_transport(wiring),
-            self.templates,
-            self.policy,
-            company=settings.company.name,
+            self.renderer,
             service_sender=settings.sender,
             unsubscribe=settings.unsubscribe_address,
             delivery=Delivery(
@@ -343,18 +343,10 @@ class Engine:
                 sends.append(send)
         # Subjects for `plan`; the whole email is rendered when it is sent, from the data of then.
         subjects = {}
+        facts = Facts(event, deal_events, outcome)
         for send in sends:
-            context = for_send(
-                send,
-                event=event,
-                policy=self.policy,
-                company=self.settings.company.name,
-                deal_events=deal_events,
-                outcome=outcome.outcome if outcome else None,
-                at=send.due,
-            )
             try:
-                subjects[send.key] = self.templates.render_subject(send.template, context)
+                subjects[send.key] = self.renderer.subject(send, facts, send.due)
             except TemplateError as exc:  # shown in `plan`; the send itself retries at its time
                 subjects[send.key] = f"(template error: {exc})"
         cancelled = "event cancelled" if event.status is EventStatus.CANCELLED else None

@@ -9,12 +9,11 @@ from datetime import UTC, datetime, timedelta
 
 from daemon.config import Settings
 from daemon.context import build as build_context
-from daemon.context import for_send
-from daemon.dispatch import render_send
 from daemon.errors import TemplateError, UserError
 from daemon.ledger import open_ledger
 from daemon.model import Attendee, Audience, CalendarEvent, Outcome, Person
 from daemon.playbook import OutcomeRecord, Policy, classify, plan
+from daemon.render import Facts, Renderer
 from daemon.templates import Rendered, Templates
 
 SAMPLE_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # fixed: a check gives the same answer every day
@@ -136,19 +135,9 @@ def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, 
     send = next((s for s in result.sends if s.rule == rule.name), None)
     if send is None:
         raise UserError(f"rule {rule.name!r} plans nothing for the sample deal: {result.dropped}")
-    context = for_send(
-        send,
-        event=event,
-        policy=policy,
-        company=settings.company.name,
-        deal_events=(closing, kickoff),
-        outcome=outcome.outcome if outcome else None,
-        at=send.due,
-    )
-    templates = Templates(settings.resolve(settings.templates.dir))
-    return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), templates.render(
-        send.template, context
-    )
+    renderer = _renderer(settings, policy)
+    rendered = renderer.email(send, Facts(event, (closing, kickoff), outcome), send.due)
+    return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), rendered
 
 
 def preview_event(
@@ -156,7 +145,7 @@ def preview_event(
 ) -> tuple[list[tuple[str, str]], Rendered]:
     with open_ledger(settings.store_url, settings.store.busy_timeout) as ledger:
         policy = settings.policy()
-        templates = Templates(settings.resolve(settings.templates.dir))
+        renderer = _renderer(settings, policy)
         stored = ledger.find_event(event_text)
         key = f"{rule_name}:{stored.event.id}"
         send = ledger.send(key)
@@ -167,17 +156,23 @@ def preview_event(
                 )
             c = classify(stored.event, policy)
             deal_events = ledger.events_of_deal(c.deal.name) if c else []
-            result = plan(stored.event, c, ledger.outcome(stored.event.id), policy, deal_events)
+            outcome = ledger.outcome(stored.event.id)
+            result = plan(stored.event, c, outcome, policy, deal_events)
             planned = next((s for s in result.sends if s.rule == rule_name), None)
             if planned is None:
                 why = result.dropped.get(key, "the event is not a call of this rule's kind")
                 raise UserError(f"rule {rule_name!r} sends nothing for event {stored.event.id}: {why}")
-            rendered = render_send(ledger, templates, policy, settings.company.name, planned, planned.due)
+            # Rendered from what was just read, as `plan` does: the send is not in the ledger yet.
+            rendered = renderer.email(planned, Facts(stored.event, deal_events, outcome), planned.due)
             return _headers(
                 settings, planned.sender, planned.to, planned.cc, planned.reply_to, planned.due
             ), rendered
-        rendered = render_send(ledger, templates, policy, settings.company.name, send, send.sent_at or now)
+        rendered = renderer.email(send, Facts.stored(ledger, send), send.sent_at or now)
         return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), rendered
+
+
+def _renderer(settings: Settings, policy: Policy) -> Renderer:
+    return Renderer(Templates(settings.resolve(settings.templates.dir)), policy, settings.company.name)
 
 
 def _headers(

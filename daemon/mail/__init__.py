@@ -22,7 +22,6 @@ from email.message import EmailMessage
 
 
 class Transport(ABC):
-    name: str
     # Delivering the same message twice has no visible effect (the outbox overwrites its file):
     # a send whose outcome a crash left unknown can simply be delivered again.
     idempotent: bool = False

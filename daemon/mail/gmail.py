@@ -115,7 +115,6 @@ def _retry_after(text: str) -> datetime | None:
 
 
 class GmailTransport(Transport):
-    name = "gmail"
     idempotent = False  # a second send is a second email; see `find`
 
     def __init__(
@@ -315,12 +314,6 @@ class GmailTransport(Transport):
         with self._lock:
             self._no_lookup.discard(sender)  # the grant may have been widened since
         return bool(answer.get("messages"))
-
-    def can_find(self, sender: str) -> bool:
-        """Whether `find` can search `sender`'s mailbox, as far as its last try showed: a False from
-        `find` means "not sent" only when this is True."""
-        with self._lock:
-            return self.lookup and sender not in self._no_lookup
 
     def _cannot_look(self, sender: str, why: str) -> None:
         with self._lock:

@@ -22,7 +22,6 @@ def file_name(key: str) -> str:
 
 
 class OutboxTransport(Transport):
-    name = "outbox"
     idempotent = True
 
     def __init__(self, directory: Path) -> None:

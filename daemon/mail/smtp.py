@@ -86,8 +86,6 @@ def _encrypted(smtp: smtplib.SMTP) -> bool:
 
 
 class SmtpTransport(Transport):
-    name = "smtp"
-
     def __init__(
         self,
         host: str,

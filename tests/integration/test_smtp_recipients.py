@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from daemon.cli import cli
-from daemon.dispatch import DispatchReport
+from daemon.delivery import DispatchReport
 from daemon.engine import Engine
 from daemon.model import Status
 from tests.support import TEMPLATES_DIR

@@ -1,0 +1,68 @@
+"""Rendering one send: its template over the context of its event, the deal's events and the outcome.
+
+The one path for `plan` (the subject, from the events in memory), the dispatcher and `preview`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from daemon.context import build
+from daemon.errors import TemplateError
+from daemon.ledger import Ledger
+from daemon.model import CalendarEvent, PlannedSend
+from daemon.playbook import OutcomeRecord, Policy
+from daemon.templates import Rendered, Templates
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a send's email is written from: its event, the deal's events and the outcome, if known."""
+
+    event: CalendarEvent
+    deal_events: Sequence[CalendarEvent]
+    outcome: OutcomeRecord | None
+
+    @classmethod
+    def stored(cls, ledger: Ledger, send: PlannedSend) -> Facts:
+        """As the ledger knows them now. Raises TemplateError when the send's event is not there."""
+        stored = ledger.event(send.event_id)
+        if stored is None:
+            raise TemplateError(f"send {send.key}: its event {send.event_id} is not in the ledger")
+        deal_events = ledger.events_of_deal(send.deal) if send.deal else []
+        return cls(stored.event, deal_events, ledger.outcome(send.event_id))
+
+
+@dataclass(frozen=True)
+class Renderer:
+    """The templates, the policy and the company name every rendering of a send needs."""
+
+    templates: Templates
+    policy: Policy
+    company: str
+
+    def email(self, send: PlannedSend, facts: Facts, at: datetime) -> Rendered:
+        """The whole email as it reads at `at`. Raises TemplateError."""
+        return self.templates.render(send.template, self._context(send, facts, at))
+
+    def subject(self, send: PlannedSend, facts: Facts, at: datetime) -> str:
+        """Only the subject: what `plan` shows, at a fraction of the cost. Raises TemplateError."""
+        return self.templates.render_subject(send.template, self._context(send, facts, at))
+
+    def _context(self, send: PlannedSend, facts: Facts, at: datetime) -> dict[str, Any]:
+        outcome = facts.outcome.outcome if facts.outcome else None
+        return build(
+            rule=send.rule,
+            audience=send.audience,
+            to=send.to,
+            cc=send.cc,
+            sent_at=at,
+            event=facts.event,
+            deal_events=facts.deal_events,
+            outcome=outcome,
+            policy=self.policy,
+            company=self.company,
+        )
