@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from daemon.engine import Engine, PassReport
 from daemon.errors import UserError
 from daemon.ledger import Ledger, SendRecord
 from daemon.model import Outcome, Status, parse_address
+
+if TYPE_CHECKING:  # the engine loads templates and backends: commands that need none stay light
+    from daemon.engine import Engine, PassReport
 
 
 @dataclass(frozen=True)

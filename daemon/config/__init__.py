@@ -25,6 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource
 
 from daemon.config.sections import (
@@ -86,6 +87,22 @@ class Settings(BaseModel):
             if not DOMAIN.fullmatch(domain.lower()):
                 raise ValueError(f'not a domain name: {domain!r} (write [customers."globex.example"])')
         return {domain.lower(): config for domain, config in value.items()}
+
+    @field_validator("rules")
+    @classmethod
+    def _new_rules_complete(cls, value: list[RuleConfig]) -> list[RuleConfig]:
+        """A rule that overrides neither a default one nor one defined above it is new: it needs its
+        essentials. Checked in order, so a later entry may override a rule of the file's own."""
+        known = {rule.name for rule in DEFAULT_RULES}
+        for index, rule in enumerate(value):
+            if rule.name not in known and rule.missing_essentials:
+                raise PydanticCustomError(
+                    "rule_incomplete",
+                    "{name} is not a default rule, so it needs {missing}",
+                    {"index": index, "name": repr(rule.name), "missing": ", ".join(rule.missing_essentials)},
+                )
+            known.add(rule.name)
+        return value
 
     @field_validator("calendars")
     @classmethod
@@ -260,6 +277,8 @@ def _where(loc: tuple[int | str, ...]) -> str:
 
 def _describe(error: Any) -> str:
     where = _where(error["loc"])
+    if error["type"] == "rule_incomplete":
+        where += f".{error['ctx']['index']}"  # which entry of the list
     if error["type"] == "extra_forbidden":
         return f"{where}: unknown key"
     if error["type"] in ("union_tag_not_found", "union_tag_invalid"):

@@ -25,11 +25,9 @@ from pydantic import (
 )
 
 from daemon.model import Anchor, Audience, Condition, Kind, Person, Sender
-from daemon.rules import DEFAULT_RULES
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_TEMPLATES = PACKAGE_ROOT / "templates" / "email"
-DEFAULT_RULE_NAMES = frozenset(rule.name for rule in DEFAULT_RULES)
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DURATION = re.compile(r"([+-])?\s*((?:\d+(?:\.\d+)?\s*[wdhms]\s*)+)")
@@ -346,13 +344,10 @@ class RuleConfig(Section):
             parse_duration(value)
         return value
 
-    @model_validator(mode="after")
-    def _complete_if_new(self) -> RuleConfig:
-        if self.name not in DEFAULT_RULE_NAMES:
-            missing = [k for k in ("kind", "anchor", "offset", "to") if getattr(self, k) is None]
-            if missing:
-                raise ValueError(f"{self.name!r} is not a default rule, so it needs {', '.join(missing)}")
-        return self
+    @property
+    def missing_essentials(self) -> list[str]:
+        """What a rule that overrides none needs: the keys it left out."""
+        return [k for k in ("kind", "anchor", "offset", "to") if getattr(self, k) is None]
 
 
 class GoogleConfig(Section):

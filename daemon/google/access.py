@@ -54,9 +54,10 @@ class GoogleAccess:
     def grant_fix(self, account: str, scope: str) -> str:
         """What a person does when `account`'s grant for `scope` is missing, revoked or expired."""
         if self.delegated:
+            gmail = f" and that {account} has Gmail" if "/gmail." in scope else ""
             return (
                 f"check the domain-wide delegation of the service account for {account} in the Google "
-                f"Workspace admin console (client id and scope {scope})"
+                f"Workspace admin console (client id and scope {scope}){gmail}"
             )
         return f"run `followthrough auth google --account {account}`"
 

@@ -281,3 +281,30 @@ def test_customer_zones_are_checked_and_domains_lower_cased(tmp_path: Path) -> N
     assert settings.policy().customer_timezones == {"globex.example": "America/New_York"}
     message = error(write(tmp_path, '\n[customers."globex.example"]\ntimezone = "Mars/Olympus"\n'))
     assert "customers.globex.example.timezone: unknown time zone 'Mars/Olympus'" in message
+
+
+def test_a_rule_of_the_files_own_can_be_overridden_further_down(tmp_path: Path) -> None:
+    # Given a custom rule defined in full, and a later entry that only turns it off
+    extra = """
+[[rules]]
+name = "delivery-check"
+kind = "kickoff"
+anchor = "end"
+offset = "30d"
+to = ["rep"]
+
+[[rules]]
+name = "delivery-check"
+enabled = false
+
+[[rules]]
+name = "typo-rule"
+offset = "1d"
+"""
+    # When the config is loaded, then only the entry that is new and incomplete is named
+    message = error(write(tmp_path, extra))
+    assert "rules.2: 'typo-rule' is not a default rule, so it needs kind, anchor, to" in message, message
+    assert "rules.1" not in message
+    without_typo = extra.split("[[rules]]\nname = \"typo-rule\"")[0]
+    rules = {r.name: r for r in load(write(tmp_path, without_typo)).policy().rules}
+    assert rules["delivery-check"].enabled is False and rules["delivery-check"].offset.days == 30
