@@ -14,24 +14,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 from daemon import clock
-from daemon.delivery import (
-    HOLD_RECHECK,
-    Delivery,
-    DispatchReport,
-    after_delivery,
-    after_refusal,
-    deadline,
-    earlier_refusals,
-    hold_wait,
-    may_resend,
-    next_try,
-    resend_at,
-    retry_recipients,
-    sent_note,
-    suppressed,
-    too_late,
-    too_many,
-)
+from daemon import delivery as decide
+from daemon.delivery import Delivery, DispatchReport
 from daemon.errors import (
     AccountDeliveryError,
     DeliveryError,
@@ -164,7 +148,7 @@ class Dispatcher:
     def _one(self, send: SendRecord, now: datetime, report: DispatchReport) -> None:
         assert send.attempt_id is not None
         rule = self.policy.rule(send.rule)
-        late = too_late(send, now, before_call=rule is not None and rule.before_call)
+        late = decide.too_late(send, now, before_call=rule is not None and rule.before_call)
         if late is not None:
             self._end_unsent(send, now, moves.Skipped(late), report)
             return
@@ -172,17 +156,17 @@ class Dispatcher:
         to = tuple(p for p in send.to if p.email not in blocked)
         cc = tuple(p for p in send.cc if p.email not in blocked)
         if not to:
-            self._end_unsent(send, now, moves.Stopped(suppressed(blocked)), report)
+            self._end_unsent(send, now, moves.Stopped(decide.suppressed(blocked)), report)
             return
         refused_sender = self._refused_senders.get((send.sender or self.service_sender).email)
         if refused_sender is not None:  # the server refused this sender earlier in the pass
             self._hold(send, now, refused_sender, report, self._until(now), tried=False)
             return
         # Those the server put off (4xx, 5.7.x) when the message went to the others: only they get it now.
-        later = {r.lower() for r in earlier_refusals(send)[0]}
-        crowded = None if later else too_many(send, to, cc, self.policy, self.delivery.max_recipients)
+        later = {r.lower() for r in decide.earlier_refusals(send)[0]}
+        crowded = None if later else decide.too_many(send, to, cc, self.policy, self.delivery.max_recipients)
         if crowded is not None:
-            self._hold(send, now, crowded, report, now + HOLD_RECHECK)
+            self._hold(send, now, crowded, report, now + decide.HOLD_RECHECK)
             return
         try:
             rendered = self.renderer.email(send, Facts.stored(self.ledger, send), now)  # the data of now
@@ -208,7 +192,7 @@ class Dispatcher:
             return
         recipients = [p.email for p in (*to, *cc)]
         if later:
-            recipients, why = retry_recipients(recipients, later, blocked)
+            recipients, why = decide.retry_recipients(recipients, later, blocked)
             if why is not None:  # not one of them may be written to now
                 self._give_up(send, now, why, report)
                 return
@@ -237,7 +221,7 @@ class Dispatcher:
             return
         except DeliveryError as exc:
             if later:  # it went to the others before: it can only end as sent
-                earlier, final = after_refusal(send, exc)
+                earlier, final = decide.after_refusal(send, exc)
                 domain = sender.domain
                 self._put_off(send, now, earlier, final, rendered.subject, domain, report, not exc.transient)
             elif exc.transient:
@@ -246,11 +230,11 @@ class Dispatcher:
                 self._fail(send, now, str(exc), report)
             return
         self._refusals = 0
-        now_put_off, final = after_delivery(send, refused)
+        now_put_off, final = decide.after_delivery(send, refused)
         if now_put_off:
             self._put_off(send, now, now_put_off, final, rendered.subject, sender.domain, report)
             return
-        note = sent_note(final, blocked)
+        note = decide.sent_note(final, blocked)
         delivered = moves.Delivered(now, rendered.subject, message_id(send.key, sender.domain), final)
         self.ledger.record(send.key, send.attempt_id, moves.Sent(note, delivered), now)
         log.info("send %s sent to %s%s", send.key, ", ".join(recipients), f" ({note})" if note else "")
@@ -275,8 +259,8 @@ class Dispatcher:
             return
         handed = send.handed_at.isoformat() if send.handed_at else now.isoformat()
         what = what or f"handed to the mail server at {handed} by a process that stopped before recording it"
-        if may_resend(send, self.delivery, self.transport.idempotent, found):
-            when = resend_at(send, now, self.delivery)
+        if decide.may_resend(send, self.delivery, self.transport.idempotent, found):
+            when = decide.resend_at(send, now, self.delivery)
             reason = f"outcome unknown ({what}): sending again at {when.isoformat()}"
             if self.ledger.record(send.key, send.attempt_id, moves.Retry(reason, when), now):
                 log.warning("send %s: %s", send.key, reason)
@@ -294,7 +278,7 @@ class Dispatcher:
         refused in a row, so a wrong password costs one failed login a pass, and fewer passes."""
         if self._hold_until is None:
             self._refusals += 1
-            self._hold_until = now + hold_wait(self._refusals, self.delivery)
+            self._hold_until = now + decide.hold_wait(self._refusals, self.delivery)
         return self._hold_until
 
     def _hold(
@@ -333,9 +317,9 @@ class Dispatcher:
         assert send.attempt_id is not None
         answers = "; ".join(f"{r}: {a}" for r, a in later.items())
         delivered = moves.Delivered(now, subject, message_id(send.key, domain), final | later)
-        when = next_try(send, now, self.delivery)
+        when = decide.next_try(send, now, self.delivery)
         if give_up or when is None:
-            last = deadline(send, self.delivery)
+            last = decide.deadline(send, self.delivery)
             why = "refused for good" if give_up else f"no try left before its deadline {last.isoformat()}"
             self._give_up(send, now, f"gave up after {send.attempts} attempts: {why}", report, delivered)
             return
@@ -363,7 +347,7 @@ class Dispatcher:
 
     def _retry_or_fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
         assert send.attempt_id is not None
-        when = next_try(send, now, self.delivery)
+        when = decide.next_try(send, now, self.delivery)
         if when is None:
             self._fail(send, now, f"gave up after {send.attempts} attempts: {reason}", report)
             return

@@ -41,8 +41,9 @@ from daemon.sources.ics_text import (
     replace_invalid,
     split,
     text_digest,
+    usable_zones,
+    uses_lost_zone,
 )
-from daemon.sources.zones import iana_zone
 
 if TYPE_CHECKING:
     from daemon.backends import Wiring
@@ -55,10 +56,6 @@ DEFAULT_MAX_BYTES = 50_000_000  # per calendar, `max_bytes` in its [[calendars]]
 # A feed that loses more events than this at once, and more than half of those it had, is held.
 HOLD_REMOVALS_OVER = 10
 _CHUNK = 1 << 20
-_VTIMEZONE = re.compile(
-    r"^BEGIN:VTIMEZONE[ \t]*\r?\n.*?^END:VTIMEZONE[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
-)
-_TZID = re.compile(r"^TZID[;:](.*)$", re.MULTILINE | re.I)
 
 
 def redact_url(url: str) -> str:
@@ -225,9 +222,9 @@ class IcsSource(CalendarSource):
         self._hold_mass_removal(vanished, items)
         to_read = [g.uid for g in changed]
         if changed:
-            skeleton, lost_zones = self._usable_zones(skeleton, batch.problems)
+            skeleton, lost_zones = usable_zones(skeleton, batch.problems)
             self._check_outside_events(skeleton)
-            changed = [g for g in changed if not self._uses_lost_zone(g, lost_zones, batch.problems)]
+            changed = [g for g in changed if not uses_lost_zone(g, lost_zones, batch.problems)]
         read: set[str] = set()
         for group, components in self._parse(skeleton, changed, batch.problems):
             old_ids = set(items.get(group.uid, (None, []))[1])
@@ -304,33 +301,6 @@ class IcsSource(CalendarSource):
         """An instance that slid out of the window's past was not deleted: leave it be."""
         start = instance_start(event_id)
         return start is not None and start < window_start
-
-    def _usable_zones(self, skeleton: str, problems: list[str]) -> tuple[str, set[str]]:
-        """The calendar without the VTIMEZONEs icalendar cannot read, so one bad zone does not sink
-        every event; and the dropped zones that no IANA zone of the same name can stand in for."""
-        lost: set[str] = set()
-        for match in list(_VTIMEZONE.finditer(skeleton)):
-            block = match.group(0)
-            try:
-                parsed = icalendar.Calendar.from_ical(f"BEGIN:VCALENDAR\r\n{block}END:VCALENDAR\r\n")
-                for zone in parsed.walk("VTIMEZONE"):
-                    zone.to_tz()  # type: ignore[attr-defined]
-            except Exception as exc:
-                found = _TZID.search(block)
-                tzid = found.group(1).strip() if found else "?"
-                problems.append(f"time zone {tzid}: cannot be read ({short_error(exc)}); ignored")
-                skeleton = skeleton.replace(block, "", 1)
-                if iana_zone(tzid) is None:
-                    lost.add(tzid)
-        return skeleton, lost
-
-    @staticmethod
-    def _uses_lost_zone(group: Group, lost: set[str], problems: list[str]) -> bool:
-        for tzid in lost:
-            if any(f"TZID={tzid}".lower() in block.lower() for block in group.blocks):
-                problems.append(f"event {group.uid}: skipped: its time zone {tzid} cannot be read")
-                return True
-        return False
 
     def _read(self, text: str) -> list[Any]:
         """The VEVENTs of a text that may hold several VCALENDARs, as some exports do."""
