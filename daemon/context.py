@@ -59,7 +59,7 @@ def build(
     kickoff, closing = related(event, deal_events, policy)
     zone = ZoneInfo(policy.company_timezone)
     if audience is Audience.CUSTOMER:
-        zone = customer_zone(event, deal_events, policy)  # the zone their mail was planned in
+        zone = customer_zone(event, kickoff, policy)  # the zone their mail was planned in
     rep = c.rep if c else (event.organizer or Person("unknown@invalid"))
     implementation = policy.implementation_for(rep)
     return {

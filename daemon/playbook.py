@@ -255,15 +255,15 @@ def related(
     return kickoff, closing
 
 
-def customer_zone(event: CalendarEvent, deal_events: Sequence[CalendarEvent], policy: Policy) -> ZoneInfo:
+def customer_zone(event: CalendarEvent, kickoff: CalendarEvent | None, policy: Policy) -> ZoneInfo:
     """The one zone the customer lives in, for planning their mail and for the times it shows.
 
-    The event's own zone, else their kickoff's, else the zone configured for their domain, else
-    `[schedule] business_timezone`, else the company's. An event in UTC says nothing of where anyone is.
+    The event's own zone, else their kickoff's (the deal's next, as `related` finds it), else the zone
+    configured for their domain, else `[schedule] business_timezone`, else the company's. An event in
+    UTC says nothing of where anyone is.
     """
     if event.timezone:
         return ZoneInfo(event.timezone)
-    kickoff, _ = related(event, deal_events, policy)
     if kickoff is not None and kickoff.timezone:
         return ZoneInfo(kickoff.timezone)
     for domain in sorted(customer_domains(event, policy)):
@@ -321,7 +321,7 @@ def plan(
     if classification is None or classification.kind is None:
         return Plan((), {})
     c = classification
-    zone = customer_zone(event, deal_events, policy)
+    zone = customer_zone(event, related(event, deal_events, policy)[0], policy)
     sends: list[PlannedSend] = []
     dropped: dict[str, str] = {}
     for rule in policy.rules:
