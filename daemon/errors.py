@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
 
 
@@ -51,10 +52,30 @@ class GrantError(FollowthroughError):
     """An account's credentials are missing, revoked or expired: a person must act."""
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong in a template: the file (relative to the template folder), the line, what."""
+
+    file: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}, line {self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+    def as_json(self) -> dict[str, object]:
+        return {"file": self.file, "line": self.line, "message": self.message}
+
+
 class TemplateError(UserError):
-    """A template is missing, broken or refers to an undefined name."""
+    """A template is missing, broken or refers to an undefined name; `problem` says where."""
 
     exit_code = ExitCode.TEMPLATES
+
+    def __init__(self, problem: Problem | str) -> None:
+        self.problem = problem if isinstance(problem, Problem) else Problem("?", None, problem)
+        super().__init__(str(self.problem) if isinstance(problem, Problem) else problem)
 
 
 class DeliveryError(FollowthroughError):
