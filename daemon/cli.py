@@ -80,16 +80,43 @@ def cli(ctx: click.Context, config_path: Path, verbose: int) -> None:
 @cli.command()
 @click.pass_context
 def run(ctx: click.Context) -> None:
-    """Run the daemon: sync on a timer, send when due, until SIGTERM or Ctrl-C."""
+    """Run the daemon: sync on a timer, send when due, until SIGTERM or Ctrl-C.
+
+    With a [web] table in the config, it serves the console too (see `followthrough web`).
+    """
     from daemon.scheduler import Daemon, serve
 
     if not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger().setLevel(logging.INFO)  # a daemon reports its progress
     engine = _engine(ctx)
+    console = None
     try:
+        if engine.settings.web is not None:
+            from daemon.web.server import ConsoleServer
+
+            # Bound before the daemon starts: a taken port or a missing token stops start-up.
+            console = ConsoleServer(engine.settings).start()
         serve(Daemon(engine))
     finally:
+        if console is not None:
+            console.stop()
         engine.close()
+
+
+@cli.command()
+@click.option("--listen", metavar="HOST:PORT", help="Where to listen, instead of [web] listen (127.0.0.1:8025).")
+@click.pass_context
+def web(ctx: click.Context, listen: str | None) -> None:
+    """Serve the console: the schedule, the history, the templates with a live preview.
+
+    Beyond loopback it needs an admin token: FOLLOWTHROUGH_WEB_ADMIN_TOKEN or _FILE.
+    """
+    from daemon.web.server import ConsoleServer, serve_console
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger().setLevel(logging.INFO)  # say where it listens, and when it stops
+    console = ConsoleServer(_settings(ctx), listen)
+    serve_console(console)
 
 
 @cli.command()

@@ -45,9 +45,11 @@ from daemon.config.sections import (
     TagsConfig,
     TeamConfig,
     TemplatesConfig,
+    WebConfig,
     config_file,
     parse_duration,
     parse_hours,
+    parse_listen,
 )
 from daemon.errors import ConfigError
 from daemon.model import Condition, Person, Rule
@@ -58,9 +60,21 @@ DEFAULT_CONFIG = Path("config/followthrough.toml")
 ENV_PREFIX = "FOLLOWTHROUGH_"
 # FOLLOWTHROUGH_* variables that are not settings: the config's path, secrets, the dev script's venv.
 NOT_SETTINGS = frozenset(
-    f"{ENV_PREFIX}{name}" for name in ("CONFIG", "SMTP_PASSWORD", "SMTP_PASSWORD_FILE", "VENV")
+    f"{ENV_PREFIX}{name}"
+    for name in (
+        "CONFIG",
+        "SMTP_PASSWORD",
+        "SMTP_PASSWORD_FILE",
+        "WEB_ADMIN_TOKEN",
+        "WEB_ADMIN_TOKEN_FILE",
+        "VENV",
+    )
 )
-_SECRET_KEYS = {"password", "secret", "token", "api_key"}
+_SECRET_KEYS = {"password", "secret", "token", "admin_token", "api_key"}
+# Where a secret written in the file belongs instead, by the table it was found in.
+_SECRET_VARIABLES = {"web": "FOLLOWTHROUGH_WEB_ADMIN_TOKEN"}
+# The console's admin token must not be guessable: `openssl rand -hex 16` gives 32 characters.
+MIN_TOKEN_LENGTH = 16
 
 
 class Settings(BaseModel):
@@ -79,6 +93,7 @@ class Settings(BaseModel):
     templates: TemplatesConfig = TemplatesConfig()
     google: GoogleConfig | None = None
     customers: dict[str, CustomerConfig] = {}
+    web: WebConfig | None = None  # the console; `run` serves it only when the file has this table
 
     @field_validator("customers")
     @classmethod
@@ -195,6 +210,31 @@ class Settings(BaseModel):
             )
         return password
 
+    def web_admin_token(self) -> str | None:
+        """The console's admin token, from FOLLOWTHROUGH_WEB_ADMIN_TOKEN or the file
+        FOLLOWTHROUGH_WEB_ADMIN_TOKEN_FILE names; None when neither is set."""
+        token = os.environ.get("FOLLOWTHROUGH_WEB_ADMIN_TOKEN")
+        variable = "FOLLOWTHROUGH_WEB_ADMIN_TOKEN"
+        secret_file = os.environ.get("FOLLOWTHROUGH_WEB_ADMIN_TOKEN_FILE")
+        if not token and secret_file:
+            variable = "FOLLOWTHROUGH_WEB_ADMIN_TOKEN_FILE"
+            try:
+                token = Path(secret_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"{variable}: cannot read {secret_file}: {exc.strerror}") from None
+        if not token:
+            return None
+        if len(token) < MIN_TOKEN_LENGTH or token != token.strip():
+            raise ConfigError(
+                f"{variable}: the admin token must be at least {MIN_TOKEN_LENGTH} characters, without "
+                "spaces around it (make one with `openssl rand -hex 16`)"
+            )
+        return token
+
+    def web_listen(self) -> tuple[str, int]:
+        """Where the console listens: [web] listen, or its default without the table."""
+        return parse_listen((self.web or WebConfig()).listen)
+
     @property
     def unsubscribe_address(self) -> str:
         return Person.parse(self.mail.unsubscribe).email if self.mail.unsubscribe else self.sender.email
@@ -306,8 +346,8 @@ def load(path: Path | str | None = None) -> Settings:
     secrets = _find_secrets(raw)
     unknown = unknown_environment(os.environ)
     problems = [
-        f"{'.'.join(where)}: secrets are read only from the environment (FOLLOWTHROUGH_SMTP_PASSWORD); "
-        "remove it from the file"
+        f"{'.'.join(where)}: secrets are read only from the environment "
+        f"({_SECRET_VARIABLES.get(where[0], 'FOLLOWTHROUGH_SMTP_PASSWORD')}); remove it from the file"
         for where in secrets
     ]
     problems += [problem for _, problem in unknown]

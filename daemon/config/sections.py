@@ -374,3 +374,27 @@ class CustomerConfig(Section):
 
 class TemplatesConfig(Section):
     dir: Path = BUNDLED_TEMPLATES
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """`127.0.0.1:8025`, `[::1]:8025` or `0.0.0.0:8025` as a host and a port (0: any free port)."""
+    match = re.fullmatch(r"\s*(?:\[([0-9A-Fa-f:.]+)\]|([^\s:\[\]]+)):(\d{1,5})\s*", value)
+    if not match:
+        raise ValueError(f"write host:port, e.g. '127.0.0.1:8025' or '[::1]:8025', got {value!r}")
+    host, port = match.group(1) or match.group(2), int(match.group(3))
+    if port > 65535:
+        raise ValueError(f"not a port: {port}")
+    return host, port
+
+
+class WebConfig(Section):
+    """The console (`followthrough web`, and `run` when this table is in the file). Its admin token
+    comes only from the environment: FOLLOWTHROUGH_WEB_ADMIN_TOKEN or _FILE."""
+
+    listen: str = "127.0.0.1:8025"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value.strip()

@@ -1,0 +1,110 @@
+"""The console as a Starlette application: the routes of the pages and the JSON API, and their guards.
+
+`create_app` wires what pages.py and api.py serve over one `Console` (the settings and an open ledger).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from daemon.config import Settings
+from daemon.ledger import Ledger, open_ledger
+from daemon.web import api, pages
+from daemon.web.security import SecurityHeaders, TokenGuard, login_routes
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass
+class Console:
+    """What every route works on: the settings, the company's zone, one ledger opened on first use
+    (one connection pool for every request), and the page templates (autoescaped)."""
+
+    settings: Settings
+    token: str | None = None
+    zone: ZoneInfo = field(init=False)
+    html: Environment = field(init=False)
+    _ledger: Ledger | None = field(default=None, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.zone = ZoneInfo(self.settings.company.timezone)
+        self.html = Environment(
+            loader=FileSystemLoader(str(HERE / "pages")),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+            trim_blocks=True,
+            lstrip_blocks=True,
+        )
+
+    def ledger(self) -> Ledger:
+        with self._lock:
+            if self._ledger is None:
+                self._ledger = open_ledger(self.settings.store_url, self.settings.store.busy_timeout)
+            return self._ledger
+
+    def close(self) -> None:
+        with self._lock:
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None
+
+    def page(self, request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
+        body = self.html.get_template(name).render(
+            request=request, path=request.url.path, company=self.settings.company.name,
+            secured=self.token is not None, **values,
+        )  # fmt: skip
+        return HTMLResponse(body, status)
+
+
+def create_app(settings: Settings, token: str | None = None) -> Starlette:
+    """The console for these settings; with a token, every page and API call needs it."""
+    console = Console(settings, token)
+
+    def login_page(request: Request, message: str | None, status: int) -> Response:
+        target = request.query_params.get("next", "/")
+        return console.page(request, "login.html", status, message=message, next=target)
+
+    login, logout = login_routes(token, login_page)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            console.close()
+
+    routes = [
+        Route("/", pages.schedule(console), name="schedule"),
+        Route("/history", pages.history(console), name="history"),
+        Route("/templates", pages.templates(console), name="templates"),
+        Route("/templates/{rule}", pages.preview(console), name="preview"),
+        Route("/login", login, methods=["GET", "POST"]),
+        Route("/logout", logout, methods=["POST"]),
+        Route("/api/plan", api.plan(console)),
+        Route("/api/history", api.history(console)),
+        Route("/api/templates", api.templates(console)),
+        Route("/api/preview/{rule}", api.preview(console)),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(SecurityHeaders), Middleware(TokenGuard, token=token)],
+        exception_handlers={404: api.not_found, 405: api.not_allowed},
+        lifespan=lifespan,
+    )
+    app.state.console = console
+    return app

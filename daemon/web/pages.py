@@ -1,0 +1,120 @@
+"""The console's pages: the schedule by day, the history, the rules with their templates, a live preview.
+
+Server-rendered from daemon/web/pages/*.html (autoescaped); the preview fills itself from the API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from daemon import clock, operations
+from daemon.errors import LedgerError
+from daemon.ledger import Ledger
+from daemon.model import Status
+from daemon.web import api, views
+
+if TYPE_CHECKING:
+    from daemon.web.app import Console
+
+Endpoint = Callable[[Request], Response]
+SPANS = {"7": 7, "14": 14, "30": 30, "all": None}  # the schedule's choice of days ahead
+MAX_EVENTS = 200  # events offered in the preview's list beyond this rule's own
+
+
+def guarded(console: Console, work: Endpoint) -> Endpoint:
+    """A page whose ledger trouble shows as a page saying so, not a traceback."""
+
+    def page(request: Request) -> Response:
+        try:
+            return work(request)
+        except LedgerError as exc:
+            return console.page(request, "trouble.html", 503, message=str(exc))
+
+    return page
+
+
+def schedule(console: Console) -> Endpoint:
+    def page(request: Request) -> Response:
+        choice = request.query_params.get("days", "14")
+        choice = choice if choice in SPANS else "14"
+        plan = views.schedule(console.ledger().sends(), console.zone, clock.now(), SPANS[choice])
+        return console.page(
+            request, "schedule.html", plan=plan, days=choice, spans=list(SPANS), zone=console.zone.key
+        )
+
+    return guarded(console, page)
+
+
+def history(console: Console) -> Endpoint:
+    def page(request: Request) -> Response:
+        rows = views.history_rows(operations.history(console.ledger()), console.zone)
+        counts = {s: sum(1 for r in rows if r.status == s) for s in ("sent", "failed", "unknown")}
+        counts["refused"] = sum(1 for r in rows if r.send.refused)
+        return console.page(request, "history.html", rows=rows, counts=counts, zone=console.zone.key)
+
+    return guarded(console, page)
+
+
+def templates(console: Console) -> Endpoint:
+    def page(request: Request) -> Response:
+        rules = [
+            {
+                "rule": rule,
+                "file": api.template_file(console, rule),
+                "timing": views.timing(rule),
+                "audience": views.audience(rule),
+            }
+            for rule in console.settings.policy().rules
+        ]
+        folder = console.settings.resolve(console.settings.templates.dir)
+        return console.page(request, "templates.html", rules=rules, folder=str(folder))
+
+    return guarded(console, page)
+
+
+def event_choices(ledger: Ledger, rule: str) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """The events to preview a rule on: those it has sends for, then the others (id, title)."""
+    own = list(dict.fromkeys(s.event_id for s in ledger.sends() if s.rule == rule))
+    others = [i for i in ledger.all_event_ids() if i not in set(own)][:MAX_EVENTS]
+
+    def titled(ids: list[str]) -> list[tuple[str, str]]:
+        found = ((i, ledger.event(i)) for i in ids)
+        return [(i, stored.event.title or i) for i, stored in found if stored is not None]
+
+    return titled(own), titled(others)
+
+
+def preview(console: Console) -> Endpoint:
+    def page(request: Request) -> Response:
+        name = request.path_params["rule"]
+        rules = console.settings.policy().rules
+        rule = next((r for r in rules if r.name == name), None)
+        if rule is None:
+            return console.page(request, "missing.html", 404, what=f"no rule named {name!r}")
+        event = request.query_params.get("event") or ""
+        own, others = event_choices(console.ledger(), name)
+        sends = [
+            s
+            for s in console.ledger().sends([Status.PLANNED, Status.CLAIMED])
+            if s.rule == name and (not event or s.event_id == event)
+        ]
+        return console.page(
+            request,
+            "preview.html",
+            rule=rule,
+            rules=rules,
+            file=api.template_file(console, rule),
+            timing=views.timing(rule),
+            audience=views.audience(rule),
+            event=event,
+            own=own,
+            others=others,
+            next_send=sends[0] if sends else None,
+            zone=console.zone,
+        )
+
+    return guarded(console, page)

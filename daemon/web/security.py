@@ -1,0 +1,168 @@
+"""The console's guards: security headers on every answer, and the admin token (a bearer or a cookie).
+
+The token is compared in constant time and never logged; the cookie holds a digest of it, not the token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+COOKIE = "followthrough_console"
+# Scripts only from our own static files, never inline. Styles inline too: the email's HTML, shown in
+# a sandboxed srcdoc iframe, inherits this policy and is styled inline by nature. Images as emails
+# reference them (https). The console is never framed.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: https:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-frame-options": "DENY",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cross-origin-opener-policy": "same-origin",
+}
+OPEN_PATHS = ("/login", "/static/")  # what an anonymous visitor may fetch: the login form and its CSS
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: reachable from this machine only."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def session_value(token: str) -> str:
+    """What the cookie holds: derived from the token, so a leaked cookie jar does not show the token."""
+    return hmac.new(token.encode(), b"followthrough console session", hashlib.sha256).hexdigest()
+
+
+def same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class SecurityHeaders:
+    """Adds the headers above to every answer; nothing the console answers is cached, but its assets."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = str(scope.get("path", "")).startswith("/static/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+                headers["cache-control"] = "no-cache" if static else "no-store"
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+class TokenGuard:
+    """Lets a request through with the admin token (`Authorization: Bearer`, or the login cookie), or
+    without one when none is set: then only under a loopback host name, so that a web page whose
+    name was pointed at 127.0.0.1 (DNS rebinding) cannot use the console."""
+
+    def __init__(self, app: ASGIApp, token: str | None) -> None:
+        self.app = app
+        self.token = token
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        refusal = self.refusal(request)
+        if refusal is None:
+            await self.app(scope, receive, send)
+        else:
+            await refusal(scope, receive, send)
+
+    def refusal(self, request: Request) -> Response | None:
+        path = request.url.path
+        if self.token is None:
+            host = (request.url.hostname or "").lower()
+            if not is_loopback(host):
+                return JSONResponse({"error": f"the console answers only to a loopback name, not {host}"}, 403)
+            return None
+        if path.startswith(OPEN_PATHS) or self.allowed(request.headers):
+            return None
+        if path.startswith("/api/"):
+            return JSONResponse(
+                {"error": "the admin token is missing or wrong (Authorization: Bearer <token>)"},
+                401,
+                headers={"www-authenticate": 'Bearer realm="followthrough"'},
+            )
+        return RedirectResponse(f"/login?next={urllib.parse.quote(path)}", 303)
+
+    def allowed(self, headers: Headers) -> bool:
+        assert self.token is not None
+        scheme, _, given = headers.get("authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and given:
+            return same(given.strip(), self.token)
+        cookie = Request({"type": "http", "headers": headers.raw}).cookies.get(COOKIE)
+        return cookie is not None and same(cookie, session_value(self.token))
+
+
+def safe_next(value: str | None) -> str:
+    """Where to go after logging in: a path of ours, never another site (`//evil.example`)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+def login_routes(
+    token: str | None, page: Callable[[Request, str | None, int], Response]
+) -> tuple[Callable[[Request], Awaitable[Response]], Callable[[Request], Awaitable[Response]]]:
+    """The login form (GET shows it, POST checks the token and sets the cookie) and logout."""
+
+    async def login(request: Request) -> Response:
+        if request.method == "GET":
+            return page(request, None, 200)
+        body = await request.body()
+        fields = urllib.parse.parse_qs(body[:4096].decode("utf-8", "replace"))
+        given = (fields.get("token") or [""])[0].strip()
+        target = safe_next((fields.get("next") or [None])[0])
+        if token is None:
+            return RedirectResponse(target, 303)
+        if not given or not same(given, token):
+            log.warning("console: a login with a wrong token from %s", request.client.host if request.client else "?")
+            return page(request, "That is not the admin token.", 401)
+        response = RedirectResponse(target, 303)
+        response.set_cookie(
+            COOKIE,
+            session_value(token),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https",
+            path="/",
+        )
+        return response
+
+    async def logout(request: Request) -> Response:
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    return login, logout
