@@ -135,9 +135,12 @@ def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
     settings = _settings(ctx)
     with open_ledger(settings) as ledger:
         sends = operations.sends(ledger, statuses)
+        warnings = operations.template_warnings(ledger)
     if as_json:
         click.echo(json.dumps([display.send_json(s) for s in sends], indent=2))
         return
+    for warning in warnings:
+        click.echo(f"Template {warning}.")
     zone = ZoneInfo(settings.company.timezone)
     if not sends:
         click.echo("Nothing planned yet: run `followthrough tick` to read the calendars.")

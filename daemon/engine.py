@@ -22,8 +22,9 @@ from daemon.instances import dead_here, instance_id
 from daemon.ledger import CalendarChanges, EventPlan, Ledger, StoredEvent, open_ledger
 from daemon.mail import Transport
 from daemon.model import CalendarEvent, EventStatus, Kind, Outcome
+from daemon.operations import TEMPLATES_META
 from daemon.playbook import Policy, classify, customer_domains, event_kind, plan, tagged_outcome
-from daemon.preview import TEMPLATES_META, load_templates, sample_policy, template_problems, templates_note
+from daemon.preview import load_templates, sample_policy, template_problems, templates_note
 from daemon.render import Facts, Renderer
 from daemon.sources import CalendarSource
 

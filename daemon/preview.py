@@ -143,9 +143,6 @@ def check_templates(settings: Settings) -> tuple[list[Problem], int]:
     return problems, checked
 
 
-TEMPLATES_META = "templates"  # what a running daemon's templates are: refused edits, broken files
-
-
 def templates_note(templates: Templates) -> dict[str, Any]:
     """For `plan` and the console: the edits refused (the last good version runs) and what is broken."""
     stale = templates.stale()
@@ -212,7 +209,11 @@ def _example(context: dict[str, Any], name: str) -> str:
         return ", ".join(str(v) for v in value)
     if value is None:
         return "none"
-    return json.dumps(value) if isinstance(value, bool) else str(value)
+    if isinstance(value, bool):
+        return json.dumps(value)
+    text = str(value)
+    first = text.splitlines()[0] if text.strip() else text
+    return first if first == text else first + " …"  # one line: the notes run on
 
 
 def preview_event(

@@ -103,7 +103,7 @@ def front_matter(file: str, source: str) -> FrontMatter:
         fields[key] = (value, number)
     if not fields.get("subject", ("", 0))[0]:
         raise TemplateError(Problem(file, 1, "the front matter needs a 'subject:' line"))
-    body = "\n" * end + "\n".join(lines[end + 1 :]) + "\n"
+    body = "\n" * (end + 1) + "\n".join(lines[end + 1 :]) + "\n"
     subject, subject_line = fields["subject"]
     return FrontMatter(subject, subject_line, fields.get("description", ("", 0))[0], body)
 
@@ -390,6 +390,7 @@ class Templates:
                 log.error("template %s refused, the last good version stays in use: %s", file, new[0])
             else:
                 self._adopt(candidate)
+                self._refused.pop(file, None)
                 self.problems = check(self)
                 baseline = set(self.problems)
                 log.info("template %s %s", file, "removed" if text is None else "reloaded")
