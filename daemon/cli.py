@@ -38,10 +38,10 @@ def open_ledger(settings: Settings) -> Iterator[Ledger]:
         yield ledger
 
 
-def _engine(ctx: click.Context) -> Any:
+def _engine(ctx: click.Context, watch_templates: bool = False) -> Any:
     from daemon.engine import Engine
 
-    return Engine(_settings(ctx))
+    return Engine(_settings(ctx), watch_templates=watch_templates)
 
 
 class Cli(click.Group):
@@ -88,7 +88,7 @@ def run(ctx: click.Context) -> None:
 
     if not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger().setLevel(logging.INFO)  # a daemon reports its progress
-    engine = _engine(ctx)
+    engine = _engine(ctx, watch_templates=True)
     console = None
     try:
         if engine.settings.web is not None:
@@ -162,9 +162,12 @@ def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
     settings = _settings(ctx)
     with open_ledger(settings) as ledger:
         sends = operations.sends(ledger, statuses)
+        warnings = operations.template_warnings(ledger)
     if as_json:
         click.echo(json.dumps([display.send_json(s) for s in sends], indent=2))
         return
+    for warning in warnings:
+        click.echo(f"Template {warning}.")
     zone = ZoneInfo(settings.company.timezone)
     if not sends:
         click.echo("Nothing planned yet: run `followthrough tick` to read the calendars.")
@@ -228,23 +231,39 @@ def preview(ctx: click.Context, rule: str, event_id: str | None, html: bool) -> 
 
 @cli.group()
 def templates() -> None:
-    """Check the email templates."""
+    """Check the email templates and list what they can use."""
 
 
 @templates.command("check")
 @click.pass_context
 def templates_check(ctx: click.Context) -> None:
-    """Render every template against sample data; name the file and line of each error."""
+    """Render every template and rep override for every rule that uses it, against sample data;
+    name the file and line of each error."""
     from daemon.preview import check_templates
 
     settings = _settings(ctx)
-    errors, checked = check_templates(settings)
-    for error in errors:
-        click.echo(f"error: {error}", err=True)
-    if errors:
-        click.echo(f"{len(errors)} error(s) in {checked} template(s)", err=True)
+    problems, checked = check_templates(settings)
+    for problem in problems:
+        click.echo(f"error: {problem}", err=True)
+    if problems:
+        click.echo(f"{len(problems)} error(s) in {checked} template file(s)", err=True)
         sys.exit(ExitCode.TEMPLATES)
-    click.echo(f"{checked} template(s) render cleanly.")
+    click.echo(f"{checked} template file(s) render cleanly.")
+
+
+@templates.command("vars")
+@click.argument("rule", required=False)
+@click.option("--json", "as_json", is_flag=True, help="A JSON array of {name, description, example}.")
+@click.pass_context
+def templates_vars(ctx: click.Context, rule: str | None, as_json: bool) -> None:
+    """Every variable a template can use, with what it is and its value for RULE's sample deal."""
+    from daemon.preview import variables
+
+    found = variables(_settings(ctx), rule)
+    if as_json:
+        click.echo(json.dumps(found, indent=2))
+        return
+    click.echo(display.variables_table(found))
 
 
 @cli.command()

@@ -84,3 +84,39 @@ def build(
         "zone": zone.key,
         "now": sent_at.astimezone(zone) if sent_at else None,
     }
+
+
+# Every variable a template can use, with what it is: `templates vars` and the README show this table,
+# with example values from the sample deal. `[]` marks a list; `kickoff`, `closing` and `lead` may be none.
+PERSON = "{name, first_name, email}"
+VARIABLES: tuple[tuple[str, str], ...] = (
+    ("rule", "the rule this email is sent by"),
+    ("company.name", "your company's name, from [company] name"),
+    ("rep.name", "the rep who owns the deal: the closing call's organizer"),
+    ("rep.first_name", "the rep's first name, to greet them"),
+    ("rep.email", "the rep's address"),
+    ("deal.name", "the deal's key: the customer's main domain"),
+    ("deal.company", "the customer's company, as its domain reads (Globex for globex.example)"),
+    ("deal.domains[]", "the customer's domains"),
+    ("customer[]", f"the customer's people on the event: {PERSON}"),
+    ("internal[]", f"your company's people on the event: {PERSON}"),
+    ("implementation[]", f"the implementation staff for this rep's deals, from the config: {PERSON}"),
+    ("lead", f"the first of them, who leads the implementation, or none: {PERSON}"),
+    ("recipients[]", f"who this email goes to: {PERSON}"),
+    ("copied[]", f"who is copied: {PERSON}"),
+    ("event.title", "the event's title, tags removed"),
+    ("event.start", "when it starts, in the reader's time zone (format it with the when or day filter)"),
+    ("event.end", "when it ends"),
+    ("event.all_day", "true for an all-day event"),
+    ("event.timezone", "the time zone its times are shown in"),
+    ("event.notes", "the event's description, tags removed: the rep's notes (show them with the quote filter)"),
+    ("event.homework[]", "the items under a 'Homework:' line in the notes (list them with the bullets filter)"),
+    ("event.customer[]", f"the customer's people on this event: {PERSON}"),
+    ("event.internal[]", f"your company's people on this event: {PERSON}"),
+    ("event.id", "the event's id in followthrough"),
+    ("kickoff", "the deal's kickoff call, with the same fields as event, or none"),
+    ("closing", "the deal's closing call, with the same fields as event, or none"),
+    ("outcome", "won, lost, or none while no outcome is recorded"),
+    ("zone", "the reader's time zone"),
+    ("now", "when the email is sent, in the reader's time zone"),
+)

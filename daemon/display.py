@@ -183,3 +183,11 @@ def print_pass(summary: PassSummary, zone: ZoneInfo, upcoming: int = 10) -> None
         click.echo(f"  {local(send.due, zone):<26} {send.rule:<22} to {', '.join(addresses(send.to))}")
     if len(pending) > upcoming:
         click.echo(f"  … see `followthrough plan` for all {len(pending)}")
+
+
+def variables_table(variables: list[dict[str, str]]) -> str:
+    """`templates vars`: the name, then what it is and the sample's value, indented below it."""
+    lines = []
+    for v in variables:
+        lines += [v["name"], f"    {v['description']}", f"    e.g. {v['example']}"]
+    return "\n".join(lines)

@@ -6,10 +6,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from daemon.backends import Wiring, make_sources, make_transport
 from daemon.config import Settings
@@ -20,10 +22,11 @@ from daemon.instances import dead_here, instance_id
 from daemon.ledger import CalendarChanges, EventPlan, Ledger, StoredEvent, open_ledger
 from daemon.mail import Transport
 from daemon.model import CalendarEvent, EventStatus, Kind, Outcome
+from daemon.operations import TEMPLATES_META
 from daemon.playbook import Policy, classify, customer_domains, event_kind, plan, tagged_outcome
+from daemon.preview import load_templates, sample_policy, template_problems, templates_note
 from daemon.render import Facts, Renderer
 from daemon.sources import CalendarSource
-from daemon.templates import Templates
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +85,16 @@ class Engine:
         ledger: Ledger | None = None,
         transport: Transport | None = None,
         sources: list[CalendarSource] | None = None,
+        watch_templates: bool = False,
     ) -> None:
         self.settings = settings
+        self.watch_templates = watch_templates  # `run`: take template edits as they are saved
+        self._templates_noted: dict[str, Any] | None = None
         self.policy = settings.policy()
         self.ledger = ledger or open_ledger(settings.store_url, settings.store.busy_timeout)
         self.instance = instance_id()
         self._last_error: dict[str, str] = {}
-        templates = Templates(settings.resolve(settings.templates.dir))
+        templates = load_templates(settings)
         self.renderer = Renderer(templates, self.policy, settings.company.name)
         wiring = Wiring(settings, self.ledger)
         self.sources = sources if sources is not None else make_sources(wiring)
@@ -114,12 +120,28 @@ class Engine:
     # -- one pass -------------------------------------------------------------------------
     def tick(self, now: datetime) -> PassReport:
         report = PassReport()
+        if self.watch_templates:
+            self.reload_templates(now)
         self.settle_interrupted(now, report)
         report.replanned += self.replan_if_rules_changed(now)
         for source in self.sources:
             report.calendars.append(self.sync(source, now, report))
         report.dispatch = self.dispatcher.dispatch_due(now)
         return report
+
+    def reload_templates(self, now: datetime) -> None:
+        """Take the template edits that pass the check; the others keep their last good version. What
+        runs is noted in the ledger, for `plan` and the console."""
+        templates = self.renderer.templates
+        policy = sample_policy(self.settings)
+        templates.reload(lambda t: template_problems(t, self.settings, policy))
+        note = templates_note(templates)
+        if note != self._templates_noted:
+            if self._templates_noted is None:  # at start: what is broken cannot send until fixed
+                for problem in templates.problems or []:
+                    log.error("template %s: sends that use it wait until it is fixed", problem)
+            self.ledger.set_meta(TEMPLATES_META, json.dumps({**note, "at": now.isoformat()}))
+            self._templates_noted = note
 
     def accept_removals(self, names: Iterable[str]) -> None:
         """A person confirms that these calendars really lost the events their next sync removes,

@@ -5,16 +5,35 @@ The CLI opens the ledger, calls one of these and prints the result (khal's cli â
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from daemon.errors import UserError
+from daemon.errors import Problem, UserError
 from daemon.ledger import Ledger, SendRecord
 from daemon.model import Outcome, Status, parse_address
 
 if TYPE_CHECKING:  # the engine loads templates and backends: commands that need none stay light
     from daemon.engine import Engine, PassReport
+
+
+TEMPLATES_META = "templates"  # a running daemon's note on its templates: edits refused, files broken
+
+
+def template_warnings(ledger: Ledger) -> list[str]:
+    """What a running daemon noted of its templates: edits it refused (it keeps the last good version)
+    and files that were broken when it started (their sends wait until they are fixed)."""
+    raw = ledger.get_meta(TEMPLATES_META)
+    if not raw:
+        return []
+    note = json.loads(raw)
+    refused = [
+        f"{Problem(**p)} (edit refused; the running daemon sends its last good version)"
+        for p in note.get("refused", [])
+    ]
+    broken = [f"{Problem(**p)} (sends that use it wait until it is fixed)" for p in note.get("broken", [])]
+    return refused + broken
 
 
 @dataclass(frozen=True)

@@ -5,16 +5,20 @@ Sample data is a made-up deal run through the real playbook, so templates are ch
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from daemon.config import Settings
+from daemon.config.sections import BUNDLED_TEMPLATES
+from daemon.context import VARIABLES
 from daemon.context import build as build_context
-from daemon.errors import TemplateError, UserError
+from daemon.errors import Problem, TemplateError, UserError
 from daemon.ledger import open_ledger
-from daemon.model import Attendee, Audience, CalendarEvent, Outcome, Person
+from daemon.model import Attendee, Audience, CalendarEvent, Outcome, Person, PlannedSend
 from daemon.playbook import OutcomeRecord, Policy, classify, plan
 from daemon.render import Facts, Renderer
-from daemon.templates import Rendered, Templates
+from daemon.templates import Rendered, Templates, when
 
 SAMPLE_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # fixed: a check gives the same answer every day
 
@@ -52,7 +56,7 @@ def sample_events(policy: Policy) -> tuple[CalendarEvent, CalendarEvent]:
     return closing, kickoff
 
 
-def _sample_policy(settings: Settings) -> Policy:
+def sample_policy(settings: Settings) -> Policy:
     policy = settings.policy()
     if policy.implementation:
         return policy
@@ -65,7 +69,7 @@ def _sample_policy(settings: Settings) -> Policy:
     )
 
 
-def _contexts(settings: Settings, policy: Policy, template: str) -> list[dict[str, object]]:
+def _contexts(settings: Settings, policy: Policy, rule: str) -> list[dict[str, object]]:
     """Every situation a template may meet: with and without a kickoff, notes and people."""
     closing, kickoff = sample_events(policy)
     bare = CalendarEvent(
@@ -87,7 +91,7 @@ def _contexts(settings: Settings, policy: Policy, template: str) -> list[dict[st
                 )
                 contexts.append(
                     build_context(
-                        rule=template,
+                        rule=rule,
                         event=event,
                         policy=policy,
                         company=settings.company.name,
@@ -101,26 +105,59 @@ def _contexts(settings: Settings, policy: Policy, template: str) -> list[dict[st
     return contexts
 
 
-def check_templates(settings: Settings) -> tuple[list[str], int]:
-    """Every template's errors, each naming its file and line; and how many templates were checked."""
-    templates = Templates(settings.resolve(settings.templates.dir))
-    policy = _sample_policy(settings)
-    names = set(templates.names()) | {r.template_name for r in policy.rules if r.enabled}
-    errors: list[str] = []
-    for name in sorted(names):
-        seen: set[str] = set()
-        for context in _contexts(settings, policy, name):
-            try:
-                templates.render(name, context)
-            except TemplateError as exc:
-                if str(exc) not in seen:
-                    seen.add(str(exc))
-                    errors.append(str(exc))
-    return errors, len(names)
+def template_problems(templates: Templates, settings: Settings, policy: Policy) -> list[Problem]:
+    """Every template and rep override rendered for every rule that uses it, in every sample situation."""
+    problems: list[Problem] = list(templates.conflicts())
+    uses: dict[str, list[str]] = {}
+    for rule in policy.rules:
+        if rule.enabled:
+            uses.setdefault(rule.template_name, []).append(rule.name)
+    for name in templates.names():
+        uses.setdefault(name, [name])  # a template no rule uses yet is still checked
+    for owner, name in templates.overrides():
+        if name not in uses:
+            problems.append(
+                Problem(f"reps/{owner}/{name}", None, f"no rule sends {name!r}: this override is never used")
+            )
+    reps: list[str | None] = [None, *sorted({owner for owner, name in templates.overrides() if name in uses})]
+    for name in sorted(uses):
+        for rep in reps:
+            if rep is not None and (rep, name) not in templates.overrides():
+                continue
+            for rule_name in uses[name]:
+                for context in _contexts(settings, policy, rule_name):
+                    try:
+                        templates.render(name, context, rep=rep)
+                    except TemplateError as exc:
+                        if exc.problem not in problems:
+                            problems.append(exc.problem)
+                        break  # one problem per template and rule is enough to act on
+    return problems
 
 
-def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, str]], Rendered]:
-    policy = _sample_policy(settings)
+def check_templates(settings: Settings) -> tuple[list[Problem], int]:
+    """Every template's problems, each naming its file and line; and how many files were checked."""
+    templates = load_templates(settings)
+    problems = template_problems(templates, settings, sample_policy(settings))
+    checked = len(templates.names()) + len(templates.overrides())
+    return problems, checked
+
+
+def templates_note(templates: Templates) -> dict[str, Any]:
+    """For `plan` and the console: the edits refused (the last good version runs) and what is broken."""
+    stale = templates.stale()
+    return {
+        "refused": [p.as_json() for p in stale.values()],
+        "broken": [p.as_json() for p in templates.problems or [] if p.file not in stale],
+    }
+
+
+def load_templates(settings: Settings) -> Templates:
+    return Templates(settings.resolve(settings.templates.dir), defaults=BUNDLED_TEMPLATES)
+
+
+def _sample_send(settings: Settings, rule_name: str) -> tuple[Renderer, PlannedSend, Facts]:
+    policy = sample_policy(settings)
     rule = policy.rule(rule_name)
     if rule is None:
         raise UserError(f"no rule named {rule_name!r}; rules: {', '.join(r.name for r in policy.rules)}")
@@ -135,9 +172,48 @@ def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, 
     send = next((s for s in result.sends if s.rule == rule.name), None)
     if send is None:
         raise UserError(f"rule {rule.name!r} plans nothing for the sample deal: {result.dropped}")
-    renderer = _renderer(settings, policy)
-    rendered = renderer.email(send, Facts(event, (closing, kickoff), outcome), send.due)
+    return _renderer(settings, policy), send, Facts(event, (closing, kickoff), outcome)
+
+
+def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, str]], Rendered]:
+    renderer, send, facts = _sample_send(settings, rule_name)
+    rendered = renderer.email(send, facts, send.due)
     return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), rendered
+
+
+def variables(settings: Settings, rule_name: str | None) -> list[dict[str, str]]:
+    """Every template variable with its description and its value for the sample deal of `rule_name`
+    (the first rule's when none is given)."""
+    rule_name = rule_name or settings.policy().rules[0].name
+    renderer, send, facts = _sample_send(settings, rule_name)
+    context = renderer.context(send, facts, send.due)
+    return [
+        {"name": name, "description": description, "example": _example(context, name)}
+        for name, description in VARIABLES
+    ]
+
+
+def _example(context: dict[str, Any], name: str) -> str:
+    value: Any = context
+    for part in name.split("."):
+        value = value[part.removesuffix("[]")] if isinstance(value, dict) else None
+        if part.endswith("[]") and isinstance(value, list):
+            value = value[0] if value else None
+    if isinstance(value, datetime):
+        return when(value)
+    if isinstance(value, dict):
+        if "email" in value:
+            return f"{value['name']} <{value['email']}>"
+        return f"{value['title']}, {when(value['start'])}" if "title" in value else json.dumps(value)
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return json.dumps(value)
+    text = str(value)
+    first = text.splitlines()[0] if text.strip() else text
+    return first if first == text else first + " …"  # one line: the notes run on
 
 
 def preview_event(
@@ -172,7 +248,7 @@ def preview_event(
 
 
 def _renderer(settings: Settings, policy: Policy) -> Renderer:
-    return Renderer(Templates(settings.resolve(settings.templates.dir)), policy, settings.company.name)
+    return Renderer(load_templates(settings), policy, settings.company.name)
 
 
 def _headers(

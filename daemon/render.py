@@ -46,13 +46,15 @@ class Renderer:
 
     def email(self, send: PlannedSend, facts: Facts, at: datetime) -> Rendered:
         """The whole email as it reads at `at`. Raises TemplateError."""
-        return self.templates.render(send.template, self._context(send, facts, at))
+        context = self.context(send, facts, at)
+        return self.templates.render(send.template, context, rep=context["rep"]["email"])
 
     def subject(self, send: PlannedSend, facts: Facts, at: datetime) -> str:
         """Only the subject: what `plan` shows, at a fraction of the cost. Raises TemplateError."""
-        return self.templates.render_subject(send.template, self._context(send, facts, at))
+        context = self.context(send, facts, at)
+        return self.templates.render_subject(send.template, context, rep=context["rep"]["email"])
 
-    def _context(self, send: PlannedSend, facts: Facts, at: datetime) -> dict[str, Any]:
+    def context(self, send: PlannedSend, facts: Facts, at: datetime) -> dict[str, Any]:
         outcome = facts.outcome.outcome if facts.outcome else None
         return build(
             rule=send.rule,

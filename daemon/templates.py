@@ -1,26 +1,37 @@
-"""Email templates: Jinja2 in a sandbox, strict about undefined names, HTML autoescaped.
+"""Email templates: one Markdown file per email (or a Jinja file with three blocks), sandboxed and strict.
 
-One file per rule, `<template>.jinja`, with three blocks: `subject`, `text` and `html`.
+The files are read into a snapshot; `reload` takes an edit only once it passes the check, so a broken edit
+leaves the last good version running.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import traceback
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import FunctionLoader, StrictUndefined, Template, TemplateSyntaxError
 from jinja2 import TemplateError as JinjaError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from markupsafe import Markup
 
-from daemon.errors import TemplateError
+from daemon import email_parts
+from daemon.errors import Problem, TemplateError
 from daemon.model import clean_line
 
-SUFFIX = ".jinja"
+log = logging.getLogger(__name__)
+
+MARKDOWN, JINJA = ".md", ".jinja"
+LAYOUT = "_layout.html"  # the HTML around every Markdown email's body
+REPS = "reps"  # reps/<rep address>/<rule>.md replaces <rule>.md for that rep's deals
 BLOCKS = ("subject", "text", "html")
+UNREADABLE = "\x00unreadable: "  # stands for a file that could not be read, and says why
+FRONT_MATTER_KEYS = ("subject", "description")
 
 
 @dataclass(frozen=True)
@@ -49,83 +60,350 @@ def names(people: Iterable[Any], key: str = "name") -> str:
     return ", ".join(items[:-1]) + " and " + items[-1]
 
 
-def _environment(directory: Path, autoescape: bool) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(str(directory)),
-        undefined=StrictUndefined,
-        autoescape=autoescape,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters.update(when=when, day=day, names=names)
-    return env
+@dataclass(frozen=True)
+class FrontMatter:
+    subject: str
+    subject_line: int
+    description: str
+    body: str  # the file with its front matter blanked out, so that line numbers stay the file's
 
 
-def _location(exc: BaseException, template: Template | None) -> str:
-    """`file.jinja, line 12` for an error, mapping the compiled code's line back to the template's."""
-    if isinstance(exc, TemplateSyntaxError):
-        return f"{Path(exc.filename or exc.name or '?').name}, line {exc.lineno}"
-    if template is None or template.filename is None:
-        return "?"
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == template.filename]
-    name = Path(template.filename).name
-    if not frames or frames[-1].lineno is None:
-        return name
-    return f"{name}, line {template.get_corresponding_lineno(frames[-1].lineno)}"
+def front_matter(file: str, source: str) -> FrontMatter:
+    """`---`, `subject: ...`, optional `description: ...`, `---`, then the body. Raises TemplateError."""
+    if source.startswith(UNREADABLE):
+        raise TemplateError(Problem(file, None, source.removeprefix(UNREADABLE)))
+    lines = source.splitlines()
+    if not lines or lines[0].strip() != "---":
+        raise TemplateError(
+            Problem(
+                file, 1, "must start with front matter: a '---' line, 'subject: ...', and another '---' line"
+            )
+        )
+    end = next((i for i, line in enumerate(lines[1:], 1) if line.strip() == "---"), None)
+    if end is None:
+        raise TemplateError(Problem(file, 1, "the front matter has no closing '---' line"))
+    fields: dict[str, tuple[str, int]] = {}
+    for number, line in enumerate(lines[1:end], 2):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        key, colon, value = line.partition(":")
+        key = key.strip().lower()
+        if not colon or key not in FRONT_MATTER_KEYS:
+            raise TemplateError(
+                Problem(
+                    file,
+                    number,
+                    f"unknown front matter line {line.strip()!r}: "
+                    f"only {' and '.join(FRONT_MATTER_KEYS)} are allowed",
+                )
+            )
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        fields[key] = (value, number)
+    if not fields.get("subject", ("", 0))[0]:
+        raise TemplateError(Problem(file, 1, "the front matter needs a 'subject:' line"))
+    body = "\n" * (end + 1) + "\n".join(lines[end + 1 :]) + "\n"
+    subject, subject_line = fields["subject"]
+    return FrontMatter(subject, subject_line, fields.get("description", ("", 0))[0], body)
+
+
+def read_folder(directory: Path) -> dict[str, str]:
+    """Every template file in the folder and its rep overrides, by path relative to the folder."""
+    found: dict[str, str] = {}
+    for level in [directory, *sorted((directory / REPS).glob("*"))]:
+        if not level.is_dir():
+            continue
+        for path in sorted(level.iterdir()):
+            # Editors' swap, backup and lock files are not templates.
+            if path.name.startswith((".", "#")) or path.suffix not in (MARKDOWN, JINJA, ".html"):
+                continue
+            try:
+                found[path.relative_to(directory).as_posix()] = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                found[path.relative_to(directory).as_posix()] = UNREADABLE + str(exc)
+    return found
 
 
 class Templates:
-    """The templates in one folder; the plain and the autoescaping views share the files."""
+    """The accepted version of every template file; rendering always uses it."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(
+        self, directory: Path, defaults: Path | None = None, files: dict[str, str] | None = None
+    ) -> None:
         self.directory = directory.resolve()
         if not self.directory.is_dir():
             raise TemplateError(f"template folder not found: {self.directory}")
-        self._plain = _environment(self.directory, autoescape=False)
-        self._html = _environment(self.directory, autoescape=True)
+        self.defaults = defaults  # where the bundled layout is, for a folder without its own
+        self._refused: dict[str, tuple[str, Problem]] = {}  # file → (digest of the refused text, why)
+        self.problems: list[Problem] | None = None  # what the check finds in the accepted files, once run
+        self._adopt(read_folder(self.directory) if files is None else files)
 
-    def path(self, name: str) -> Path:
-        return self.directory / (name + SUFFIX)
+    def _adopt(self, files: dict[str, str]) -> None:
+        self.files = files
+        self._front: dict[str, FrontMatter] = {}
+        self._plain = self._environment(autoescape=False)
+        self._html = self._environment(autoescape=True)
+        self._markdown = self._environment(autoescape=False, finalize=email_parts.escape)
+        self._markdown.filters.update(email_parts.FILTERS)
+
+    def _environment(
+        self, autoescape: bool, finalize: Callable[[Any], Any] | None = None
+    ) -> ImmutableSandboxedEnvironment:
+        env = ImmutableSandboxedEnvironment(
+            loader=FunctionLoader(self._source),
+            undefined=StrictUndefined,
+            autoescape=autoescape,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=True,
+            **({"finalize": finalize} if finalize else {}),
+        )
+        env.filters.update(when=when, day=day, names=names)
+        return env
+
+    def _source(self, name: str) -> tuple[str, str, Callable[[], bool]] | None:
+        if name in self.files:
+            source = self.files[name]
+            if source.startswith(UNREADABLE):
+                raise TemplateError(Problem(name, None, source.removeprefix(UNREADABLE)))
+            if name.endswith(MARKDOWN):
+                source = self.front(name).body
+            return source, str(self.directory / name), lambda: True
+        if name == LAYOUT and self.defaults and (self.defaults / LAYOUT).is_file():
+            return (
+                (self.defaults / LAYOUT).read_text(encoding="utf-8"),
+                str(self.defaults / LAYOUT),
+                lambda: True,
+            )
+        return None
+
+    # -- what is there ------------------------------------------------------------------------------------
 
     def names(self) -> list[str]:
-        return sorted(p.stem for p in self.directory.glob("*" + SUFFIX) if not p.name.startswith("_"))
-
-    def render(self, name: str, context: dict[str, Any]) -> Rendered:
-        """Render one template's three parts; TemplateError names the file and line at fault."""
-        parts = self._blocks(name, context, BLOCKS)
-        return Rendered(
-            subject=self._subject(name, parts["subject"]),
-            text=parts["text"].strip() + "\n",
-            html=parts["html"].strip() + "\n",
+        """The rules' templates in the folder itself (overrides and `_` files left out)."""
+        return sorted(
+            {
+                Path(f).stem
+                for f in self.files
+                if "/" not in f and not f.startswith("_") and f.endswith((MARKDOWN, JINJA))
+            }
         )
 
-    def render_subject(self, name: str, context: dict[str, Any]) -> str:
+    def overrides(self) -> list[tuple[str, str]]:
+        """(rep address, template name) of every rep override."""
+        return sorted(
+            {
+                (f.split("/")[1], Path(f).stem)
+                for f in self.files
+                if f.startswith(REPS + "/") and f.endswith((MARKDOWN, JINJA))
+            }
+        )
+
+    def conflicts(self) -> list[Problem]:
+        """A rule with both a Markdown and a Jinja file at the same level: which one is meant?"""
+        problems = []
+        for file in sorted(self.files):
+            stem = file.removesuffix(MARKDOWN)
+            if file.endswith(MARKDOWN) and stem + JINJA in self.files:
+                problems.append(
+                    Problem(
+                        stem + JINJA,
+                        None,
+                        f"two templates for {Path(stem).name}: "
+                        f"{Path(file).name} and {Path(stem).name}{JINJA}; keep one",
+                    )
+                )
+        return problems
+
+    def find(self, name: str, rep: str | None = None) -> str | None:
+        """The file `name` renders from for `rep`'s deals (relative to the folder), or None."""
+        levels = [f"{REPS}/{folder}/" for folder in self._rep_folders(rep)] + [""]
+        for level in levels:
+            found = [
+                level + name + suffix for suffix in (MARKDOWN, JINJA) if level + name + suffix in self.files
+            ]
+            if len(found) > 1:
+                raise TemplateError(
+                    Problem(
+                        found[1],
+                        None,
+                        f"two templates for {name}: "
+                        f"{Path(found[0]).name} and {Path(found[1]).name}; keep one",
+                    )
+                )
+            if found:
+                return found[0]
+        return None
+
+    def _rep_folders(self, rep: str | None) -> list[str]:
+        if not rep:
+            return []
+        return sorted(
+            {
+                f.split("/")[1]
+                for f in self.files
+                if f.startswith(REPS + "/") and f.split("/")[1].lower() == rep.lower()
+            }
+        )
+
+    def front(self, file: str) -> FrontMatter:
+        if file not in self._front:
+            self._front[file] = front_matter(file, self.files[file])
+        return self._front[file]
+
+    def description(self, name: str) -> str:
+        file = self.find(name)
+        if file and file.endswith(MARKDOWN):
+            try:
+                return self.front(file).description
+            except TemplateError:
+                return ""
+        return ""
+
+    # -- rendering ----------------------------------------------------------------------------------------
+
+    def render(self, name: str, context: dict[str, Any], rep: str | None = None) -> Rendered:
+        """The email's three parts; TemplateError names the file and line at fault."""
+        file = self._file(name, rep)
+        if file.endswith(JINJA):
+            parts = self._blocks(file, context, BLOCKS)
+            return Rendered(
+                self._subject(file, parts["subject"]),
+                parts["text"].strip() + "\n",
+                parts["html"].strip() + "\n",
+            )
+        subject = self._markdown_subject(file, context)
+        body = self._run(file, lambda: self._markdown.get_template(file).render(context))
+        tokens = email_parts.parse(body)
+        document = self._run(
+            LAYOUT,
+            lambda: self._html.get_template(LAYOUT).render(
+                {**context, "subject": subject, "body": Markup(email_parts.html_body(tokens))}
+            ),
+        )
+        return Rendered(subject, email_parts.plain_text(tokens), email_parts.inline_css(document))
+
+    def render_subject(self, name: str, context: dict[str, Any], rep: str | None = None) -> str:
         """Only the subject: what `plan` shows, at a fraction of the cost."""
-        return self._subject(name, self._blocks(name, context, ("subject",))["subject"])
+        file = self._file(name, rep)
+        if file.endswith(JINJA):
+            return self._subject(file, self._blocks(file, context, ("subject",))["subject"])
+        return self._markdown_subject(file, context)
+
+    def _file(self, name: str, rep: str | None) -> str:
+        file = self.find(name, rep)
+        if file is None:
+            raise TemplateError(
+                Problem(name + MARKDOWN, None, f"template not found: no {name}{MARKDOWN} in {self.directory}")
+            )
+        return file
+
+    def _markdown_subject(self, file: str, context: dict[str, Any]) -> str:
+        front = self.front(file)
+        try:
+            text = self._plain.from_string(front.subject).render(context)
+        except Exception as exc:
+            message = exc.message if isinstance(exc, JinjaError) and exc.message else str(exc)
+            raise TemplateError(Problem(file, front.subject_line, f"subject: {message}")) from None
+        return self._subject(file, text)
 
     @staticmethod
-    def _subject(name: str, text: str) -> str:
+    def _subject(file: str, text: str) -> str:
         subject = clean_line(text, 250)
         if not subject:
-            raise TemplateError(f"{name + SUFFIX}: the subject renders empty")
+            raise TemplateError(Problem(file, None, "the subject renders empty"))
         return subject
 
-    def _blocks(self, name: str, context: dict[str, Any], blocks: tuple[str, ...]) -> dict[str, str]:
-        if not self.path(name).is_file():
-            raise TemplateError(f"template not found: {self.path(name)}")
-        template: Template | None = None
+    def _blocks(self, file: str, context: dict[str, Any], blocks: tuple[str, ...]) -> dict[str, str]:
+        parts = {}
+        for block in blocks:
+            env = self._html if block == "html" else self._plain
+            template = self._run(file, lambda env=env: env.get_template(file))  # type: ignore[misc]
+            if block not in template.blocks:
+                raise TemplateError(Problem(file, None, f"has no {{% block {block} %}}"))
+            parts[block] = self._run(file, lambda t=template, b=block: _block(t, b, context))  # type: ignore[misc]
+        return parts
+
+    def _run(self, file: str, work: Callable[[], Any]) -> Any:
+        """Jinja's and the sandbox's errors as a TemplateError naming the template file and line at fault."""
         try:
-            parts = {}
-            for block in blocks:
-                env = self._html if block == "html" else self._plain
-                template = env.get_template(name + SUFFIX)
-                if block not in template.blocks:
-                    raise TemplateError(f"{name + SUFFIX}: has no {{% block {block} %}}")
-                parts[block] = "".join(template.blocks[block](template.new_context(context)))
+            return work()
         except TemplateError:
             raise
-        except JinjaError as exc:
-            raise TemplateError(f"{_location(exc, template)}: {exc.message or exc}") from None
-        except Exception as exc:  # a filter or a sandbox refusal: still the template's fault
-            raise TemplateError(f"{_location(exc, template)}: {type(exc).__name__}: {exc}") from None
-        return parts
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                Problem(self._relative(exc.filename) or file, exc.lineno, exc.message or str(exc))
+            ) from None
+        except Exception as exc:
+            message = (
+                exc.message if isinstance(exc, JinjaError) and exc.message else f"{type(exc).__name__}: {exc}"
+            )
+            where, line = self._where(exc)
+            raise TemplateError(Problem(where or file, line, message)) from None
+
+    def _relative(self, filename: str | None) -> str | None:
+        if not filename:
+            return None
+        for root in (self.directory, self.defaults):
+            if root and filename.startswith(str(root) + "/"):
+                return filename[len(str(root)) + 1 :]
+        return None
+
+    def _where(self, exc: BaseException) -> tuple[str | None, int | None]:
+        """The innermost traceback frame in a template file: Jinja rewrote it to the line in the file."""
+        for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+            if (file := self._relative(frame.filename)) is not None:
+                return file, frame.lineno
+        return None, None
+
+    # -- hot reload ---------------------------------------------------------------------------------------
+
+    def reload(self, check: Callable[[Templates], list[Problem]]) -> list[Problem]:
+        """Take every edit of the folder that passes `check`; keep the last good version of the others.
+
+        Returns the problems of the edits refused this time (each once, until the file changes again).
+        """
+        on_disk = read_folder(self.directory)
+        changed = sorted(f for f in set(on_disk) | set(self.files) if on_disk.get(f) != self.files.get(f))
+        self._refused = {f: r for f, r in self._refused.items() if f in changed}
+        if self.problems is None:
+            self.problems = check(self)
+        if not changed:
+            return []
+        baseline = set(self.problems)
+        refused_now: list[Problem] = []
+        for file in changed:
+            text = on_disk.get(file)
+            digest = hashlib.sha256((text or "").encode()).hexdigest()
+            if file in self._refused and self._refused[file][0] == digest:
+                continue
+            candidate = dict(self.files)
+            if text is None:
+                candidate.pop(file, None)
+            else:
+                candidate[file] = text
+            new = [p for p in check(Templates(self.directory, self.defaults, candidate)) if p not in baseline]
+            if new:
+                self._refused[file] = (digest, new[0])
+                refused_now.append(new[0])
+                log.error("template %s refused, the last good version stays in use: %s", file, new[0])
+            else:
+                self._adopt(candidate)
+                self._refused.pop(file, None)
+                self.problems = check(self)
+                baseline = set(self.problems)
+                log.info("template %s %s", file, "removed" if text is None else "reloaded")
+        return refused_now
+
+    def stale(self) -> dict[str, Problem]:
+        """The files whose edit was refused: they run on their last good version."""
+        return {file: problem for file, (_, problem) in self._refused.items()}
+
+
+def _block(template: Template, block: str, context: dict[str, Any]) -> str:
+    try:
+        return "".join(template.blocks[block](template.new_context(context)))
+    except Exception:
+        # Jinja rewrites the traceback to the template's own lines, as `render` would.
+        template.environment.handle_exception()
