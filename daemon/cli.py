@@ -104,7 +104,9 @@ def run(ctx: click.Context) -> None:
 
 
 @cli.command()
-@click.option("--listen", metavar="HOST:PORT", help="Where to listen, instead of [web] listen (127.0.0.1:8025).")
+@click.option(
+    "--listen", metavar="HOST:PORT", help="Where to listen, instead of [web] listen (127.0.0.1:8025)."
+)
 @click.pass_context
 def web(ctx: click.Context, listen: str | None) -> None:
     """Serve the console: the schedule, the history, the templates with a live preview.

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -16,6 +17,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from daemon import clock, display, operations
 from daemon.errors import LedgerError, TemplateError, UserError
 from daemon.model import Rule
+from daemon.playbook import classify
+from daemon.preview import load_templates, preview_event, preview_sample
 from daemon.web import views
 
 if TYPE_CHECKING:
@@ -72,36 +75,40 @@ def history(console: Console) -> Endpoint:
     return guarded(answer)
 
 
-def template_file(console: Console, rule: Rule) -> str | None:
-    """The file a rule renders from, relative to the template folder; None if there is none."""
-    from daemon.templates import Templates
-
+def template_file(console: Console, rule: Rule, rep: str | None = None) -> str | None:
+    """The file a rule renders from for `rep`'s deals, relative to the template folder; None if none."""
     try:
-        templates = Templates(console.settings.resolve(console.settings.templates.dir))
-    except TemplateError:
+        return load_templates(console.settings).find(rule.template_name, rep)
+    except TemplateError:  # no folder, or two files for the rule: the preview says which
         return None
-    path = templates.path(rule.template_name)
-    return path.name if path.is_file() else None
+
+
+def daemon_note(console: Console) -> dict[str, Any]:
+    """What the running daemon noted of its templates (operations.TEMPLATES_META): the edits it refused,
+    whose last good version it keeps sending, and the files broken when it started."""
+    raw = console.ledger().get_meta(operations.TEMPLATES_META)
+    note = json.loads(raw) if raw else {}
+    return {"refused": note.get("refused", []), "broken": note.get("broken", []), "at": note.get("at")}
 
 
 def templates(console: Console) -> Endpoint:
-    """`GET /api/templates`: every rule with its template file."""
+    """`GET /api/templates`: every rule with its template file, and the running daemon's note."""
 
     def answer(_request: Request) -> Response:
-        rules = console.settings.policy().rules
-        return JSONResponse(
-            {
-                "templates": [
-                    {
-                        "rule": rule.name,
-                        "template": template_file(console, rule),
-                        "enabled": rule.enabled,
-                        "kind": rule.kind.value,
-                    }
-                    for rule in rules
-                ]
-            }
-        )
+        try:
+            found = load_templates(console.settings).find
+        except TemplateError as exc:
+            return error(500, str(exc))
+        rules = []
+        for rule in console.settings.policy().rules:
+            try:
+                file = found(rule.template_name)
+            except TemplateError:
+                file = None
+            rules.append(
+                {"rule": rule.name, "template": file, "enabled": rule.enabled, "kind": rule.kind.value}
+            )
+        return JSONResponse({"templates": rules, **daemon_note(console)})
 
     return guarded(answer)
 
@@ -109,18 +116,20 @@ def templates(console: Console) -> Endpoint:
 def render_preview(console: Console, rule_name: str, event: str | None) -> tuple[int, dict[str, Any]]:
     """The preview of one rule's email as (status, JSON): 200, 404 (no such rule or event), or 422
     with the problems, each with its file and line."""
-    from daemon.preview import preview_event, preview_sample
-
-    rule = console.settings.policy().rule(rule_name)
+    policy = console.settings.policy()
+    rule = policy.rule(rule_name)
     if rule is None:
         return 404, {"error": f"no rule named {rule_name!r}"}
-    template = template_file(console, rule)
-    event_id = None
+    event_id, rep = None, None
     if event:
         try:
-            event_id = console.ledger().find_event(event).event.id
+            stored = console.ledger().find_event(event)
         except UserError as exc:
             return 404, {"error": str(exc)}
+        event_id = stored.event.id
+        seen = classify(stored.event, policy)
+        rep = seen.rep.email if seen else None  # whose override, if any, the email renders from
+    template = template_file(console, rule, rep)
     try:
         if event_id is None:
             headers, rendered = preview_sample(console.settings, rule_name)

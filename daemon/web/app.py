@@ -74,8 +74,7 @@ def create_app(settings: Settings, token: str | None = None) -> Starlette:
     """The console for these settings; with a token, every page and API call needs it."""
     console = Console(settings, token)
 
-    def login_page(request: Request, message: str | None, status: int) -> Response:
-        target = request.query_params.get("next", "/")
+    def login_page(request: Request, message: str | None, status: int, target: str) -> Response:
         return console.page(request, "login.html", status, message=message, next=target)
 
     login, logout = login_routes(token, login_page)

@@ -14,7 +14,6 @@ from starlette.responses import Response
 from daemon import clock, operations
 from daemon.errors import LedgerError
 from daemon.ledger import Ledger
-from daemon.model import Status
 from daemon.web import api, views
 
 if TYPE_CHECKING:
@@ -71,7 +70,15 @@ def templates(console: Console) -> Endpoint:
             for rule in console.settings.policy().rules
         ]
         folder = console.settings.resolve(console.settings.templates.dir)
-        return console.page(request, "templates.html", rules=rules, folder=str(folder))
+        note = api.daemon_note(console)
+        return console.page(
+            request,
+            "templates.html",
+            rules=rules,
+            folder=str(folder),
+            refused={p["file"]: p for p in note["refused"]},
+            broken=note["broken"],
+        )
 
     return guarded(console, page)
 
@@ -97,24 +104,20 @@ def preview(console: Console) -> Endpoint:
             return console.page(request, "missing.html", 404, what=f"no rule named {name!r}")
         event = request.query_params.get("event") or ""
         own, others = event_choices(console.ledger(), name)
-        sends = [
-            s
-            for s in console.ledger().sends([Status.PLANNED, Status.CLAIMED])
-            if s.rule == name and (not event or s.event_id == event)
-        ]
+        file = api.template_file(console, rule)
+        stale = [p for p in api.daemon_note(console)["refused"] if p["file"] == file]
         return console.page(
             request,
             "preview.html",
             rule=rule,
             rules=rules,
-            file=api.template_file(console, rule),
+            file=file,
             timing=views.timing(rule),
             audience=views.audience(rule),
             event=event,
             own=own,
             others=others,
-            next_send=sends[0] if sends else None,
-            zone=console.zone,
+            stale=stale,
         )
 
     return guarded(console, page)

@@ -104,7 +104,9 @@ class TokenGuard:
         if self.token is None:
             host = (request.url.hostname or "").lower()
             if not is_loopback(host):
-                return JSONResponse({"error": f"the console answers only to a loopback name, not {host}"}, 403)
+                return JSONResponse(
+                    {"error": f"the console answers only to a loopback name, not {host}"}, 403
+                )
             return None
         if path.startswith(OPEN_PATHS) or self.allowed(request.headers):
             return None
@@ -133,22 +135,24 @@ def safe_next(value: str | None) -> str:
 
 
 def login_routes(
-    token: str | None, page: Callable[[Request, str | None, int], Response]
+    token: str | None, page: Callable[[Request, str | None, int, str], Response]
 ) -> tuple[Callable[[Request], Awaitable[Response]], Callable[[Request], Awaitable[Response]]]:
     """The login form (GET shows it, POST checks the token and sets the cookie) and logout."""
 
     async def login(request: Request) -> Response:
         if request.method == "GET":
-            return page(request, None, 200)
+            return page(request, None, 200, safe_next(request.query_params.get("next")))
         body = await request.body()
         fields = urllib.parse.parse_qs(body[:4096].decode("utf-8", "replace"))
         given = (fields.get("token") or [""])[0].strip()
-        target = safe_next((fields.get("next") or [None])[0])
+        target = safe_next((fields.get("next") or [""])[0])
         if token is None:
             return RedirectResponse(target, 303)
         if not given or not same(given, token):
-            log.warning("console: a login with a wrong token from %s", request.client.host if request.client else "?")
-            return page(request, "That is not the admin token.", 401)
+            log.warning(
+                "console: a login with a wrong token from %s", request.client.host if request.client else "?"
+            )
+            return page(request, "That is not the admin token.", 401, target)
         response = RedirectResponse(target, 303)
         response.set_cookie(
             COOKIE,

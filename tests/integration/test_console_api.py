@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from daemon import clock
 from daemon.config import Settings, load
+from daemon.engine import Engine
 from tests.support.cli import run_cli
 from tests.support.console import break_template, demo_folder, serving, template_of
 
@@ -144,3 +146,27 @@ def test_pages_have_no_inline_script_and_sandbox_the_preview(client: httpx.Clien
     assert '<script src="/static/console.js"' in page
     assert "<script>" not in page and "onclick" not in page
     assert 'sandbox=""' in page and "allow-scripts" not in page
+
+
+def test_a_template_the_daemon_runs_on_its_last_good_version_is_flagged(tmp_path: Path) -> None:
+    # Given a daemon's engine watching a copy of the templates, and an edit of closing-final it refuses
+    config = demo_folder(tmp_path)
+    engine = Engine(load(config), watch_templates=True)
+    try:
+        engine.reload_templates(clock.now())
+        template = template_of(engine.settings, "closing-final")
+        line = break_template(template)
+        engine.reload_templates(clock.now())
+    finally:
+        engine.close()
+    # When the console is asked about the templates
+    with serving(load(config)) as console, httpx.Client(base_url=console.url, timeout=30) as client:
+        note = client.get("/api/templates").json()
+        page = client.get("/templates").text
+        preview = client.get("/templates/closing-final").text
+    # Then the refused edit is named with its file and line, on the API and on both pages
+    (refused,) = note["refused"]
+    assert refused["file"] == template.name and refused["line"] == line
+    rules = {item["rule"]: item for item in note["templates"]}
+    assert rules["closing-final"]["template"] == template.name
+    assert "runs on its last good version" in page and "last good version" in preview

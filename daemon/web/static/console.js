@@ -25,7 +25,10 @@
   const email = root.querySelector("[data-email]");
   const frame = root.querySelector("[data-html]");
   const text = root.querySelector("[data-text]");
+  const stale = root.querySelector("[data-stale]");
+  const templateName = document.querySelector('[data-field="template"]');
   let last = null;
+  let polls = 0;
 
   function setLive(on, message) {
     live.classList.toggle("on", on);
@@ -71,7 +74,33 @@
     email.hidden = false;
   }
 
+  // What the running daemon does with this template: a refused edit means it keeps sending the last
+  // good version. It checks at each pass, so this is asked less often than the preview.
+  async function refreshStale() {
+    const response = await fetch("/api/templates", { cache: "no-store", credentials: "same-origin" });
+    if (!response.ok) {
+      return;
+    }
+    const note = await response.json();
+    const file = templateName ? templateName.textContent : "";
+    const mine = (note.refused || []).filter((problem) => problem.file === file);
+    stale.replaceChildren(
+      ...mine.map((problem) => {
+        const line = document.createElement("p");
+        const lead = document.createElement("strong");
+        lead.textContent = "The running daemon sends the last good version of " + problem.file + ":";
+        line.append(lead, " it refused the saved edit (" + (problem.line ? "line " + problem.line + ": " : "") +
+          problem.message + ").");
+        return line;
+      })
+    );
+    stale.hidden = mine.length === 0;
+  }
+
   function render(status, data) {
+    if (data.template && templateName) {
+      templateName.textContent = data.template;
+    }
     if (status === 401) {
       showErrors([{ message: "Logged out: log in again to see the preview." }]);
     } else if (data.errors && data.errors.length) {
@@ -103,6 +132,9 @@
         render(response.status, data);
       }
       setLive(true, "Live: updates within seconds of saving the file.");
+      if (polls++ % 4 === 0) {
+        await refreshStale();
+      }
     } catch (_) {
       setLive(false, "The console cannot be reached; trying again…");
     } finally {
