@@ -99,7 +99,7 @@ def schedule(sends: list[SendRecord], zone: ZoneInfo, now: datetime, days: int |
 
 
 def history_rows(sends: list[SendRecord], zone: ZoneInfo) -> list[Row]:
-    return [row(s, zone, f"{(s.sent_at or s.updated_at).astimezone(zone):%a %d %b %Y %H:%M}") for s in sends]
+    return [row(s, zone, f"{(s.sent_at or s.updated_at).astimezone(zone):%d %b %Y %H:%M}") for s in sends]
 
 
 def header_people(value: str | None) -> list[str]:

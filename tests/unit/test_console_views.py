@@ -79,7 +79,7 @@ def test_failed_unknown_and_refused_sends_are_trouble_in_history() -> None:
     fine = send("d:1", NOW, Status.SENT)
     rows = views.history_rows([failed, unknown, partly, fine], BERLIN)
     assert [r.trouble for r in rows] == [True, True, True, False]
-    assert rows[0].when == "Mon 02 Mar 2026 13:00"
+    assert rows[0].when == "02 Mar 2026 13:00"
 
 
 def test_header_people_keep_names_with_commas_whole() -> None:
