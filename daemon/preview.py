@@ -5,18 +5,28 @@ Sample data is a made-up deal run through the real playbook, so templates are ch
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from daemon.config import Settings
 from daemon.context import build as build_context
 from daemon.errors import TemplateError, UserError
 from daemon.ledger import open_ledger
-from daemon.model import Attendee, Audience, CalendarEvent, Outcome, Person
+from daemon.model import Attendee, Audience, CalendarEvent, Outcome, Person, PlannedSend
 from daemon.playbook import OutcomeRecord, Policy, classify, plan
 from daemon.render import Facts, Renderer
 from daemon.templates import Rendered, Templates
 
 SAMPLE_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # fixed: a check gives the same answer every day
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One email as `preview` shows it: its send (the ledger's, or planned on the spot) and its text."""
+
+    send: PlannedSend
+    rendered: Rendered
+    sample: bool  # rendered from the made-up sample deal, not from an event in the ledger
 
 
 def sample_events(policy: Policy) -> tuple[CalendarEvent, CalendarEvent]:
@@ -120,6 +130,19 @@ def check_templates(settings: Settings) -> tuple[list[str], int]:
 
 
 def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, str]], Rendered]:
+    shown = sample_email(settings, rule_name)
+    return _headers_of(settings, shown.send), shown.rendered
+
+
+def preview_event(
+    settings: Settings, rule_name: str, event_text: str, now: datetime
+) -> tuple[list[tuple[str, str]], Rendered]:
+    shown = event_email(settings, rule_name, event_text, now)
+    return _headers_of(settings, shown.send), shown.rendered
+
+
+def sample_email(settings: Settings, rule_name: str) -> Shown:
+    """The rule's email for the sample deal. Raises UserError, TemplateError."""
     policy = _sample_policy(settings)
     rule = policy.rule(rule_name)
     if rule is None:
@@ -137,12 +160,12 @@ def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, 
         raise UserError(f"rule {rule.name!r} plans nothing for the sample deal: {result.dropped}")
     renderer = _renderer(settings, policy)
     rendered = renderer.email(send, Facts(event, (closing, kickoff), outcome), send.due)
-    return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), rendered
+    return Shown(send, rendered, sample=True)
 
 
-def preview_event(
-    settings: Settings, rule_name: str, event_text: str, now: datetime
-) -> tuple[list[tuple[str, str]], Rendered]:
+def event_email(settings: Settings, rule_name: str, event_text: str, now: datetime) -> Shown:
+    """The rule's email for an event in the ledger (its id, or a unique prefix): the send the ledger
+    holds, or the one the event plans now. Raises UserError, TemplateError."""
     with open_ledger(settings.store_url, settings.store.busy_timeout) as ledger:
         policy = settings.policy()
         renderer = _renderer(settings, policy)
@@ -164,15 +187,17 @@ def preview_event(
                 raise UserError(f"rule {rule_name!r} sends nothing for event {stored.event.id}: {why}")
             # Rendered from what was just read, as `plan` does: the send is not in the ledger yet.
             rendered = renderer.email(planned, Facts(stored.event, deal_events, outcome), planned.due)
-            return _headers(
-                settings, planned.sender, planned.to, planned.cc, planned.reply_to, planned.due
-            ), rendered
+            return Shown(planned, rendered, sample=False)
         rendered = renderer.email(send, Facts.stored(ledger, send), send.sent_at or now)
-        return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), rendered
+        return Shown(send, rendered, sample=False)
 
 
 def _renderer(settings: Settings, policy: Policy) -> Renderer:
     return Renderer(Templates(settings.resolve(settings.templates.dir)), policy, settings.company.name)
+
+
+def _headers_of(settings: Settings, send: PlannedSend) -> list[tuple[str, str]]:
+    return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due)
 
 
 def _headers(
