@@ -215,12 +215,29 @@ def history(ctx: click.Context, as_json: bool, key: str | None) -> None:
 @click.argument("rule")
 @click.option("--event", "event_id", help="An event id (or a unique prefix); default: sample data.")
 @click.option("--html", is_flag=True, help="Show the HTML part instead of the text part.")
+@click.option(
+    "--send-to",
+    "send_to",
+    metavar="ADDRESS",
+    help="Send it to this address only (in the company's domains), subject marked [TEST]; "
+    "recorded in history as a test.",
+)
 @click.pass_context
-def preview(ctx: click.Context, rule: str, event_id: str | None, html: bool) -> None:
-    """Render one email as it would go out."""
+def preview(ctx: click.Context, rule: str, event_id: str | None, html: bool, send_to: str | None) -> None:
+    """Render one email as it would go out, or send it as a test to one colleague."""
     from daemon.preview import preview_event, preview_sample
 
     settings = _settings(ctx)
+    if send_to is not None:
+        if html:
+            raise click.UsageError("--html shows a preview; a test sends both parts")
+        from daemon.testsend import send_test
+
+        done = send_test(settings, rule, event_id, send_to, clock.now())
+        click.echo(f'sent a test of {rule} to {done.address} (subject "{done.subject}")')
+        if done.note:
+            click.echo(f"note: {done.note}")
+        return
     if event_id is None:
         headers, rendered = preview_sample(settings, rule)
     else:

@@ -53,6 +53,7 @@ def send_json(send: SendRecord) -> dict[str, Any]:
         "claimed_until": utc(send.lease_until)
         if send.status is Status.CLAIMED and send.lease_until
         else None,
+        "test": send.test,  # a test send (`preview --send-to`): to a colleague, outside the plan
     }
 
 
@@ -115,7 +116,7 @@ def history_table(sends: list[SendRecord], zone: ZoneInfo) -> str:
     rows = [
         [
             local(s.sent_at or s.updated_at, zone),
-            s.status.value,
+            f"{s.status.value} (test)" if s.test else s.status.value,
             s.rule,
             ", ".join(addresses((*s.to, *s.cc))),
             s.reason or s.subject or "",

@@ -341,6 +341,7 @@ class SendRecord(PlannedSend):
     handed_at: datetime | None = None
     claimed_by: str | None = None  # while claimed: the instance holding it, until lease_until
     lease_until: datetime | None = None
+    test: bool = False  # a test send (`preview --send-to`): sent at once, outside the plan
 
     @property
     def planned(self) -> PlannedSend:

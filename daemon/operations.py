@@ -76,6 +76,8 @@ def resolve(ledger: Ledger, key: str, decision: str, now: datetime) -> Resolutio
     send = ledger.send(key)
     if send is None:
         raise UserError(f"no send with key {key!r} (see `followthrough plan --status unknown`)")
+    if send.test:
+        raise UserError(f"send {key} is a test, never sent again: `preview --send-to` sends a new one")
     if send.status is Status.FAILED and decision == "sent":
         raise UserError(f"send {key} failed: the server did not take it; `resend` sends it again")
     if send.status not in (Status.UNKNOWN, Status.FAILED):
@@ -96,9 +98,9 @@ def sends(ledger: Ledger, public_statuses: tuple[str, ...] = ()) -> list[SendRec
 
 
 def history(ledger: Ledger) -> list[SendRecord]:
-    """What was sent, failed or left unknown, newest first."""
+    """What was sent, failed or left unknown, test sends too, newest first."""
     return sorted(
-        ledger.sends([Status.SENT, Status.FAILED, Status.UNKNOWN]),
+        [*ledger.sends([Status.SENT, Status.FAILED, Status.UNKNOWN]), *ledger.tests()],
         key=lambda s: s.sent_at or s.updated_at,
         reverse=True,
     )

@@ -6,6 +6,7 @@ Sample data is a made-up deal run through the real playbook, so templates are ch
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,15 @@ from daemon.render import Facts, Renderer
 from daemon.templates import Rendered, Templates, when
 
 SAMPLE_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # fixed: a check gives the same answer every day
+
+
+@dataclass(frozen=True)
+class Shown:
+    """One email as `preview` shows it: its send (the ledger's, or planned on the spot) and its text."""
+
+    send: PlannedSend
+    rendered: Rendered
+    sample: bool  # rendered from the made-up sample deal, not from an event in the ledger
 
 
 def sample_events(policy: Policy) -> tuple[CalendarEvent, CalendarEvent]:
@@ -176,9 +186,21 @@ def _sample_send(settings: Settings, rule_name: str) -> tuple[Renderer, PlannedS
 
 
 def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, str]], Rendered]:
+    shown = sample_email(settings, rule_name)
+    return _headers_of(settings, shown.send), shown.rendered
+
+
+def preview_event(
+    settings: Settings, rule_name: str, event_text: str, now: datetime
+) -> tuple[list[tuple[str, str]], Rendered]:
+    shown = event_email(settings, rule_name, event_text, now)
+    return _headers_of(settings, shown.send), shown.rendered
+
+
+def sample_email(settings: Settings, rule_name: str) -> Shown:
+    """The rule's email for the sample deal. Raises UserError, TemplateError."""
     renderer, send, facts = _sample_send(settings, rule_name)
-    rendered = renderer.email(send, facts, send.due)
-    return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), rendered
+    return Shown(send, renderer.email(send, facts, send.due), sample=True)
 
 
 def variables(settings: Settings, rule_name: str | None) -> list[dict[str, str]]:
@@ -216,9 +238,9 @@ def _example(context: dict[str, Any], name: str) -> str:
     return first if first == text else first + " …"  # one line: the notes run on
 
 
-def preview_event(
-    settings: Settings, rule_name: str, event_text: str, now: datetime
-) -> tuple[list[tuple[str, str]], Rendered]:
+def event_email(settings: Settings, rule_name: str, event_text: str, now: datetime) -> Shown:
+    """The rule's email for an event in the ledger (its id, or a unique prefix): the send the ledger
+    holds, or the one the event plans now. Raises UserError, TemplateError."""
     with open_ledger(settings.store_url, settings.store.busy_timeout) as ledger:
         policy = settings.policy()
         renderer = _renderer(settings, policy)
@@ -240,15 +262,17 @@ def preview_event(
                 raise UserError(f"rule {rule_name!r} sends nothing for event {stored.event.id}: {why}")
             # Rendered from what was just read, as `plan` does: the send is not in the ledger yet.
             rendered = renderer.email(planned, Facts(stored.event, deal_events, outcome), planned.due)
-            return _headers(
-                settings, planned.sender, planned.to, planned.cc, planned.reply_to, planned.due
-            ), rendered
+            return Shown(planned, rendered, sample=False)
         rendered = renderer.email(send, Facts.stored(ledger, send), send.sent_at or now)
-        return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due), rendered
+        return Shown(send, rendered, sample=False)
 
 
 def _renderer(settings: Settings, policy: Policy) -> Renderer:
     return Renderer(load_templates(settings), policy, settings.company.name)
+
+
+def _headers_of(settings: Settings, send: PlannedSend) -> list[tuple[str, str]]:
+    return _headers(settings, send.sender, send.to, send.cc, send.reply_to, send.due)
 
 
 def _headers(

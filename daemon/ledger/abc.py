@@ -14,7 +14,7 @@ from typing import Any
 
 from daemon.ledger.moves import Move
 from daemon.ledger.reconcile import EventPlan
-from daemon.model import CalendarEvent, Outcome, SendRecord, Status
+from daemon.model import CalendarEvent, Outcome, PlannedSend, SendRecord, Status
 from daemon.playbook import OutcomeRecord
 
 
@@ -209,15 +209,27 @@ class Ledger(ABC):
         """A person asks for a failed or unknown send to go out again: due at once, with a window for
         retries counted from now and no deadline of its own."""
 
+    # -- test sends ----------------------------------------------------------------------------
+    @abstractmethod
+    def record_test(self, send: PlannedSend, subject: str, move: Move, at: datetime) -> None:
+        """Record a test send (`preview --send-to`) once it was tried at `at`: `moves.Sent`, `Failed` or
+        `Unknown`, under its own key. A test is never claimed, moved, re-planned, counted toward a
+        sender's limits, or listed by `sends`; `send(key)` and `tests()` read it."""
+
+    @abstractmethod
+    def tests(self) -> list[SendRecord]:
+        """The test sends, earliest first."""
+
     # -- reading sends -------------------------------------------------------------------------
     @abstractmethod
-    def send(self, key: str) -> SendRecord | None: ...
+    def send(self, key: str) -> SendRecord | None:
+        """A send by its key, a test send too."""
 
     @abstractmethod
     def sends(
         self, statuses: Iterable[Status] | None = None, event_id: str | None = None
     ) -> list[SendRecord]:
-        """Sends, earliest due first."""
+        """The playbook's sends (never a test), earliest due first."""
 
     @abstractmethod
     def transitions(self, key: str | None = None) -> list[Transition]: ...
@@ -228,7 +240,8 @@ class Ledger(ABC):
 
     @abstractmethod
     def sent_count(self, sender: str, since: datetime, service_sender: str) -> int:
-        """How many messages went out from `sender` since a moment: for per-sender daily limits."""
+        """How many messages went out from `sender` since a moment: for per-sender daily limits
+        (test sends do not count)."""
 
     # -- suppression list ----------------------------------------------------------------------
     @abstractmethod

@@ -45,6 +45,7 @@ class ClaimStore(Base):
             query = (
                 select(sends.c.key, sends.c.status, sends.c.claimed_by)
                 .where(
+                    sends.c.test.is_(False),  # a test was sent when it was recorded: never again
                     or_(
                         and_(
                             sends.c.status == Status.PLANNED.value,
@@ -58,7 +59,7 @@ class ClaimStore(Base):
                             sends.c.handed_at.is_(None),
                             lapsed(now, dead),
                         ),
-                    )
+                    ),
                 )
                 .order_by(sends.c.due)
                 .limit(terms.limit)

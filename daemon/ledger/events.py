@@ -174,7 +174,9 @@ class EventStore(Base):
         with self._read() as conn:
             for chunk in chunks(event_ids):
                 found.update(
-                    conn.execute(select(sends.c.event_id).where(sends.c.event_id.in_(chunk))).scalars()
+                    conn.execute(
+                        select(sends.c.event_id).where(sends.c.event_id.in_(chunk), sends.c.test.is_(False))
+                    ).scalars()
                 )
                 found.update(
                     conn.execute(select(outcomes.c.event_id).where(outcomes.c.event_id.in_(chunk))).scalars()

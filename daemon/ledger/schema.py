@@ -32,7 +32,7 @@ from daemon.model import Audience, Person, PlannedSend, SendRecord, Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Each step brings a database from the version before it; run in order, in one transaction.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
@@ -42,6 +42,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "ALTER TABLE events ADD COLUMN unsettled BOOLEAN NOT NULL DEFAULT FALSE",
     ),
     3: ("ALTER TABLE sends ADD COLUMN claimed_by VARCHAR(200)",),
+    4: ("ALTER TABLE sends ADD COLUMN test BOOLEAN NOT NULL DEFAULT FALSE",),
 }
 
 
@@ -136,6 +137,8 @@ sends = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime),
+    # A test send (`preview --send-to`), recorded once it was tried: never claimed, moved or counted.
+    Column("test", Boolean, nullable=False, default=False),
 )
 
 transitions = Table(
@@ -251,4 +254,5 @@ def record(row: Any) -> SendRecord:
         handed_at=row.handed_at,
         claimed_by=row.claimed_by,
         lease_until=row.lease_until,
+        test=row.test,
     )

@@ -1,6 +1,8 @@
 """The store's sends: re-planning an event's sends, moving a send to where it ends, and reading them.
 
 `reconcile.reconcile` decides what a new plan does and `moves.settle` what a move writes; this writes it.
+Test sends (`preview --send-to`) share the table, marked `test`: only `record_test`, `tests` and `send`
+see them.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from sqlalchemy.engine import Connection
 
 from daemon.ledger.abc import Transition
 from daemon.ledger.base import Base
-from daemon.ledger.moves import UNSENT, Arrived, Current, Move, Resend, Stopped, settle
+from daemon.ledger.moves import UNSENT, Arrived, Current, Failed, Move, Resend, Sent, Stopped, Unknown, settle
 from daemon.ledger.reconcile import Cancel, EndSent, EventPlan, Insert, Replan, reconcile
 from daemon.ledger.schema import event_domains, events, plan_values, record, sends, suppressions, transitions
-from daemon.model import SendRecord, Status
+from daemon.model import PlannedSend, SendRecord, Status
+
+PLAYBOOK = sends.c.test.is_(False)  # the playbook's sends: every query but a test's own leaves tests out
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,9 @@ class SendStore(Base):
         counts = {"planned": 0, "updated": 0, "cancelled": 0}
         event_id = plan.event_id
         with self._tx() as conn:
-            existing = [record(r) for r in conn.execute(select(sends).where(sends.c.event_id == event_id))]
+            existing = [
+                record(r) for r in conn.execute(select(sends).where(sends.c.event_id == event_id, PLAYBOOK))
+            ]
             pending = sends.c.status == Status.PLANNED.value
             for action in reconcile(existing, plan):
                 if isinstance(action, Insert):
@@ -104,7 +110,8 @@ class SendStore(Base):
         attempt_id: str | None = None,
     ) -> bool:
         """Make `move` if the send is still where we left it; False if someone else moved it."""
-        condition = [sends.c.key == key, sends.c.status.in_([s.value for s in only_from])]
+        # A test send is recorded once, as it ended: nothing moves it afterwards (not `resolve` either).
+        condition = [sends.c.key == key, sends.c.status.in_([s.value for s in only_from]), PLAYBOOK]
         if attempt_id is not None:
             condition.append(sends.c.attempt_id == attempt_id)
         query = select(sends.c.status, sends.c.sent_at, sends.c.handed_at, sends.c.attempts, sends.c.refused)
@@ -134,6 +141,7 @@ class SendStore(Base):
         with self._read() as conn:
             rows = conn.execute(
                 select(sends).where(
+                    PLAYBOOK,
                     sends.c.status == Status.PLANNED.value,
                     sends.c.stop_on_reengagement.is_(True),
                     sends.c.event_id.in_(
@@ -151,7 +159,7 @@ class SendStore(Base):
     def sends(
         self, statuses: Iterable[Status] | None = None, event_id: str | None = None
     ) -> list[SendRecord]:
-        query = select(sends).order_by(sends.c.due, sends.c.key)
+        query = select(sends).where(PLAYBOOK).order_by(sends.c.due, sends.c.key)
         if statuses is not None:
             query = query.where(sends.c.status.in_([s.value for s in statuses]))
         if event_id is not None:
@@ -163,9 +171,35 @@ class SendStore(Base):
         """How many messages went out from `sender` since a moment: for per-sender daily limits."""
         with self._read() as conn:
             rows = conn.execute(
-                select(sends.c.sender).where(sends.c.status == Status.SENT.value, sends.c.sent_at >= since)
+                select(sends.c.sender).where(
+                    PLAYBOOK, sends.c.status == Status.SENT.value, sends.c.sent_at >= since
+                )
             ).scalars()
             return sum(1 for row in rows if (row[0] if row else service_sender) == sender)
+
+    def record_test(self, send: PlannedSend, subject: str, move: Move, at: datetime) -> None:
+        if not isinstance(move, Sent | Failed | Unknown):
+            raise TypeError(f"a test send ends sent, failed or unknown, not {move!r}")
+        status, reason, values = settle(move, Current(None, None, 0, {}), at)
+        with self._tx() as conn:
+            conn.execute(
+                insert(sends).values(
+                    **{**plan_values(send, subject), **values},
+                    key=send.key,
+                    status=status.value,
+                    attempts=1,
+                    reason=reason,
+                    created_at=at,
+                    updated_at=at,
+                    test=True,
+                )
+            )
+            self._move(conn, send.key, None, status, at, reason or "test, sent at once")
+
+    def tests(self) -> list[SendRecord]:
+        query = select(sends).where(sends.c.test.is_(True)).order_by(sends.c.due, sends.c.key)
+        with self._read() as conn:
+            return [record(r) for r in conn.execute(query)]
 
     def transitions(self, key: str | None = None) -> list[Transition]:
         query = select(transitions).order_by(transitions.c.id)

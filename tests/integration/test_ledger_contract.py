@@ -678,6 +678,78 @@ def test_a_send_resent_by_hand_is_due_at_once_with_a_fresh_window(
     assert not ledger.resend(planned.key, later, "again")
 
 
+# -- test sends -----------------------------------------------------------------------------------
+def trial_send(event_id: str, at: datetime) -> PlannedSend:
+    """A test of the closing prep for `event_id`, to a colleague, as `preview --send-to` makes it."""
+    return replace(
+        prompt(event_id, "closing-prep", at),
+        key=f"test:closing-prep:{event_id}:20261202T150000Z:abc123",
+        to=(Person("ann@acme.example", "Ann Lee"),),
+    )
+
+
+def test_a_test_send_is_recorded_as_a_test_and_never_claimed_counted_or_moved(
+    open_ledger: OpenLedger,
+) -> None:
+    ledger = open_ledger()
+    # Given a closing call with its prompts planned and the prep sent
+    ledger.reconcile(EventPlan("call-1", [*call_plan("call-1", T).values()]), T - 30 * H)
+    deliver(ledger, "closing-prep:call-1", T - 24 * H)
+    at = T - 20 * H
+    test = trial_send("call-1", at)
+
+    # When a test of its prep is recorded as sent
+    sent = Sent(None, Delivered(at, "[TEST] Prep: Globex terms", "<t@acme.example>", {}))
+    ledger.record_test(test, "[TEST] Prep: Globex terms", sent, at)
+
+    # Then it is in the ledger under its key, marked a test, sent, with its subject and one move
+    record = ledger.send(test.key)
+    assert record is not None and record.test
+    assert (record.status, record.sent_at, record.subject, record.to, record.attempts) == (
+        Status.SENT,
+        at,
+        "[TEST] Prep: Globex terms",
+        test.to,
+        1,
+    )
+    assert [(t.from_status, t.to_status) for t in ledger.transitions(test.key)] == [(None, "sent")]
+    assert [s.key for s in ledger.tests()] == [test.key]
+    # And the playbook's sends never include it, nor does a sender's count for its limits
+    assert test.key not in {s.key for s in ledger.sends()}
+    assert not any(s.test for s in ledger.sends())
+    assert ledger.sent_count(ALICE.email, T - 48 * H, "ft@acme.example") == 0
+    assert ledger.sent_count("ft@acme.example", T - 48 * H, "ft@acme.example") == 1  # the prep alone
+    # And no dispatcher claims it, however late, and nothing moves it
+    assert test.key not in {s.key for s in ledger.claim_due(T + 400 * H, CLAIM)}
+    assert not ledger.stop_sequence(test.key, "customer re-engaged", at + H)
+    assert not ledger.confirm_sent(test.key, at + H, "by hand")
+    # And re-planning its event neither sees nor touches it
+    ledger.reconcile(EventPlan("call-1", cancel_all_reason="event deleted"), at + H)
+    assert status(ledger, test.key) is Status.SENT
+    assert ledger.with_sends_or_outcome(["call-1", "call-2"]) == {"call-1"}
+
+
+def test_a_failed_test_send_is_recorded_failed_with_its_reason_and_never_resent(
+    open_ledger: OpenLedger,
+) -> None:
+    ledger = open_ledger()
+    at = T - 20 * H
+    test = trial_send("call-2", at)
+    # When a test is recorded as failed
+    ledger.record_test(test, "[TEST] Prep", Failed("550 5.1.1 no such user"), at)
+
+    # Then it is failed with the reason, and its event does not count as having sends
+    record = ledger.send(test.key)
+    assert record is not None and record.test
+    assert (record.status, record.reason, record.sent_at) == (Status.FAILED, "550 5.1.1 no such user", None)
+    assert ledger.transitions(test.key)[-1].reason == "550 5.1.1 no such user"
+    assert ledger.with_sends_or_outcome(["call-2"]) == set()
+    # And asking for it again moves nothing: a test is never sent by the dispatcher
+    assert not ledger.resend(test.key, at + H, "again")
+    assert status(ledger, test.key) is Status.FAILED
+    assert ledger.claim_due(at + 48 * H, CLAIM) == []
+
+
 # -- opening, and schema versions ---------------------------------------------------------------
 def test_three_instances_opening_a_new_ledger_at_once_all_open_it(store_url: str) -> None:
     # Given a store with no ledger in it yet
@@ -692,9 +764,9 @@ def test_three_instances_opening_a_new_ledger_at_once_all_open_it(store_url: str
             ledger.close()
 
 
-# Columns added since version 1 (version 2: hand-over and sync leases; version 3: claim owners).
+# Columns added since version 1 (2: hand-over and sync leases; 3: claim owners; 4: test sends).
 V2_COLUMNS = {
-    "sends": {"handed_at", "claimed_by"},
+    "sends": {"handed_at", "claimed_by", "test"},
     "cursors": {"lease_owner", "lease_until"},
     "events": {"unsettled"},
 }
@@ -772,7 +844,7 @@ def test_a_version_1_ledger_is_upgraded_on_open_with_its_rows_intact(
         T - 24 * H,
         T,
     )
-    assert (send.to, send.subject, send.handed_at) == ((ALICE,), "Prep: Globex terms", None)
+    assert (send.to, send.subject, send.handed_at, send.test) == ((ALICE,), "Prep: Globex terms", None, False)
     assert [(t.from_status, t.to_status, t.at) for t in ledger.transitions(send.key)] == [
         (None, "planned", T - 30 * H)
     ]
