@@ -1,4 +1,4 @@
-"""The console's JSON API, part of the contract: the plan, the history, the rules and a live preview.
+"""The console's JSON API, part of the contract: the plan, the history, the rules, a live preview, a test.
 
 `/api/plan` and `/api/history` answer what `plan --json` and `history --json` print, from the same code.
 """
@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
@@ -19,7 +20,9 @@ from daemon.errors import LedgerError, TemplateError, UserError
 from daemon.model import Rule
 from daemon.playbook import classify
 from daemon.preview import load_templates, preview_event, preview_sample
+from daemon.testsend import send_test
 from daemon.web import views
+from daemon.web.security import cross_site
 
 if TYPE_CHECKING:
     from daemon.web.app import Console
@@ -166,3 +169,54 @@ async def not_allowed(request: Request, _exc: Exception) -> Response:
     if request.url.path.startswith("/api/"):
         return error(405, f"{request.method} is not allowed on {request.url.path}")
     return HTMLResponse("Method Not Allowed", 405)
+
+
+def test_send(console: Console) -> Callable[[Request], Awaitable[Response]]:
+    """`POST /api/test-send` with `{"rule", "event", "to"}` (event null: sample data): the email as the
+    preview shows it, to that one address in the company's domains, `[TEST]` in its subject, recorded
+    in the history as a test. Only as JSON from the console's own pages, never from another site's."""
+
+    async def answer(request: Request) -> Response:
+        if cross_site(request):
+            return error(403, "a test send is only made from the console's own pages")
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return error(415, 'send JSON: {"rule": ..., "event": ... or null, "to": ...}')
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return error(400, "the body is not JSON")
+        rule, event, to = (body.get(k) if isinstance(body, dict) else None for k in ("rule", "event", "to"))
+        if not isinstance(rule, str) or not isinstance(to, str) or not isinstance(event, str | None):
+            return error(400, 'give "rule" and "to" as strings, and "event" as a string or null')
+        status, result = await run_in_threadpool(send_one, console, rule, event or None, to)
+        return JSONResponse(result, status)
+
+    return answer
+
+
+def send_one(console: Console, rule: str, event: str | None, to: str) -> tuple[int, dict[str, Any]]:
+    """Send one test; (status, JSON): 200, 404 (no such rule or event), 422 (the template), 400 (an
+    address outside the company, or the send failed: the reason, recorded in the history)."""
+    if console.settings.policy().rule(rule) is None:
+        return 404, {"error": f"no rule named {rule!r}"}
+    try:
+        if event is not None:
+            try:
+                event = console.ledger().find_event(event).event.id
+            except UserError as exc:
+                return 404, {"error": str(exc)}
+        done = send_test(console.settings, rule, event, to, clock.now())
+    except TemplateError as exc:
+        return 422, {"error": str(exc), "errors": [exc.problem.as_json()]}
+    except UserError as exc:
+        return 400, {"error": str(exc)}
+    except LedgerError as exc:
+        return 503, {"error": str(exc)}
+    log.info("console: test %s of %s sent to %s", done.key, rule, done.address)
+    return 200, {
+        "key": done.key,
+        "subject": done.subject,
+        "to": done.address,
+        "from": done.sender,
+        "note": done.note,
+    }

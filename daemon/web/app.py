@@ -97,6 +97,7 @@ def create_app(settings: Settings, token: str | None = None) -> Starlette:
         Route("/api/history", api.history(console)),
         Route("/api/templates", api.templates(console)),
         Route("/api/preview/{rule}", api.preview(console)),
+        Route("/api/test-send", api.test_send(console), methods=["POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(

@@ -118,6 +118,7 @@ def preview(console: Console) -> Endpoint:
             own=own,
             others=others,
             stale=stale,
+            domain=console.settings.company.domains[0],
         )
 
     return guarded(console, page)

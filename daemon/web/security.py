@@ -170,3 +170,12 @@ def login_routes(
         return response
 
     return login, logout
+
+
+def cross_site(request: Request) -> bool:
+    """A request another site's page made the browser send: its Origin is not this console's, or the
+    browser says so (Sec-Fetch-Site). Requests without either header come from scripts, not pages."""
+    origin = request.headers.get("origin")
+    if origin is not None and urllib.parse.urlsplit(origin).netloc != request.headers.get("host"):
+        return True
+    return request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")

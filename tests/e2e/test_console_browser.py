@@ -90,6 +90,16 @@ def test_schedule_preview_and_a_broken_template_fixed_live(page: Page, tmp_path:
         expect(page.locator("[data-text]")).to_contain_text("Globex")
         expect(page.locator(".live")).to_contain_text("Live")
 
+        # When a test is sent to a colleague from the page, then it says so, and the history shows it
+        page.locator("[data-test-to]").fill("bob@acme.example")
+        page.get_by_role("button", name="Send a test").click()
+        result = page.locator("[data-test-result]")
+        expect(result).to_contain_text("Sent to bob@acme.example", timeout=WAIT_MS)
+        page.goto(console.url + "history")
+        expect(page.locator("tr", has=page.locator(".pill.test")).first).to_contain_text("closing-final")
+        page.go_back()
+        expect(subject).to_contain_text("Final check", timeout=WAIT_MS)
+
         # When the template is saved broken
         template = template_of(settings, "closing-final")
         good = template.read_text(encoding="utf-8")

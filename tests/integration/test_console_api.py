@@ -6,8 +6,11 @@ same objects as `plan --json` and `history --json`, previews with their parts or
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 from collections.abc import Iterator
+from email.message import EmailMessage
 from pathlib import Path
 
 import httpx
@@ -115,9 +118,14 @@ def test_a_broken_template_is_422_naming_file_and_line(tmp_path: Path) -> None:
     settings = load(demo_folder(tmp_path))
     template = template_of(settings, "closing-final")
     line = break_template(template)
-    # When it is previewed
+    # When it is previewed, and sent as a test
     with serving(settings) as console:
         answer = httpx.get(console.url + "api/preview/closing-final", timeout=30)
+        test = httpx.post(
+            console.url + "api/test-send",
+            json={"rule": "closing-final", "to": "bob@acme.example"},
+            timeout=30,
+        )
     # Then the answer is 422, no parts, the error with its file and line
     assert answer.status_code == 422, answer.text
     body = answer.json()
@@ -127,6 +135,7 @@ def test_a_broken_template_is_422_naming_file_and_line(tmp_path: Path) -> None:
     assert problem["file"] == template.name
     assert problem["line"] == line
     assert "no_such_name" in problem["message"]
+    assert test.status_code == 422 and test.json()["errors"] == [problem]
 
 
 def test_answers_carry_the_security_headers(client: httpx.Client) -> None:
@@ -170,3 +179,62 @@ def test_a_template_the_daemon_runs_on_its_last_good_version_is_flagged(tmp_path
     rules = {item["rule"]: item for item in note["templates"]}
     assert rules["closing-final"]["template"] == template.name
     assert "runs on its last good version" in page and "last good version" in preview
+
+
+def outbox_tests(demo: Path) -> list[EmailMessage]:
+    messages = (
+        email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        for path in sorted((demo.parent / "outbox").glob("*.eml"))
+    )
+    return [m for m in messages if isinstance(m, EmailMessage) and str(m["Subject"]).startswith("[TEST]")]
+
+
+def test_a_test_send_goes_to_that_address_only_and_is_in_the_history(
+    demo: Path, client: httpx.Client
+) -> None:
+    # Given the demo's outbox, when a test of the won deal's introduction is asked for a colleague
+    before = len(outbox_tests(demo))
+    body = {"rule": "implementation-intro", "event": "demo-initech-closing", "to": "ivy@acme.example"}
+    answer = client.post("/api/test-send", json=body)
+    # Then it is sent to that address alone, [TEST] in its subject, and recorded as a test
+    assert answer.status_code == 200, answer.text
+    sent = answer.json()
+    assert sent["to"] == "ivy@acme.example" and sent["subject"].startswith("[TEST] ")
+    messages = outbox_tests(demo)
+    assert len(messages) == before + 1
+    assert str(messages[-1]["To"]) == "ivy@acme.example" and messages[-1]["Cc"] is None
+    history = {s["key"]: s for s in client.get("/api/history").json()}
+    assert history[sent["key"]]["test"] is True and history[sent["key"]]["status"] == "sent"
+    # and on sample data too
+    sample = client.post(
+        "/api/test-send", json={"rule": "closing-prep", "event": None, "to": "bob@acme.example"}
+    )
+    assert sample.status_code == 200, sample.text
+
+
+def test_a_test_send_is_refused_outside_the_company_and_for_unknown_rules_or_events(
+    demo: Path, client: httpx.Client
+) -> None:
+    before = len(outbox_tests(demo))
+    outside = client.post("/api/test-send", json={"rule": "closing-prep", "to": "dana@globex.example"})
+    assert outside.status_code == 400 and "company" in outside.json()["error"]
+    rule = client.post("/api/test-send", json={"rule": "no-such-rule", "to": "bob@acme.example"})
+    assert rule.status_code == 404
+    event = client.post(
+        "/api/test-send", json={"rule": "closing-prep", "event": "nope", "to": "bob@acme.example"}
+    )
+    assert event.status_code == 404
+    assert client.post("/api/test-send", json={"rule": "closing-prep"}).status_code == 400
+    assert len(outbox_tests(demo)) == before
+
+
+def test_a_test_send_is_only_json_from_the_consoles_own_pages(demo: Path, client: httpx.Client) -> None:
+    before = len(outbox_tests(demo))
+    body = {"rule": "closing-prep", "to": "bob@acme.example"}
+    # a form another site's page posts, or a script on another origin
+    form = client.post("/api/test-send", data=body)
+    other = client.post("/api/test-send", json=body, headers={"Origin": "https://evil.example"})
+    fetched = client.post("/api/test-send", json=body, headers={"Sec-Fetch-Site": "cross-site"})
+    assert (form.status_code, other.status_code, fetched.status_code) == (415, 403, 403)
+    assert client.get("/api/test-send").status_code == 405
+    assert len(outbox_tests(demo)) == before

@@ -142,5 +142,39 @@
     }
   }
 
+  // "Send a test to me": the address is remembered in this browser; the answer says what happened.
+  const form = root.querySelector("[data-testsend]");
+  if (form) {
+    const to = form.querySelector("[data-test-to]");
+    const result = root.querySelector("[data-test-result]");
+    const button = form.querySelector("button");
+    to.value = window.localStorage.getItem("followthrough.test-to") || "";
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      window.localStorage.setItem("followthrough.test-to", to.value);
+      button.disabled = true;
+      result.className = "result";
+      result.textContent = "Sending…";
+      try {
+        const response = await fetch("/api/test-send", {
+          method: "POST",
+          headers: { "Content-Type": "application/json", Accept: "application/json" },
+          credentials: "same-origin",
+          body: JSON.stringify({ rule: root.dataset.rule, event: root.dataset.event || null, to: to.value }),
+        });
+        const data = await response.json();
+        const ok = response.ok;
+        result.className = "result " + (ok ? "ok" : "bad");
+        result.textContent = ok ? "Sent to " + data.to + ": " + data.subject + (data.note ? " (" + data.note + ")" : "")
+          : data.error || "The test was not sent (" + response.status + ").";
+      } catch (_) {
+        result.className = "result bad";
+        result.textContent = "The console cannot be reached.";
+      } finally {
+        button.disabled = false;
+      }
+    });
+  }
+
   refresh();
 })();
