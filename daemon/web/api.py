@@ -94,23 +94,39 @@ def daemon_note(console: Console) -> dict[str, Any]:
     return {"refused": note.get("refused", []), "broken": note.get("broken", []), "at": note.get("at")}
 
 
+def rule_files(console: Console) -> list[dict[str, Any]]:
+    """Every rule with the file it renders from (None: missing, or written twice) and its description."""
+    templates = load_templates(console.settings)
+
+    def found(name: str) -> tuple[str | None, str]:
+        try:
+            return templates.find(name), templates.description(name)
+        except TemplateError:  # two files for one rule: the preview and `templates check` say so
+            return None, ""
+
+    rules = []
+    for rule in console.settings.policy().rules:
+        file, description = found(rule.template_name)
+        rules.append(
+            {
+                "rule": rule.name,
+                "template": file,
+                "description": description,
+                "enabled": rule.enabled,
+                "kind": rule.kind.value,
+            }
+        )
+    return rules
+
+
 def templates(console: Console) -> Endpoint:
     """`GET /api/templates`: every rule with its template file, and the running daemon's note."""
 
     def answer(_request: Request) -> Response:
         try:
-            found = load_templates(console.settings).find
-        except TemplateError as exc:
+            rules = rule_files(console)
+        except TemplateError as exc:  # the template folder itself is missing
             return error(500, str(exc))
-        rules = []
-        for rule in console.settings.policy().rules:
-            try:
-                file = found(rule.template_name)
-            except TemplateError:
-                file = None
-            rules.append(
-                {"rule": rule.name, "template": file, "enabled": rule.enabled, "kind": rule.kind.value}
-            )
         return JSONResponse({"templates": rules, **daemon_note(console)})
 
     return guarded(answer)

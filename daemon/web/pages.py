@@ -60,10 +60,12 @@ def history(console: Console) -> Endpoint:
 
 def templates(console: Console) -> Endpoint:
     def page(request: Request) -> Response:
+        files = {item["rule"]: item for item in api.rule_files(console)}
         rules = [
             {
                 "rule": rule,
-                "file": api.template_file(console, rule),
+                "file": files[rule.name]["template"],
+                "description": files[rule.name]["description"],
                 "timing": views.timing(rule),
                 "audience": views.audience(rule),
             }
@@ -105,6 +107,7 @@ def preview(console: Console) -> Endpoint:
         event = request.query_params.get("event") or ""
         own, others = event_choices(console.ledger(), name)
         file = api.template_file(console, rule)
+        described = next(i["description"] for i in api.rule_files(console) if i["rule"] == name)
         stale = [p for p in api.daemon_note(console)["refused"] if p["file"] == file]
         return console.page(
             request,
@@ -112,6 +115,7 @@ def preview(console: Console) -> Endpoint:
             rule=rule,
             rules=rules,
             file=file,
+            description=described,
             timing=views.timing(rule),
             audience=views.audience(rule),
             event=event,
