@@ -37,6 +37,7 @@ class LinkError(Exception):
 class OutcomeLink:
     event_id: str
     outcome: Outcome
+    rule: str  # the email the link was in
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,13 @@ class Links:
         token = self._keys(purpose).encrypt_at_time(data, int(clock.now().timestamp())).decode()
         return f"{self.base_url.rstrip('/')}/{purpose.value}/{token}"
 
-    def outcome_url(self, event_id: str, outcome: Outcome) -> str:
-        return self._url(Purpose.OUTCOME, [event_id, outcome.value])
+    def outcome_url(self, event_id: str, outcome: Outcome, rule: str) -> str:
+        """`rule`: the email the link is in, for the event's outcome log."""
+        return self._url(Purpose.OUTCOME, [event_id, outcome.value, rule])
 
-    def unsubscribe_url(self, address: str) -> str:
-        return self._url(Purpose.UNSUBSCRIBE, address.lower())
+    def unsubscribe_url(self, addresses: list[str]) -> str:
+        """One link for the people a message goes to: a lost deal's follow-ups stop for them all."""
+        return self._url(Purpose.UNSUBSCRIBE, sorted({a.lower() for a in addresses}))
 
     def _read(self, purpose: Purpose, token: str) -> Any:
         keys = self._keys(purpose)
@@ -87,13 +90,17 @@ class Links:
     def read_outcome(self, token: str) -> OutcomeLink:
         payload = self._read(Purpose.OUTCOME, token)
         try:
-            event_id, outcome = payload
-            return OutcomeLink(str(event_id), Outcome(outcome))
+            event_id, outcome, rule = payload
+            return OutcomeLink(str(event_id), Outcome(outcome), str(rule))
         except (TypeError, ValueError):
             raise LinkError("This link is not valid.", 400) from None
 
-    def read_unsubscribe(self, token: str) -> str:
+    def read_unsubscribe(self, token: str) -> list[str]:
         payload = self._read(Purpose.UNSUBSCRIBE, token)
-        if not isinstance(payload, str) or "@" not in payload:
+        if (
+            not isinstance(payload, list)
+            or not payload
+            or not all(isinstance(a, str) and "@" in a for a in payload)
+        ):
             raise LinkError("This link is not valid.", 400)
         return payload

@@ -24,26 +24,28 @@ def token(url: str) -> str:
 
 
 def test_an_outcome_link_reads_back_as_its_event_and_outcome() -> None:
-    url = links().outcome_url("globex-final@acme.example", Outcome.WON)
+    url = links().outcome_url("globex-final@acme.example", Outcome.WON, "closing-prep")
     assert url.startswith(f"{BASE}/outcome/")
-    assert links().read_outcome(token(url)) == OutcomeLink("globex-final@acme.example", Outcome.WON)
+    assert links().read_outcome(token(url)) == OutcomeLink(
+        "globex-final@acme.example", Outcome.WON, "closing-prep"
+    )
 
 
 def test_a_token_says_nothing_to_whoever_reads_the_url() -> None:
     # Given the links of a lost deal's customer mail
-    unsubscribe = links().unsubscribe_url("Dana.Fox@globex.example")
-    outcome = links().outcome_url("globex-final@acme.example", Outcome.LOST)
+    unsubscribe = links().unsubscribe_url(["Dana.Fox@globex.example", "lee@globex.example"])
+    outcome = links().outcome_url("globex-final@acme.example", Outcome.LOST, "closing-final")
     # Then neither the URL nor its token decoded names the address, the deal or the outcome
     for url in (unsubscribe, outcome):
         raw = base64.urlsafe_b64decode(token(url) + "==")
         for secret in (b"dana", b"globex", b"lost", b"acme"):
             assert secret not in token(url).lower().encode() and secret not in raw.lower()
-    assert links().read_unsubscribe(token(unsubscribe)) == "dana.fox@globex.example"
+    assert links().read_unsubscribe(token(unsubscribe)) == ["dana.fox@globex.example", "lee@globex.example"]
 
 
 def test_a_token_of_one_purpose_never_acts_as_the_other() -> None:
-    outcome = token(links().outcome_url("e1", Outcome.WON))
-    unsubscribe = token(links().unsubscribe_url("dana@globex.example"))
+    outcome = token(links().outcome_url("e1", Outcome.WON, "closing-prep"))
+    unsubscribe = token(links().unsubscribe_url(["dana@globex.example"]))
     with pytest.raises(LinkError) as exc:
         links().read_unsubscribe(outcome)
     assert exc.value.status == 400
@@ -55,23 +57,23 @@ def test_a_token_of_one_purpose_never_acts_as_the_other() -> None:
     "change", [lambda t: t[:-6] + "AAAAAA", lambda t: t[:40], lambda t: "x" + t, lambda t: ""]
 )
 def test_a_changed_or_cut_token_is_refused(change: object) -> None:
-    good = token(links().outcome_url("e1", Outcome.WON))
+    good = token(links().outcome_url("e1", Outcome.WON, "closing-prep"))
     with pytest.raises(LinkError) as exc:
         links().read_outcome(change(good))  # type: ignore[operator]
     assert exc.value.status == 400
 
 
 def test_a_token_made_with_another_secret_is_refused() -> None:
-    forged = token(links("someone-elses").outcome_url("e1", Outcome.WON))
+    forged = token(links("someone-elses").outcome_url("e1", Outcome.WON, "closing-prep"))
     with pytest.raises(LinkError):
         links().read_outcome(forged)
 
 
 def test_after_a_key_rotation_the_old_links_still_work_and_new_ones_use_the_new_key() -> None:
-    old = token(links("old-key").outcome_url("e1", Outcome.LOST))
+    old = token(links("old-key").outcome_url("e1", Outcome.LOST, "closing-prep"))
     rotated = links("new-key", "old-key")
     assert rotated.read_outcome(old).outcome is Outcome.LOST
-    new = token(rotated.outcome_url("e2", Outcome.WON))
+    new = token(rotated.outcome_url("e2", Outcome.WON, "closing-prep"))
     assert links("new-key").read_outcome(new).event_id == "e2"
     with pytest.raises(LinkError):
         links("old-key").read_outcome(new)
@@ -79,7 +81,7 @@ def test_after_a_key_rotation_the_old_links_still_work_and_new_ones_use_the_new_
 
 def test_a_link_expires_after_its_days() -> None:
     with freeze_time(T) as frozen:
-        url = token(links(days=30).outcome_url("e1", Outcome.WON))
+        url = token(links(days=30).outcome_url("e1", Outcome.WON, "closing-prep"))
         frozen.move_to(T + timedelta(days=30) - timedelta(minutes=1))
         assert links(days=30).read_outcome(url).event_id == "e1"
         frozen.move_to(T + timedelta(days=30, minutes=1))
