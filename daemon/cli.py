@@ -331,8 +331,9 @@ def suppress() -> None:
 @click.pass_context
 def suppress_add(ctx: click.Context, address: str, reason: str | None) -> None:
     address = operations.suppression_target(address)
+    how = "by hand (suppress add)" + (f": {reason}" if reason else "")
     with open_ledger(_settings(ctx)) as ledger:
-        added = ledger.suppress(address, clock.now(), reason)
+        added = operations.suppress(ledger, [address], clock.now(), how)
     click.echo(f"{address} suppressed." if added else f"{address} was already suppressed.")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from daemon import clock
@@ -26,9 +26,10 @@ from daemon.errors import (
     UnsafeMessageError,
 )
 from daemon.ledger import ClaimTerms, Ledger, SendRecord, gave_up, moves
+from daemon.links import Links
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
-from daemon.mail.message import message_id
+from daemon.mail.message import mailto_unsubscribe, message_id
 from daemon.model import Audience, Person, Status
 from daemon.render import Facts, Renderer
 
@@ -44,6 +45,7 @@ class Dispatcher:
         *,
         service_sender: Person,
         unsubscribe: str,
+        links: Links | None = None,
         delivery: Delivery | None = None,
         instance: str | None = None,
         is_dead: Callable[[str], bool] | None = None,
@@ -53,7 +55,8 @@ class Dispatcher:
         self.renderer = renderer
         self.policy = renderer.policy
         self.service_sender = service_sender
-        self.unsubscribe = unsubscribe
+        self.unsubscribe = unsubscribe  # where unsubscribe mail goes when there are no links
+        self.links = links  # one-click links, when the company serves them
         self.delivery = delivery or Delivery()
         self.instance = instance  # recorded as the owner of each claim (`host:pid:nonce`)
         self.is_dead = is_dead  # whether another instance's process is known to be dead
@@ -183,7 +186,7 @@ class Dispatcher:
                 cc=cc,
                 reply_to=send.reply_to,
                 date=now,
-                unsubscribe=self.unsubscribe if send.stop_on_reengagement else None,
+                unsubscribe=self.unsubscribe_uri(to) if send.stop_on_reengagement else None,
                 # Every internal mail is a machine's: out-of-office replies must not answer it.
                 automated=send.audience != Audience.CUSTOMER.value,
             )
@@ -272,6 +275,12 @@ class Dispatcher:
         if self.ledger.record(send.key, send.attempt_id, moves.Unknown(reason), now):
             log.error("send %s: %s", send.key, reason)
             report.unknown.append((send, reason))
+
+    def unsubscribe_uri(self, to: Sequence[Person]) -> str:
+        """The one-click link that stops the mail to everyone it goes to, or else a mailto to a person."""
+        if self.links is not None:
+            return self.links.unsubscribe_url([p.email for p in to])
+        return mailto_unsubscribe(self.unsubscribe)
 
     def _until(self, now: datetime) -> datetime:
         """When sends held by a refusal of our account are tried again: the wait grows with each pass

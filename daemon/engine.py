@@ -386,12 +386,16 @@ class Engine:
         self.ledger.set_meta("policy", digest)
         return len(ids)
 
-    def record_outcome(self, event_text: str, outcome: Outcome, now: datetime) -> tuple[str, dict[str, int]]:
+    def record_outcome(
+        self, event_text: str, outcome: Outcome, now: datetime, source: str = "cli", detail: str | None = None
+    ) -> tuple[str, dict[str, int]]:
+        """A person records an outcome (`source`: "cli", or "link" with `detail` saying which); the event
+        is re-planned at once."""
         stored = self.ledger.find_event(event_text)
         if classify(stored.event, self.policy) is None:
             raise UserError(
                 f"event {stored.event.id} was not organized by {', '.join(self.policy.company_domains)}: "
                 "followthrough does not act on it"
             )
-        self.ledger.record_outcome(stored.event.id, outcome, "cli", now)
+        self.ledger.record_outcome(stored.event.id, outcome, source, now, detail)
         return stored.event.id, self.replan(stored.event.id, now, stored)

@@ -6,10 +6,12 @@ The CLI opens the ledger, calls one of these and prints the result (khal's cli â
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from daemon.delivery import suppressed
 from daemon.errors import Problem, UserError
 from daemon.ledger import Ledger, SendRecord
 from daemon.model import Outcome, Status, parse_address
@@ -57,11 +59,32 @@ class OutcomeRecorded:
     cancelled: int
 
 
-def record_outcome(engine: Engine, event_text: str, outcome: Outcome, now: datetime) -> OutcomeRecorded:
-    """`followthrough outcome`: record it, re-plan the event, say what is planned now."""
-    event_id, counts = engine.record_outcome(event_text, outcome, now)
+def record_outcome(
+    engine: Engine,
+    event_text: str,
+    outcome: Outcome,
+    now: datetime,
+    source: str = "cli",
+    detail: str | None = None,
+) -> OutcomeRecorded:
+    """`followthrough outcome` (or a link): record it, re-plan the event, say what is planned now."""
+    event_id, counts = engine.record_outcome(event_text, outcome, now, source, detail)
     planned = engine.ledger.sends([Status.PLANNED], event_id=event_id)
     return OutcomeRecorded(event_id, planned, counts["cancelled"])
+
+
+def suppress(ledger: Ledger, addresses: Iterable[str], now: datetime, how: str) -> list[str]:
+    """Never write to these addresses again (`how`: by hand, from a link); the pending sends that would
+    now reach nobody are stopped at once, the others leave them out when they go. The newly added."""
+    targets = sorted({a.lower() for a in addresses})
+    added = [a for a in targets if ledger.suppress(a, now, how)]
+    for send in ledger.sends([Status.PLANNED]):
+        to = [p.email for p in send.to]
+        if to and any(a in targets or a.rsplit("@", 1)[-1] in targets for a in to):
+            blocked = ledger.is_suppressed(to)
+            if set(to) <= blocked:
+                ledger.stop_sequence(send.key, suppressed(blocked), now)
+    return added
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,14 @@ from daemon.context import VARIABLES
 from daemon.context import build as build_context
 from daemon.errors import Problem, TemplateError, UserError
 from daemon.ledger import open_ledger
+from daemon.links import Links
 from daemon.model import Attendee, Audience, CalendarEvent, Outcome, Person, PlannedSend
 from daemon.playbook import OutcomeRecord, Policy, classify, plan
-from daemon.render import Facts, Renderer
+from daemon.render import Facts, Renderer, outcome_links
 from daemon.templates import Rendered, Templates, when
 
 SAMPLE_NOW = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # fixed: a check gives the same answer every day
+SAMPLE_LINKS = Links("https://followthrough.example.com", ("sample",), timedelta(days=30))
 
 
 @dataclass(frozen=True)
@@ -99,19 +101,22 @@ def _contexts(settings: Settings, policy: Policy, rule: str) -> list[dict[str, o
                     if c and audience is Audience.CUSTOMER
                     else ((c.rep,) if c else ())
                 )
-                contexts.append(
-                    build_context(
-                        rule=rule,
-                        event=event,
-                        policy=policy,
-                        company=settings.company.name,
-                        audience=audience,
-                        to=to,
-                        deal_events=deal_events,
-                        outcome=outcome,
-                        sent_at=SAMPLE_NOW,
-                    )
+                context = build_context(
+                    rule=rule,
+                    event=event,
+                    policy=policy,
+                    company=settings.company.name,
+                    audience=audience,
+                    to=to,
+                    deal_events=deal_events,
+                    outcome=outcome,
+                    sent_at=SAMPLE_NOW,
                 )
+                # With the one-click outcome links where the rep's mail has them, and without.
+                links = outcome_links(SAMPLE_LINKS, rule, audience, event, policy)
+                contexts.append({**context, "links": None})
+                if links is not None:
+                    contexts.append({**context, "links": links})
     return contexts
 
 

@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from daemon.context import build
+from daemon.email_parts import MarkdownSafe
 from daemon.errors import TemplateError
 from daemon.ledger import Ledger
-from daemon.model import CalendarEvent, PlannedSend
-from daemon.playbook import OutcomeRecord, Policy
+from daemon.links import Links
+from daemon.model import Audience, CalendarEvent, Kind, Outcome, PlannedSend
+from daemon.playbook import OutcomeRecord, Policy, event_kind
 from daemon.templates import Rendered, Templates
 
 
@@ -38,11 +40,13 @@ class Facts:
 
 @dataclass(frozen=True)
 class Renderer:
-    """The templates, the policy and the company name every rendering of a send needs."""
+    """The templates, the policy and the company name every rendering of a send needs; the links, when
+    the company serves them."""
 
     templates: Templates
     policy: Policy
     company: str
+    links: Links | None = None
 
     def email(self, send: PlannedSend, facts: Facts, at: datetime) -> Rendered:
         """The whole email as it reads at `at`. Raises TemplateError."""
@@ -56,7 +60,7 @@ class Renderer:
 
     def context(self, send: PlannedSend, facts: Facts, at: datetime) -> dict[str, Any]:
         outcome = facts.outcome.outcome if facts.outcome else None
-        return build(
+        context = build(
             rule=send.rule,
             audience=send.audience,
             to=send.to,
@@ -68,3 +72,21 @@ class Renderer:
             policy=self.policy,
             company=self.company,
         )
+        context["links"] = outcome_links(self.links, send.rule, send.audience, facts.event, self.policy)
+        return context
+
+
+def outcome_links(
+    links: Links | None, rule: str, audience: Audience, event: CalendarEvent, policy: Policy
+) -> dict[str, str] | None:
+    """The rep's one-click Won and Lost links of a closing call, in mail to the rep:
+    `won` and `lost` as Markdown links (the text part shows `Won <url>`), `won_url` and `lost_url` bare."""
+    if links is None or audience != Audience.REP or event_kind(event, policy.tags) != Kind.CLOSING:
+        return None
+    urls = {o.value: links.outcome_url(event.id, o, rule) for o in (Outcome.WON, Outcome.LOST)}
+    return {
+        "won": MarkdownSafe(f"[Won]({urls['won']})"),
+        "lost": MarkdownSafe(f"[Lost]({urls['lost']})"),
+        "won_url": urls["won"],
+        "lost_url": urls["lost"],
+    }

@@ -23,7 +23,7 @@ from daemon.errors import (
 from daemon.ledger import Ledger, moves, open_ledger
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
-from daemon.mail.message import message_id
+from daemon.mail.message import mailto_unsubscribe, message_id
 from daemon.model import Audience, Person, PlannedSend, clean_line
 from daemon.playbook import Policy
 from daemon.preview import Shown, event_email, sample_email
@@ -173,6 +173,10 @@ def _deliver(
     """The message the dispatcher would build for the real send, `shown`, handed to the transport for
     the test's one recipient. Raises DeliveryError (UnsafeMessageError when the built message is not
     what was set)."""
+    # Never a one-click link in a test: clicking it would suppress the tester's own address.
+    unsubscribe = None
+    if shown.send.stop_on_reengagement:
+        unsubscribe = mailto_unsubscribe(settings.unsubscribe_address)
     message = build_message(
         key=send.key,
         rendered=rendered,
@@ -180,8 +184,7 @@ def _deliver(
         to=send.to,
         reply_to=send.reply_to,
         date=now,
-        # As the real email has it: the test shows what the customer would see.
-        unsubscribe=settings.unsubscribe_address if shown.send.stop_on_reengagement else None,
+        unsubscribe=unsubscribe,
         automated=send.audience is not Audience.CUSTOMER,
     )
     refused = transport.deliver(message, sender.email, [p.email for p in send.to])

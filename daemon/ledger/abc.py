@@ -30,6 +30,16 @@ class Transition:
 
 
 @dataclass(frozen=True)
+class OutcomeEntry:
+    """One outcome recorded for an event: what, from where (and which link), when."""
+
+    outcome: Outcome
+    source: str
+    detail: str | None
+    at: datetime
+
+
+@dataclass(frozen=True)
 class StoredEvent:
     event: CalendarEvent
     first_seen: datetime
@@ -140,8 +150,15 @@ class Ledger(ABC):
     def outcome(self, event_id: str) -> OutcomeRecord | None: ...
 
     @abstractmethod
-    def record_outcome(self, event_id: str, outcome: Outcome, source: str, at: datetime) -> bool:
-        """Store an outcome; True if it is new or different from the one already known."""
+    def record_outcome(
+        self, event_id: str, outcome: Outcome, source: str, at: datetime, detail: str | None = None
+    ) -> bool:
+        """Store an outcome from `source` ("tag", "cli", "link"; `detail`: which link); True if it is new
+        or different from the one already known, and then it is also added to the event's outcome log."""
+
+    @abstractmethod
+    def outcome_log(self, event_id: str) -> list[OutcomeEntry]:
+        """Every outcome recorded for the event, oldest first."""
 
     @abstractmethod
     def clear_outcome(self, event_id: str, source: str) -> bool:

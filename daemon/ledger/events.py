@@ -15,9 +15,18 @@ from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from daemon.errors import UserError
-from daemon.ledger.abc import CalendarChanges, StoredEvent
+from daemon.ledger.abc import CalendarChanges, OutcomeEntry, StoredEvent
 from daemon.ledger.base import Base, chunks
-from daemon.ledger.schema import cursors, event_domains, event_sources, events, meta, outcomes, sends
+from daemon.ledger.schema import (
+    cursors,
+    event_domains,
+    event_sources,
+    events,
+    meta,
+    outcome_log,
+    outcomes,
+    sends,
+)
 from daemon.model import CalendarEvent, Outcome
 from daemon.playbook import OutcomeRecord
 
@@ -248,21 +257,29 @@ class EventStore(Base):
             row = conn.execute(select(outcomes).where(outcomes.c.event_id == event_id)).first()
         return OutcomeRecord(Outcome(row.outcome), row.recorded_at, row.source) if row else None
 
-    def record_outcome(self, event_id: str, outcome: Outcome, source: str, at: datetime) -> bool:
+    def record_outcome(
+        self, event_id: str, outcome: Outcome, source: str, at: datetime, detail: str | None = None
+    ) -> bool:
         """Store an outcome; True if it is new or different from the one already known."""
         with self._tx() as conn:
             row = conn.execute(select(outcomes).where(outcomes.c.event_id == event_id)).first()
             if row is not None and row.outcome == outcome.value:
-                if source == "cli" and row.source != "cli":
-                    conn.execute(update(outcomes).where(outcomes.c.event_id == event_id).values(source="cli"))
+                if source != "tag" and row.source == "tag":  # a person confirmed what the tag says
+                    where = outcomes.c.event_id == event_id
+                    conn.execute(update(outcomes).where(where).values(source=source))
                 return False
             conn.execute(delete(outcomes).where(outcomes.c.event_id == event_id))
-            conn.execute(
-                insert(outcomes).values(
-                    event_id=event_id, outcome=outcome.value, source=source, recorded_at=at
-                )
-            )
+            values = {"event_id": event_id, "outcome": outcome.value, "source": source, "recorded_at": at}
+            conn.execute(insert(outcomes).values(**values))
+            conn.execute(insert(outcome_log).values(**values, detail=detail))
             return True
+
+    def outcome_log(self, event_id: str) -> list[OutcomeEntry]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(outcome_log).where(outcome_log.c.event_id == event_id).order_by(outcome_log.c.id)
+            )
+            return [OutcomeEntry(Outcome(r.outcome), r.source, r.detail, r.recorded_at) for r in rows]
 
     def clear_outcome(self, event_id: str, source: str) -> bool:
         """Forget a tag's outcome once the tag is gone; an outcome from the command line stays."""

@@ -32,7 +32,7 @@ from daemon.model import Audience, Person, PlannedSend, SendRecord, Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Each step brings a database from the version before it; run in order, in one transaction.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
@@ -43,6 +43,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     3: ("ALTER TABLE sends ADD COLUMN claimed_by VARCHAR(200)",),
     4: ("ALTER TABLE sends ADD COLUMN test BOOLEAN NOT NULL DEFAULT FALSE",),
+    5: (),  # outcome_log: a new table, created empty
 }
 
 
@@ -102,7 +103,19 @@ outcomes = Table(
     metadata,
     Column("event_id", String(600), primary_key=True),
     Column("outcome", String(16), nullable=False),
-    Column("source", String(16), nullable=False),  # "tag" or "cli"
+    Column("source", String(16), nullable=False),  # "tag", "cli" or "link"
+    Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+# Every outcome recorded for an event, and how: the event's history of outcomes.
+outcome_log = Table(
+    "outcome_log",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(600), nullable=False, index=True),
+    Column("outcome", String(16), nullable=False),
+    Column("source", String(16), nullable=False),
+    Column("detail", Text),  # which link, for an outcome recorded from an email
     Column("recorded_at", UTCDateTime, nullable=False),
 )
 

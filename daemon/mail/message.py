@@ -8,7 +8,6 @@ refused if its header lines or addresses differ from what was set, whatever the 
 from __future__ import annotations
 
 import hashlib
-import urllib.parse
 from collections.abc import Sequence
 from datetime import datetime
 from email.message import EmailMessage
@@ -27,6 +26,12 @@ def message_id(key: str, domain: str) -> str:
     return f"<ft.{digest}@{domain}>"
 
 
+def mailto_unsubscribe(address: str) -> str:
+    """The List-Unsubscribe of a company without a web address: mail to a person, who suppresses the
+    sender. The subject says nothing of the deal: the customer keeps a copy in their Sent folder."""
+    return f"mailto:{address}?subject=unsubscribe"
+
+
 def build(
     *,
     key: str,
@@ -39,7 +44,8 @@ def build(
     unsubscribe: str | None = None,
     automated: bool = False,
 ) -> EmailMessage:
-    """`unsubscribe`: an address for List-Unsubscribe; `automated`: a machine prompt, not a letter."""
+    """`unsubscribe`: the List-Unsubscribe URI, an https one-click link (RFC 8058) or a mailto;
+    `automated`: a machine prompt, not a letter."""
     # Lines up to RFC 5322's limit: folding at 78 would encode List-Unsubscribe, which clients then ignore.
     message = EmailMessage(policy=SMTP.clone(max_line_length=998))
     message["From"] = sender.header()
@@ -55,8 +61,9 @@ def build(
     if automated:
         message["Auto-Submitted"] = "auto-generated"
     if unsubscribe:
-        query = urllib.parse.urlencode({"subject": f"unsubscribe {key}"}, quote_via=urllib.parse.quote)
-        message["List-Unsubscribe"] = f"<mailto:{unsubscribe}?{query}>"
+        message["List-Unsubscribe"] = f"<{unsubscribe}>"
+        if unsubscribe.startswith("https://"):
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     message.set_content(rendered.text, subtype="plain", charset="utf-8")
     message.add_alternative(rendered.html, subtype="html", charset="utf-8")
     expected = {"from": [sender], "to": list(to), "cc": list(cc), "reply-to": [reply_to] if reply_to else []}

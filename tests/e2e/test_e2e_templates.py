@@ -31,15 +31,21 @@ def test_templates_vars_lists_every_variable_and_the_readme_shows_the_same_list(
     assert {"rep.first_name", "event.title", "event.homework[]", "kickoff", "lead"} <= set(names)
     assert all(v["description"] and "\n" not in v["description"] and v["example"] for v in variables)
     # and the README's table is the same list (regenerate it from this test's `readme_table` if not)
-    assert readme_table(variables) in (ROOT / "README.md").read_text(encoding="utf-8"), readme_table(variables)
+    assert readme_table(variables) in (ROOT / "README.md").read_text(encoding="utf-8"), readme_table(
+        variables
+    )
     # and the plain listing names each of them
     listing = run_cli("templates", "vars", config=DEMO_CONFIG).stdout
     assert all(f"\n{name}\n" in f"\n{listing}" for name in names)
 
 
 def test_templates_vars_of_a_rule_shows_that_rules_sample_and_an_unknown_rule_is_refused() -> None:
-    won = {v["name"]: v["example"] for v in json.loads(run_cli("templates", "vars", "implementation-intro",
-                                                                "--json", config=DEMO_CONFIG).stdout)}
+    won = {
+        v["name"]: v["example"]
+        for v in json.loads(
+            run_cli("templates", "vars", "implementation-intro", "--json", config=DEMO_CONFIG).stdout
+        )
+    }
     assert won["rule"] == "implementation-intro" and won["outcome"] == "won"
     unknown = run_cli("templates", "vars", "no-such-rule", config=DEMO_CONFIG)
     assert unknown.code == 1 and "no rule named 'no-such-rule'" in unknown.stderr
@@ -55,8 +61,9 @@ def test_templates_check_covers_rep_overrides_and_two_files_for_one_rule(tmp_pat
     (copy / "outcome-nudge.jinja").write_text("{% block subject %}x{% endblock %}", encoding="utf-8")
     (copy / "outcome-nudge.md").write_text("---\nsubject: x\n---\nx\n", encoding="utf-8")
     config = tmp_path / "followthrough.toml"
-    config.write_text(DEMO_CONFIG.read_text(encoding="utf-8") + f"\n[templates]\ndir = '{copy}'\n",
-                      encoding="utf-8")
+    config.write_text(
+        DEMO_CONFIG.read_text(encoding="utf-8") + f"\n[templates]\ndir = '{copy}'\n", encoding="utf-8"
+    )
 
     # When the templates are checked
     result = run_cli("templates", "check", config=config)

@@ -57,7 +57,7 @@ def letter(
         cc=(COLLEAGUE,),
         reply_to=REP,
         date=datetime(2026, 3, 3, 9, 30, tzinfo=UTC),
-        unsubscribe="unsubscribe@seller.example",
+        unsubscribe="mailto:unsubscribe@seller.example?subject=unsubscribe",
     )
 
 

@@ -888,3 +888,25 @@ def stored_schema_version(url: str) -> str | None:
             return None if value is None else str(value.value)
     finally:
         engine.dispose()
+
+
+def test_outcomes_are_logged_with_where_they_came_from(open_ledger: OpenLedger) -> None:
+    from daemon.model import Outcome
+
+    ledger = open_ledger()
+    # Given a tag that says won, then a rep confirming it from the command line
+    assert ledger.record_outcome("call-1", Outcome.WON, "tag", T)
+    assert not ledger.record_outcome("call-1", Outcome.WON, "cli", T + H)
+    # When the rep changes their mind from the Lost link of an email
+    assert ledger.record_outcome("call-1", Outcome.LOST, "link", T + 2 * H, "the Lost link in closing-final")
+    # Then the outcome is the link's, and the event's log has each change once, in order, with its link
+    record = ledger.outcome("call-1")
+    assert record is not None and (record.outcome, record.source) == (Outcome.LOST, "link")
+    log = [(e.outcome, e.source, e.detail, e.at) for e in ledger.outcome_log("call-1")]
+    assert log == [
+        (Outcome.WON, "tag", None, T),
+        (Outcome.LOST, "link", "the Lost link in closing-final", T + 2 * H),
+    ]
+    # and a tag that is gone does not take away an outcome a person recorded
+    assert not ledger.clear_outcome("call-1", "tag")
+    assert ledger.outcome_log("other") == []
