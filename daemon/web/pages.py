@@ -42,7 +42,13 @@ def schedule(console: Console) -> Endpoint:
         choice = choice if choice in SPANS else "14"
         plan = views.schedule(console.ledger().sends(), console.zone, clock.now(), SPANS[choice])
         return console.page(
-            request, "schedule.html", plan=plan, days=choice, spans=list(SPANS), zone=console.zone.key
+            request,
+            "schedule.html",
+            plan=plan,
+            days=choice,
+            spans=list(SPANS),
+            zone=console.zone.key,
+            refused=api.daemon_note(console)["refused"],
         )
 
     return guarded(console, page)

@@ -173,12 +173,14 @@ def test_a_template_the_daemon_runs_on_its_last_good_version_is_flagged(tmp_path
         note = client.get("/api/templates").json()
         page = client.get("/templates").text
         preview = client.get("/templates/closing-final").text
+        schedule = client.get("/").text
     # Then the refused edit is named with its file and line, on the API and on both pages
     (refused,) = note["refused"]
     assert refused["file"] == template.name and refused["line"] == line
     rules = {item["rule"]: item for item in note["templates"]}
     assert rules["closing-final"]["template"] == template.name
     assert "runs on its last good version" in page and "last good version" in preview
+    assert f"{template.name} runs on its last good version" in schedule
 
 
 def outbox_tests(demo: Path) -> list[EmailMessage]:
