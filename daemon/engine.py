@@ -95,7 +95,8 @@ class Engine:
         self.instance = instance_id()
         self._last_error: dict[str, str] = {}
         templates = load_templates(settings)
-        self.renderer = Renderer(templates, self.policy, settings.company.name)
+        links = settings.links()
+        self.renderer = Renderer(templates, self.policy, settings.company.name, links)
         wiring = Wiring(settings, self.ledger)
         self.sources = sources if sources is not None else make_sources(wiring)
         self.dispatcher = Dispatcher(
@@ -104,6 +105,7 @@ class Engine:
             self.renderer,
             service_sender=settings.sender,
             unsubscribe=settings.unsubscribe_address,
+            links=links,
             delivery=Delivery(
                 lease=settings.schedule.claim_lease,
                 retry_base=settings.schedule.retry_base,

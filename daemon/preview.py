@@ -273,7 +273,7 @@ def event_email(settings: Settings, rule_name: str, event_text: str, now: dateti
 
 
 def _renderer(settings: Settings, policy: Policy) -> Renderer:
-    return Renderer(load_templates(settings), policy, settings.company.name)
+    return Renderer(load_templates(settings), policy, settings.company.name, settings.links())
 
 
 def _headers_of(settings: Settings, send: PlannedSend) -> list[tuple[str, str]]:

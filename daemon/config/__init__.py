@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, EnvSettingsSource
 
+from daemon.config import secrets
 from daemon.config.sections import (
     DAYS,
     DOMAIN,
@@ -52,6 +53,7 @@ from daemon.config.sections import (
     parse_listen,
 )
 from daemon.errors import ConfigError
+from daemon.links import Links
 from daemon.model import Condition, Person, Rule
 from daemon.playbook import BusinessHours, Policy, Tags
 from daemon.rules import DEFAULT_RULES
@@ -67,14 +69,14 @@ NOT_SETTINGS = frozenset(
         "SMTP_PASSWORD_FILE",
         "WEB_ADMIN_TOKEN",
         "WEB_ADMIN_TOKEN_FILE",
+        "WEB_SECRET",
+        "WEB_SECRET_FILE",
         "VENV",
     )
 )
 _SECRET_KEYS = {"password", "secret", "token", "admin_token", "api_key"}
 # Where a secret written in the file belongs instead, by the table it was found in.
-_SECRET_VARIABLES = {"web": "FOLLOWTHROUGH_WEB_ADMIN_TOKEN"}
-# The console's admin token must not be guessable: `openssl rand -hex 16` gives 32 characters.
-MIN_TOKEN_LENGTH = 16
+_SECRET_VARIABLES = {"web": "FOLLOWTHROUGH_WEB_ADMIN_TOKEN or FOLLOWTHROUGH_WEB_SECRET"}
 
 
 class Settings(BaseModel):
@@ -194,15 +196,7 @@ class Settings(BaseModel):
     def smtp_password(self) -> str | None:
         """The SMTP password, from FOLLOWTHROUGH_SMTP_PASSWORD or the file FOLLOWTHROUGH_SMTP_PASSWORD_FILE
         names; read when the SMTP transport is built, so commands that send nothing never need it."""
-        password = os.environ.get("FOLLOWTHROUGH_SMTP_PASSWORD")
-        secret_file = os.environ.get("FOLLOWTHROUGH_SMTP_PASSWORD_FILE")
-        if password is None and secret_file:
-            try:
-                password = Path(secret_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"FOLLOWTHROUGH_SMTP_PASSWORD_FILE: cannot read {secret_file}: {exc.strerror}"
-                ) from None
+        password, _ = secrets.secret("SMTP_PASSWORD")
         if self.mail.smtp.username and password is None:
             raise ConfigError(
                 "mail.smtp.username is set but no password: set FOLLOWTHROUGH_SMTP_PASSWORD "
@@ -211,25 +205,15 @@ class Settings(BaseModel):
         return password
 
     def web_admin_token(self) -> str | None:
-        """The console's admin token, from FOLLOWTHROUGH_WEB_ADMIN_TOKEN or the file
-        FOLLOWTHROUGH_WEB_ADMIN_TOKEN_FILE names; None when neither is set."""
-        token = os.environ.get("FOLLOWTHROUGH_WEB_ADMIN_TOKEN")
-        variable = "FOLLOWTHROUGH_WEB_ADMIN_TOKEN"
-        secret_file = os.environ.get("FOLLOWTHROUGH_WEB_ADMIN_TOKEN_FILE")
-        if not token and secret_file:
-            variable = "FOLLOWTHROUGH_WEB_ADMIN_TOKEN_FILE"
-            try:
-                token = Path(secret_file).read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"{variable}: cannot read {secret_file}: {exc.strerror}") from None
-        if not token:
+        """The console's admin token, from FOLLOWTHROUGH_WEB_ADMIN_TOKEN or _FILE; None when unset."""
+        return secrets.admin_token()
+
+    def links(self) -> Links | None:
+        """The links in emails (outcome, unsubscribe) when [web] base_url is set; ConfigError without
+        their secret key."""
+        if self.web is None or self.web.base_url is None:
             return None
-        if len(token) < MIN_TOKEN_LENGTH or token != token.strip():
-            raise ConfigError(
-                f"{variable}: the admin token must be at least {MIN_TOKEN_LENGTH} characters, without "
-                "spaces around it (make one with `openssl rand -hex 16`)"
-            )
-        return token
+        return Links(self.web.base_url, secrets.link_keys(), self.web.link_expiry)
 
     def web_listen(self) -> tuple[str, int]:
         """Where the console listens: [web] listen, or its default without the table."""

@@ -392,9 +392,31 @@ class WebConfig(Section):
     comes only from the environment: FOLLOWTHROUGH_WEB_ADMIN_TOKEN or _FILE."""
 
     listen: str = "127.0.0.1:8025"
+    # The public address of this server (usually behind the company's reverse proxy): set, emails carry
+    # one-click links under it (outcome, unsubscribe), made with FOLLOWTHROUGH_WEB_SECRET.
+    base_url: str | None = None
+    link_expiry: Duration = timedelta(days=30)
 
     @field_validator("listen")
     @classmethod
     def _listen(cls, value: str) -> str:
         parse_listen(value)
         return value.strip()
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = value.strip().rstrip("/")
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("https", "http") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"not a web address: {value!r} (write e.g. 'https://followthrough.example.com')")
+        if any(c in url for c in " <>()[]\\\"'"):
+            raise ValueError(f"{value!r}: spaces, brackets and quotes are not allowed in it")
+        return url
+
+    @field_validator("link_expiry")
+    @classmethod
+    def _expiry(cls, value: timedelta) -> timedelta:
+        return _at_least(value, timedelta(hours=1))

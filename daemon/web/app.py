@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from daemon.config import Settings
 from daemon.ledger import Ledger, open_ledger
-from daemon.web import api, pages
+from daemon.web import api, links, pages
 from daemon.web.security import SecurityHeaders, TokenGuard, login_routes
 
 HERE = Path(__file__).resolve().parent
@@ -98,6 +98,8 @@ def create_app(settings: Settings, token: str | None = None) -> Starlette:
         Route("/api/templates", api.templates(console)),
         Route("/api/preview/{rule}", api.preview(console)),
         Route("/api/test-send", api.test_send(console), methods=["POST"]),
+        Route("/outcome/{token}", links.outcome(console), methods=["GET", "POST"]),
+        Route("/unsubscribe/{token}", links.unsubscribe(console), methods=["GET", "POST"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(

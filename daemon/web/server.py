@@ -19,6 +19,7 @@ from daemon.config import Settings
 from daemon.config.sections import parse_listen
 from daemon.errors import ConfigError, UserError
 from daemon.web.app import create_app
+from daemon.web.links import HideTokens
 from daemon.web.security import is_loopback
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,12 @@ def console_access(settings: Settings, listen: str | None = None) -> tuple[str, 
         host, port = settings.web_listen()
         where = f"web.listen = {(settings.web.listen if settings.web else '127.0.0.1:8025')!r}"
     token = settings.web_admin_token()
+    if token is None and settings.web is not None and settings.web.base_url is not None:
+        # Reached from outside through a proxy, whose requests all come from this machine.
+        raise ConfigError(
+            "web.base_url is set, so this server is reached from outside for the links in emails, and "
+            "the console needs an admin token: set FOLLOWTHROUGH_WEB_ADMIN_TOKEN or _FILE"
+        )
     if token is None and not is_loopback(host):
         raise ConfigError(
             f"{where} reaches beyond this machine, so the console needs an admin token: set "
@@ -75,6 +82,9 @@ class ConsoleServer:
         self.socket = bind(host, port)
         self.port = int(self.socket.getsockname()[1])  # the one given, or the free one for port 0
         self.host = host
+        access = logging.getLogger("uvicorn.access")
+        if not any(isinstance(f, HideTokens) for f in access.filters):
+            access.addFilter(HideTokens())
         if not log.isEnabledFor(logging.DEBUG):  # uvicorn's start and stop lines: -vv only
             logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         config = uvicorn.Config(
