@@ -186,11 +186,22 @@ def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="A JSON array, times in UTC.")
 @click.option("--key", help="The full life of one send, every state it passed through.")
+@click.option("--event", "event_id", help="Around one event (an id or a unique prefix): its outcomes, "
+              "where each came from (which link), and every move of its sends.")
 @click.pass_context
-def history(ctx: click.Context, as_json: bool, key: str | None) -> None:
+def history(ctx: click.Context, as_json: bool, key: str | None, event_id: str | None) -> None:
     """What was sent, failed or left unknown by a crash: when, to whom, and why."""
     settings = _settings(ctx)
     zone = ZoneInfo(settings.company.timezone)
+    if event_id is not None:
+        with open_ledger(settings) as ledger:
+            around = operations.event_history(ledger, event_id)
+        if as_json:
+            click.echo(json.dumps(display.event_history_json(around), indent=2))
+        else:
+            lines = display.event_history_text(around, zone)
+            click.echo("\n".join(lines) if lines else f"Nothing yet for {around.event_id}.")
+        return
     with open_ledger(settings) as ledger:
         moves = ledger.transitions(key) if key else []
         sends = [] if key else operations.history(ledger)

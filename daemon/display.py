@@ -14,7 +14,7 @@ import click
 
 from daemon.ledger import SendRecord, Transition
 from daemon.model import Status
-from daemon.operations import PassSummary
+from daemon.operations import EventHistory, PassSummary
 
 
 def local(moment: datetime | None, zone: ZoneInfo) -> str:
@@ -192,3 +192,33 @@ def variables_table(variables: list[dict[str, str]]) -> str:
     for v in variables:
         lines += [v["name"], f"    {v['description']}", f"    e.g. {v['example']}"]
     return "\n".join(lines)
+
+
+def event_history_text(history: EventHistory, zone: ZoneInfo) -> list[str]:
+    """The event's outcomes and its sends' moves, in the order they happened."""
+    lines = [
+        (e.at, f"{local(e.at, zone):<26} outcome {e.outcome.value} ({e.detail or 'by ' + e.source})")
+        for e in history.outcomes
+    ]
+    lines += [
+        (
+            m.at,
+            f"{local(m.at, zone):<26} {m.key}: {m.from_status or '-'} -> {m.to_status} {m.reason or ''}",
+        )
+        for m in history.moves
+    ]
+    return [text.rstrip() for _, text in sorted(lines, key=lambda line: line[0])]
+
+
+def event_history_json(history: EventHistory) -> dict[str, Any]:
+    return {
+        "event_id": history.event_id,
+        "outcomes": [
+            {"outcome": e.outcome.value, "source": e.source, "detail": e.detail, "at": utc(e.at)}
+            for e in history.outcomes
+        ],
+        "moves": [
+            {"key": m.key, **move}
+            for m, move in zip(history.moves, transitions_json(history.moves), strict=True)
+        ],
+    }

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from daemon.delivery import suppressed
 from daemon.errors import Problem, UserError
-from daemon.ledger import Ledger, SendRecord
+from daemon.ledger import Ledger, OutcomeEntry, SendRecord, Transition
 from daemon.model import Outcome, Status, parse_address
 
 if TYPE_CHECKING:  # the engine loads templates and backends: commands that need none stay light
@@ -71,6 +71,23 @@ def record_outcome(
     event_id, counts = engine.record_outcome(event_text, outcome, now, source, detail)
     planned = engine.ledger.sends([Status.PLANNED], event_id=event_id)
     return OutcomeRecorded(event_id, planned, counts["cancelled"])
+
+
+@dataclass(frozen=True)
+class EventHistory:
+    event_id: str
+    outcomes: list[OutcomeEntry]  # each outcome recorded, from where (which link), when
+    moves: list[Transition]  # every move of the event's sends, oldest first
+
+
+def event_history(ledger: Ledger, event_text: str) -> EventHistory:
+    """`history --event`: what happened around one event (an id or a unique prefix)."""
+    stored = ledger.find_event(event_text)
+    keys = {s.key for s in ledger.sends(event_id=stored.event.id)}
+    moves = [m for key in sorted(keys) for m in ledger.transitions(key)]
+    return EventHistory(
+        stored.event.id, ledger.outcome_log(stored.event.id), sorted(moves, key=lambda m: m.at)
+    )
 
 
 def suppress(ledger: Ledger, addresses: Iterable[str], now: datetime, how: str) -> list[str]:

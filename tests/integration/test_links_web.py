@@ -6,6 +6,7 @@ mail scanners, reps, customers and mail clients open them, then only a POST acts
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -19,6 +20,7 @@ from daemon import clock
 from daemon.config import Settings, load
 from daemon.ledger import Ledger, open_ledger
 from daemon.model import Outcome, Status
+from tests.support.cli import run_cli
 from tests.support.console import demo_folder, serving
 
 BASE = "https://followthrough.acme.example"
@@ -88,6 +90,18 @@ def test_opening_an_outcome_link_changes_nothing_and_its_button_records_once(
         ]
         planned = {s.rule for s in book.sends([Status.PLANNED], event_id=UMBRELLA)}
         assert {"implementation-intro", "handoff-brief"} <= planned
+    # and `history --event` shows it, with the link it came from
+    around = run_cli("history", "--event", UMBRELLA, config=settings.resolve(Path("followthrough.toml")))
+    assert around.code == 0, around.output
+    assert "outcome won (the Won link in outcome-nudge)" in around.stdout
+    assert (
+        json.loads(
+            run_cli(
+                "history", "--event", UMBRELLA, "--json", config=settings.resolve(Path("followthrough.toml"))
+            ).stdout
+        )["outcomes"][0]["detail"]
+        == "the Won link in outcome-nudge"
+    )
     # When it is pressed again, it says so, and records nothing more
     again = http.post(won)
     assert again.status_code == 200 and "Already recorded: won" in again.text
