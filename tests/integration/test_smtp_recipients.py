@@ -370,8 +370,8 @@ def test_a_send_that_went_to_some_recipients_ends_sent_when_their_retry_stops(
             (tmp_path / "calendar.ics").write_text(calendar(*calls.events, demo), encoding="utf-8")
             engine.tick(later)
         else:  # the template: broken by an edit, and never fixed
-            path = tmp_path / "templates" / "lost-thank-you.jinja"
-            broken = path.read_text(encoding="utf-8").replace("{% endblock %}", "{{ oops }}{% endblock %}")
+            path = tmp_path / "templates" / "lost-thank-you.md"
+            broken = path.read_text(encoding="utf-8") + "{{ oops }}\n"
             path.write_text(broken, encoding="utf-8")
             engine = start(tmp_path, server.port, calls, engines, extra=templates)  # restarted
             for _ in range(60):  # passes whenever it is due again, until it is settled
