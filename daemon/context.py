@@ -150,7 +150,7 @@ VARIABLES: tuple[tuple[str, str], ...] = (
     ("customer[].response", f"their answer to the invite: {', '.join(RESPONSES.values())} or {NO_REPLY}"),
     ("internal[]", f"your company's people on the event: {ATTENDEE}"),
     ("implementation[]", f"the implementation staff for this rep's deals, from the config: {STAFF}"),
-    ("implementation[].role", "what they do, from [team] roles, as the customer is told; empty without one"),
+    ("implementation[].role", "what they do, from [team.roles], as the customer is told; empty without one"),
     ("lead", f"the first of them, who leads the implementation, or none: {STAFF}"),
     ("recipients[]", f"who this email goes to: {PERSON}"),
     ("copied[]", f"who is copied: {PERSON}"),
