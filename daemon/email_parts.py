@@ -33,13 +33,17 @@ class MarkdownSafe(str):
 def escape(value: Any) -> str:
     """A value as literal Markdown text: every special character escaped, one line per line of the value.
 
-    Leading spaces are dropped (they would make a code block) and line breaks are kept as hard breaks.
+    A value of several lines loses the spaces around each line (at a line's start they would make a code
+    block) and keeps its line breaks as hard breaks; a one-line value is kept as it is (`", "`).
     """
     if value is None:
         return ""
     if isinstance(value, MarkdownSafe):
         return value
-    lines = [_SPECIAL.sub(r"\\\1", line.strip()) for line in str(value).splitlines()]
+    text = str(value)
+    if "\n" not in text and "\r" not in text:
+        return _SPECIAL.sub(r"\\\1", text)
+    lines = [_SPECIAL.sub(r"\\\1", line.strip()) for line in text.splitlines()]
     return "\\\n".join(line for line in lines if line)
 
 
@@ -144,7 +148,7 @@ def plain_text(tokens: Sequence[Token]) -> str:
             block("    " + token.content.rstrip("\n").replace("\n", "\n    "))
         elif kind == "hr":
             block("----")
-        if kind in _BLOCK_ENDS and not _tight(tokens, i):
+        if kind in _BLOCK_ENDS and not _tight(tokens, i) and not _nested_list_end(tokens, i):
             out.append("")
     text = "\n".join(out)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
@@ -165,6 +169,17 @@ _BLOCK_ENDS = {
 def _tight(tokens: Sequence[Token], i: int) -> bool:
     """A paragraph inside a tight list item: no blank line after it."""
     return tokens[i].type == "paragraph_close" and tokens[i].hidden
+
+
+def _nested_list_end(tokens: Sequence[Token], i: int) -> bool:
+    """The end of a list inside an item of a tight list: the next item follows without a blank line."""
+    if tokens[i].type not in ("bullet_list_close", "ordered_list_close"):
+        return False
+    # The item's own paragraph sits at the nested list's level; a tight list hides its paragraphs.
+    own = next(
+        (t for t in reversed(tokens[:i]) if t.type == "paragraph_close" and t.level == tokens[i].level), None
+    )
+    return own is not None and own.hidden
 
 
 def _inline_text(children: Sequence[Token]) -> str:

@@ -85,6 +85,7 @@ class Policy:
     rules: tuple[Rule, ...] = DEFAULT_RULES
     implementation: tuple[Person, ...] = ()
     implementation_by_rep: Mapping[str, tuple[Person, ...]] = field(default_factory=dict)
+    roles: Mapping[str, str] = field(default_factory=dict)  # implementation address -> their role
     hours: BusinessHours = field(default_factory=BusinessHours)
     max_late: timedelta = 3 * D
     customer_timezones: Mapping[str, str] = field(default_factory=dict)  # customer domain -> IANA zone
@@ -183,24 +184,6 @@ def classify(event: CalendarEvent, policy: Policy) -> Classification | None:
 
 def clean_deal(title: str) -> str:
     return re.sub(r"#\S+", "", title).strip()
-
-
-def homework(notes: str) -> tuple[str, ...]:
-    """The tasks agreed with the customer, from a `Homework:` line or list in the rep's notes."""
-    items: list[str] = []
-    lines = notes.splitlines()
-    for i, line in enumerate(lines):
-        match = re.match(r"\s*homework\s*:\s*(.*)$", line, re.IGNORECASE)
-        if not match:
-            continue
-        items += [part.strip() for part in match.group(1).split(";") if part.strip()]
-        for following in lines[i + 1 :]:
-            bullet = re.match(r"\s*(?:[-*•]|\d+[.)])\s+(.*\S)", following)
-            if not bullet:
-                break
-            items.append(bullet.group(1))
-        break
-    return tuple(items)
 
 
 def next_business_time(moment: datetime, zone: ZoneInfo, hours: BusinessHours) -> datetime:
@@ -335,8 +318,11 @@ def plan(
             if event.status is EventStatus.CANCELLED
             else _condition_fails(rule, outcome)
         )
+        sender = c.rep if rule.sender is Sender.REP else None
         to = _people(rule.to, c, policy)
-        cc = [p for p in _people(rule.cc, c, policy) if p not in to]
+        # Nobody is copied on mail sent in their own name: the rep has it, and a customer would
+        # read the rep copying themselves as a machine writing.
+        cc = [p for p in _people(rule.cc, c, policy) if p not in to and p != sender]
         if why is None and not to:
             why = f"nobody to send to ({', '.join(rule.to)})"
         if why is not None:
@@ -363,7 +349,7 @@ def plan(
                 deal=c.deal.name,
                 due=due.astimezone(UTC),
                 expires=expires.astimezone(UTC),
-                sender=c.rep if rule.sender is Sender.REP else None,
+                sender=sender,
                 reply_to=None if audience is Audience.REP else c.rep,
                 to=tuple(to),
                 cc=tuple(cc),

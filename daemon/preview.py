@@ -36,34 +36,44 @@ class Shown:
 
 
 def sample_events(policy: Policy) -> tuple[CalendarEvent, CalendarEvent]:
+    """A closing call and its kickoff with everything a template can show: answers to the invite
+    (one tentative, one declined), and notes with every labelled line (see daemon/notes.py)."""
     domain = sorted(policy.company_domains)[0]
     rep = Person(f"sam.rivera@{domain}", "Sam Rivera")
-    customers = (
-        Attendee(Person("dana.fox@globex.example", "Dana Fox")),
-        Attendee(Person("lee.park@globex.example", "Lee Park")),
-    )
+    dana = Person("dana.fox@globex.example", "Dana Fox")
+    lee = Person("lee.park@globex.example", "Lee Park")
+    omar = Person("omar.haddad@globex.example", "Omar Haddad")
     closing = CalendarEvent(
         uid="sample-closing@followthrough",
         start=SAMPLE_NOW + timedelta(days=1),
         end=SAMPLE_NOW + timedelta(days=1, hours=1),
         title="Globex: final terms #closing",
         description=(
-            "Dana owns the budget; Lee runs the ops team that will use it.\n"
-            "Promised: SSO in the first week, weekly check-ins during rollout.\n"
+            "Dana owns the budget; Lee runs the ops team that will use it. Omar (procurement) signs off.\n"
+            "Promised: SSO in the first week; weekly check-ins during the rollout\n"
+            "Push-back: the shift leads, who lose their own spreadsheets\n"
+            "Also involved: Ravi Shah (security), Dana Fox\n"
+            "Follow-up: You mentioned looking at this again after the spring peak. If that's still the plan, "
+            "I can send the checklist two ops teams used to move off spreadsheets in a month.\n"
             "Homework:\n- Send the SSO metadata\n- Name an internal admin\n- Share last quarter's volumes"
         ),
         timezone="America/New_York",
         organizer=rep,
-        attendees=(Attendee(rep), *customers),
+        attendees=(
+            Attendee(rep, status="ACCEPTED"),
+            Attendee(dana, status="ACCEPTED"),
+            Attendee(lee, status="TENTATIVE"),
+            Attendee(omar, status="DECLINED"),
+        ),
     )
     kickoff = CalendarEvent(
         uid="sample-kickoff@followthrough",
-        start=SAMPLE_NOW + timedelta(days=8),
-        end=SAMPLE_NOW + timedelta(days=8, hours=1),
+        start=SAMPLE_NOW + timedelta(days=8, hours=6),
+        end=SAMPLE_NOW + timedelta(days=8, hours=7),
         title="Globex kickoff #kickoff",
         timezone="America/New_York",
         organizer=rep,
-        attendees=(Attendee(rep), *customers),
+        attendees=(Attendee(rep, status="ACCEPTED"), Attendee(dana, status="ACCEPTED"), Attendee(lee)),
     )
     return closing, kickoff
 
@@ -82,7 +92,7 @@ def sample_policy(settings: Settings) -> Policy:
 
 
 def _contexts(settings: Settings, policy: Policy, rule: str) -> list[dict[str, object]]:
-    """Every situation a template may meet: with and without a kickoff, notes and people."""
+    """Every situation a template may meet: with and without a kickoff, notes, people and staff."""
     closing, kickoff = sample_events(policy)
     bare = CalendarEvent(
         uid="sample-bare@followthrough",
@@ -91,11 +101,18 @@ def _contexts(settings: Settings, policy: Policy, rule: str) -> list[dict[str, o
         title="#closing",
         organizer=closing.organizer,
     )
+    no_staff = Policy(**{**policy.__dict__, "implementation": (), "implementation_by_rep": {}})
+    situations = (
+        (closing, (closing, kickoff), policy),
+        (kickoff, (closing, kickoff), policy),
+        (bare, (), policy),
+        (bare, (), no_staff),  # no implementation staff configured: no lead to introduce
+    )
     contexts = []
-    for event, deal_events in ((closing, (closing, kickoff)), (kickoff, (closing, kickoff)), (bare, ())):
+    for event, deal_events, in_force in situations:
         for outcome in (Outcome.WON, Outcome.LOST, None):
             for audience in Audience:
-                c = classify(event, policy)
+                c = classify(event, in_force)
                 to = (
                     (c.deal.people or (c.rep,))
                     if c and audience is Audience.CUSTOMER
@@ -104,7 +121,7 @@ def _contexts(settings: Settings, policy: Policy, rule: str) -> list[dict[str, o
                 context = build_context(
                     rule=rule,
                     event=event,
-                    policy=policy,
+                    policy=in_force,
                     company=settings.company.name,
                     audience=audience,
                     to=to,
@@ -220,21 +237,31 @@ def variables(settings: Settings, rule_name: str | None) -> list[dict[str, str]]
     ]
 
 
+def _lookup(value: Any, parts: list[str]) -> Any:
+    """The value at a variable's path; in a list (`[]`), the first item that has one."""
+    if not parts:
+        return value
+    part, rest = parts[0], parts[1:]
+    value = value.get(part.removesuffix("[]")) if isinstance(value, dict) else None
+    if part.endswith("[]") and isinstance(value, list):
+        found = [v for item in value if (v := _lookup(item, rest)) not in (None, "", [])]
+        return found[0] if found else None
+    return _lookup(value, rest)
+
+
 def _example(context: dict[str, Any], name: str) -> str:
-    value: Any = context
-    for part in name.split("."):
-        value = value[part.removesuffix("[]")] if isinstance(value, dict) else None
-        if part.endswith("[]") and isinstance(value, list):
-            value = value[0] if value else None
+    value = _lookup(context, name.split("."))
     if isinstance(value, datetime):
         return when(value)
     if isinstance(value, dict):
+        if "role" in value and "email" not in value:  # someone the notes name
+            return f"{value['name']} ({value['role']})" if value["role"] else str(value["name"])
         if "email" in value:
             return f"{value['name']} <{value['email']}>"
         return f"{value['title']}, {when(value['start'])}" if "title" in value else json.dumps(value)
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
-    if value is None:
+    if value is None or value == "":
         return "none"
     if isinstance(value, bool):
         return json.dumps(value)

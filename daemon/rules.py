@@ -23,7 +23,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         Anchor.OUTCOME,
         timedelta(minutes=30),  # a moment to undo a mistaken tag before the customer hears
         (Audience.CUSTOMER,),
-        cc=(Audience.REP, Audience.IMPLEMENTATION),
+        cc=(Audience.IMPLEMENTATION,),  # from the rep: never copied on their own email
         sender=Sender.REP,
         business_hours=True,
     ),

@@ -42,6 +42,8 @@ url = "sqlite:///followthrough.db"
 implementation = ["Ivy Chen <ivy@example.com>"]   # the first is introduced as the lead
 # [team.per_rep]
 # "rep@example.com" = ["Raj Patel <raj@example.com>"]
+# [team.roles]                     # what each does, as the customer is told
+# "raj@example.com" = "data engineer"
 
 # [customers."globex.example"]     # where a customer works, when their events don't say
 # timezone = "America/New_York"

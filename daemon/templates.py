@@ -99,7 +99,7 @@ class Templates:
             source = self.files[name]
             if source.startswith(UNREADABLE):
                 raise TemplateError(Problem(name, None, source.removeprefix(UNREADABLE)))
-            if name.endswith(MARKDOWN):
+            if name.endswith(MARKDOWN) and not Path(name).name.startswith("_"):  # `_piece.md`: a part
                 source = self.front(name).body
             return source, str(self.directory / name), lambda: True
         if name == LAYOUT and self.defaults and (self.defaults / LAYOUT).is_file():

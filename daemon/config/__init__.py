@@ -241,6 +241,7 @@ class Settings(BaseModel):
                 Person.parse(rep).email: tuple(Person.parse(p) for p in people)
                 for rep, people in self.team.per_rep.items()
             },
+            roles={Person.parse(who).email: role for who, role in self.team.roles.items()},
             hours=BusinessHours(
                 start=start,
                 end=end,

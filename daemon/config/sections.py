@@ -125,7 +125,7 @@ class CalendarConfig(Section):
     def _no_other_keys(cls, data: Any) -> Any:
         first, second, source = cls.other_keys
         if isinstance(data, dict) and (first in data or second in data):
-            raise ValueError(f"{first!r} and {second!r} are for source = \"{source}\"")
+            raise ValueError(f'{first!r} and {second!r} are for source = "{source}"')
         return data
 
 
@@ -255,6 +255,20 @@ class StoreConfig(Section):
 class TeamConfig(Section):
     implementation: list[Address] = []
     per_rep: dict[Address, list[Address]] = {}
+    # What each implementation person does, as the customer is told: "raj@acme.example" = "data engineer".
+    roles: dict[Address, str] = {}
+
+    @field_validator("roles")
+    @classmethod
+    def _roles_of_staff(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        lists = [info.data.get("implementation", []), *info.data.get("per_rep", {}).values()]
+        staff = {Person.parse(p).email for people in lists for p in people}
+        for who, role in value.items():
+            if Person.parse(who).email not in staff:
+                raise ValueError(f"{who!r} is not in team.implementation or team.per_rep")
+            if not role.strip() or len(role) > 80 or "\n" in role or "\r" in role:
+                raise ValueError(f"the role of {who!r} must be one line of 1 to 80 characters")
+        return {who: " ".join(role.split()) for who, role in value.items()}
 
 
 class ScheduleConfig(Section):

@@ -196,12 +196,10 @@ def test_templates_check_names_the_file_and_line_of_an_undefined_variable(
     # Given a copy of the templates where one subject uses a variable that does not exist
     copy = tmp_path / "my-templates"
     shutil.copytree(TEMPLATES_DIR, copy)
-    broken = copy / "closing-prep.jinja"
+    broken = copy / "closing-prep.md"
     lines = broken.read_text(encoding="utf-8").split("\n")
-    number = next(i for i, line in enumerate(lines, start=1) if "{% block subject %}" in line)
-    lines[number - 1] = lines[number - 1].replace(
-        "{% block subject %}", "{% block subject %}{{ no_such_thing }}"
-    )
+    number = next(i for i, line in enumerate(lines, start=1) if line.startswith("subject:"))
+    lines[number - 1] = lines[number - 1].replace("subject:", "subject: {{ no_such_thing }}")
     broken.write_text("\n".join(lines), encoding="utf-8")
     ft = deploy(extra=f"\n[templates]\ndir = '{copy}'\n")
 
@@ -211,7 +209,7 @@ def test_templates_check_names_the_file_and_line_of_an_undefined_variable(
     # Then it exits 4 and says which file and line is wrong
     assert result.code == 4, result.output
     assert "Traceback" not in result.output
-    assert f"closing-prep.jinja, line {number}" in result.stderr, result.stderr
+    assert f"closing-prep.md, line {number}" in result.stderr, result.stderr
     assert "no_such_thing" in result.stderr
 
 

@@ -42,12 +42,13 @@ def test_last_first_names_read_first_last_and_nameless_people_are_not_given_a_gu
     with freeze_time(NOW):
         world.tick()
 
-    # Then the rep reads "Gavin Belson", and the nameless people by their address alone
+    # Then the rep reads "Gavin Belson", and the nameless people by their address alone, each with
+    # their answer to the invite
     text = plain(world.outbox()["closing-prep:call-1"]).replace("\r\n", "\n")
-    assert "Gavin Belson <gavin@hooli.example>" in text, text
+    assert "- Gavin Belson: no reply\n" in text, text
     assert "Belson, Gavin" not in text and "Hi Belson" not in text
-    assert f"- {TOM}\n" in text, text
-    assert "tom.reed <" not in text and "Tom," not in text
+    assert f"- {TOM}: no reply\n" in text, text
+    assert "tom.reed <" not in text and "Tom," not in text and "Tom.reed" not in text
 
 
 def test_a_customer_is_greeted_by_first_name_and_one_without_a_name_without_one(tmp_path: Path) -> None:

@@ -201,7 +201,13 @@ def test_a_recipient_put_off_until_the_deadline_is_given_up_on_and_the_send_reco
     assert handler.copies() == Counter({"guest0@initech.example": 1})
 
 
-REP_ADDRESS = "alice@acme.example"
+LEAD_ADDRESS = "ivy@acme.example"
+# The implementation lead, copied on the introduction; the handoff brief to them is left out, so that
+# the introduction is the only mail they get.
+LEAD = (
+    f'[team]\nimplementation = ["Ivy Chen <{LEAD_ADDRESS}>"]\n'
+    '[[rules]]\nname = "handoff-brief"\nenabled = false\n'
+)
 GUEST0, GUEST1 = "guest0@initech.example", "guest1@initech.example"
 PUT_OFF = f"not to {GUEST1} (put off: 452 4.2.2 Mailbox full, try later)"
 
@@ -225,7 +231,7 @@ class RelayHandler(LimitedHandler):
 
 def won(calls: Calls, uid: str, t0: datetime, customers: list[tuple[str, str]]) -> str:
     """A closing call tagged #won that ended an hour ago: the introduction to the customers, with the
-    rep copied, is due half an hour after the outcome is seen."""
+    implementation lead copied (with LEAD in the config), is due half an hour after the outcome is seen."""
     calls.events.append(
         vevent(uid, t0 - 2 * H, t0 - H, f"{uid} terms #closing #won", attendees=tuple(customers))
     )
@@ -242,14 +248,14 @@ def shown(directory: Path, *args: str) -> Any:
 def test_recipients_refused_by_the_servers_policy_get_the_message_once_it_relays(
     tmp_path: Path, t0: datetime, engines: list[Engine]
 ) -> None:
-    # Given a won deal: the introduction to its two customers, the rep copied, comes due
+    # Given a won deal: the introduction to its two customers, the implementation lead copied, comes due
     calls = Calls()
     intro = won(calls, "initech-won", t0, crowd(2))
     # And a mail server that, without a login, takes mail for acme.example only; one customer's
     # mailbox does not exist anyway
     handler = RelayHandler(refuse={GUEST0})
     with serving(handler) as server:
-        engine = start(tmp_path, server.port, calls, engines)
+        engine = start(tmp_path, server.port, calls, engines, extra=LEAD)
         engine.tick(t0)
         planned = engine.ledger.send(intro)
         assert planned is not None and planned.status is Status.PLANNED, planned
@@ -257,9 +263,9 @@ def test_recipients_refused_by_the_servers_policy_get_the_message_once_it_relays
         # When the introduction is sent
         report = engine.dispatcher.dispatch_due(planned.due)
 
-        # Then only the rep got it, and it is not recorded as delivered: it waits for the customer the
+        # Then only the lead got it, and it is not recorded as delivered: it waits for the customer the
         # policy refused, while the unknown mailbox is recorded as refused for good
-        assert handler.copies() == Counter({REP_ADDRESS: 1})
+        assert handler.copies() == Counter({LEAD_ADDRESS: 1})
         send = engine.ledger.send(intro)
         assert send is not None and send.status is Status.PLANNED, send
         assert send.reason is not None and send.reason.startswith(
@@ -279,13 +285,13 @@ def test_recipients_refused_by_the_servers_policy_get_the_message_once_it_relays
         assert send.next_attempt is not None
         report = engine.dispatcher.dispatch_due(send.next_attempt)
 
-        # Then the send waits for a person's fix, saying so, and the rep did not get it twice
+        # Then the send waits for a person's fix, saying so, and the lead did not get it twice
         held = engine.ledger.send(intro)
         assert held is not None and held.status is Status.PLANNED, held
         assert held.reason is not None and held.reason.startswith("held: "), held.reason
         assert "Relay access denied" in held.reason and held.sent_at == planned.due
         assert [s.key for s, _ in report.held] == [intro] and report.trouble
-        assert handler.copies() == Counter({REP_ADDRESS: 1})
+        assert handler.copies() == Counter({LEAD_ADDRESS: 1})
 
         # When the server relays for us, and the next pass runs
         handler.relays = True
@@ -294,7 +300,7 @@ def test_recipients_refused_by_the_servers_policy_get_the_message_once_it_relays
 
     # Then the customer refused by policy got the same message, alone; nobody got it twice, and the
     # unknown mailbox was not tried again
-    assert handler.copies() == Counter({REP_ADDRESS: 1, GUEST1: 1})
+    assert handler.copies() == Counter({LEAD_ADDRESS: 1, GUEST1: 1})
     first, second = handler.messages()
     assert second.rcpt_tos == (GUEST1,)
     assert first.message["Message-ID"] == second.message["Message-ID"]
@@ -364,8 +370,8 @@ def test_a_send_that_went_to_some_recipients_ends_sent_when_their_retry_stops(
             (tmp_path / "calendar.ics").write_text(calendar(*calls.events, demo), encoding="utf-8")
             engine.tick(later)
         else:  # the template: broken by an edit, and never fixed
-            path = tmp_path / "templates" / "lost-thank-you.jinja"
-            broken = path.read_text(encoding="utf-8").replace("{% endblock %}", "{{ oops }}{% endblock %}")
+            path = tmp_path / "templates" / "lost-thank-you.md"
+            broken = path.read_text(encoding="utf-8") + "{{ oops }}\n"
             path.write_text(broken, encoding="utf-8")
             engine = start(tmp_path, server.port, calls, engines, extra=templates)  # restarted
             for _ in range(60):  # passes whenever it is due again, until it is settled

@@ -149,7 +149,8 @@ def test_a_won_tag_triggers_handoff_at_once_and_intro_in_business_hours(tmp_path
     intro = world.outbox()["implementation-intro:call-1"]
     assert intro["From"] == "Alice Moreno <alice@acme.example>"
     assert {a.addr_spec for a in intro["To"].addresses} == {DANA[0], LEE[0]}
-    assert {a.addr_spec for a in intro["Cc"].addresses} == {ALICE[0], "ivy@acme.example"}
+    # And the rep, who sends it, is not copied on it; the implementation lead is
+    assert {a.addr_spec for a in intro["Cc"].addresses} == {"ivy@acme.example"}
 
 
 def test_outcome_from_the_command_line_cancels_the_nudge(tmp_path: Path) -> None:

@@ -75,6 +75,44 @@ def test_bad_values_name_their_key(tmp_path: Path, extra: str, key: str) -> None
     assert key in message
 
 
+def test_implementation_roles_reach_the_policy_by_address(tmp_path: Path) -> None:
+    # Given two implementation people, one of them per rep, each with a role
+    extra = (
+        '\n[team]\nimplementation = ["Ivy Chen <ivy@acme.example>"]\n'
+        '[team.per_rep]\n"bob@acme.example" = ["Raj Patel <raj@acme.example>"]\n'
+        '[team.roles]\n"Ivy Chen <IVY@acme.example>" = "onboarding lead"\n'
+        '"raj@acme.example" = "data  engineer"\n'
+    )
+
+    # When the config is read
+    policy = load(write(tmp_path, extra)).policy()
+
+    # Then each role is known by the person's address, on one line
+    assert policy.roles == {"ivy@acme.example": "onboarding lead", "raj@acme.example": "data engineer"}
+
+
+@pytest.mark.parametrize(
+    ("roles", "said"),
+    [
+        (
+            '"raj@acme.example" = "data engineer"',
+            "team.roles: 'raj@acme.example' is not in team.implementation",
+        ),
+        ('"not an address" = "data engineer"', "team.roles.not an address: not an email address"),
+        ('"ivy@acme.example" = ""', "team.roles: the role of 'ivy@acme.example' must be one line"),
+        ('"ivy@acme.example" = "a\\nb"', "team.roles: the role of 'ivy@acme.example' must be one line"),
+    ],
+)
+def test_a_role_for_someone_not_on_the_team_or_a_bad_role_names_the_key(
+    tmp_path: Path, roles: str, said: str
+) -> None:
+    # Given a role for someone who is not implementation staff, under a key that is no address, or empty
+    extra = f'\n[team]\nimplementation = ["Ivy Chen <ivy@acme.example>"]\n[team.roles]\n{roles}\n'
+
+    # When the config is read, then the error names team.roles and what is wrong
+    assert said in error(write(tmp_path, extra))
+
+
 def test_bad_timezone_and_missing_section(tmp_path: Path) -> None:
     bad_zone = BASE.replace('"Europe/Berlin"', '"Mars/Olympus"')
     assert "company.timezone" in error(write(tmp_path, base=bad_zone))

@@ -109,7 +109,7 @@ def test_rule_timing_as_people_say_it() -> None:
     assert views.timing(rules["closing-final"]) == "1 hour before the start"
     assert views.timing(rules["handoff-brief"]) == "at the outcome"
     assert views.timing(rules["lost-check-in"]) == "90 days after the end"
-    assert views.audience(rules["implementation-intro"]) == "customer; cc rep, implementation"
+    assert views.audience(rules["implementation-intro"]) == "customer; cc implementation"
 
 
 def test_loopback_names() -> None:

@@ -73,9 +73,43 @@ def test_people_tags_notes_and_homework_come_through_as_a_reader_expects() -> No
         ("Dana Fox", "Dana"),
         ("tom.reed@globex.example", ""),
     ]
-    # The title without its tags; the notes and the homework as written
+    # The title without its tags; the homework as written, each item with a capital as a list shows it
     view = ctx["event"]
     assert view["title"] == "Globex terms"  # type: ignore[index]
-    assert view["homework"] == ["send the user list", "book the room"]  # type: ignore[index]
+    assert view["homework"] == ["Send the user list", "Book the room"]  # type: ignore[index]
     assert ctx["deal"]["company"] == "Globex"  # type: ignore[index]
     assert ctx["kickoff"] is None and ctx["closing"] is None
+
+
+def test_answers_to_the_invite_times_without_a_year_and_roles_come_through() -> None:
+    # Given a closing call where Dana declined and Tom never answered, and a lead with a role
+    declined = CalendarEvent(
+        uid="call-2",
+        start=T,
+        end=T + timedelta(hours=1),
+        title="Globex #closing",
+        description=(
+            "Promised: SSO; reports\nFollow-up: you asked about the spring.\n"
+            "Also involved: Ravi Shah (security)"
+        ),
+        organizer=ALICE,
+        attendees=(Attendee(ALICE), Attendee(DANA, status="DECLINED"), Attendee(TOM)),
+    )
+    policy = Policy(**{**POLICY.__dict__, "roles": {"ivy@acme.example": "onboarding lead"}})
+
+    # When the context is built
+    ctx = build(rule="r", event=declined, policy=policy, company="Acme", audience=Audience.REP, to=(ALICE,))
+
+    # Then each customer carries their answer, the lead their role, and the notes' labelled lines are read
+    view = ctx["event"]
+    assert [(p["name"], p["response"]) for p in view["customer"]] == [  # type: ignore[index]
+        ("Dana Fox", "declined"),
+        ("tom.reed@globex.example", "no reply"),
+    ]
+    assert ctx["customer"] == view["customer"]  # type: ignore[index]
+    assert ctx["lead"]["role"] == "onboarding lead"  # type: ignore[index]
+    assert view["promised"] == ["SSO", "Reports"]  # type: ignore[index]
+    assert view["follow_up"] == "You asked about the spring."  # type: ignore[index]
+    assert view["not_invited"] == [{"name": "Ravi Shah", "role": "security"}]  # type: ignore[index]
+    # And the time reads as a sentence does, without a year: 15:00 UTC is 16:00 in Berlin
+    assert view["at"] == "Wednesday 2 December at 16:00 CET"  # type: ignore[index]

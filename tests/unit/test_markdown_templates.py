@@ -213,3 +213,20 @@ def test_reload_refuses_a_deletion_that_leaves_a_rule_without_template(tmp_path:
 def test_editor_swap_and_backup_files_are_not_templates(tmp_path: Path) -> None:
     t = templates(tmp_path, {"prep.md": EMAIL, ".prep.md.swp": "x", "prep.md~": "x", "#prep.md#": "x"})
     assert t.names() == ["prep"] and sorted(t.files) == ["prep.md"]
+
+
+def test_a_shared_piece_is_included_and_a_one_line_value_keeps_its_spaces(tmp_path: Path) -> None:
+    # Given a `_signature.md` piece (no front matter) included by an email that prints a separator
+    t = templates(
+        tmp_path,
+        {
+            "_signature.md": "Best,\n\n{{ rep.first_name }}{{ ', ' }}{{ company }}\n",
+            "note.md": "---\nsubject: Hello\n---\nThanks for your time.\n\n{% include '_signature.md' %}\n",
+        },
+    )
+    # When it renders, the piece is there, escaped like the rest, and ", " prints as written
+    rendered = t.render("note", {**context(), "company": "Acme *Analytics*"})
+    assert rendered.text.endswith("Best,\n\nSam, Acme *Analytics*\n")
+    assert "<em>" not in rendered.html
+    # and the piece is not a rule's template of its own
+    assert t.names() == ["note"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -24,7 +25,6 @@ from daemon.playbook import (
     Policy,
     Tags,
     classify,
-    homework,
     next_business_time,
     plan,
     tagged_outcome,
@@ -127,13 +127,6 @@ def test_an_event_with_no_organizer_triggers_nothing() -> None:
     assert classify(event(organizer=None), POLICY) is None
 
 
-def test_homework_from_a_line_or_a_list() -> None:
-    assert homework("Homework: export reports; name an admin") == ("export reports", "name an admin")
-    notes = "Budget ok.\nHOMEWORK:\n- send SSO metadata\n* name an admin\n1. share volumes\n\nOther"
-    assert homework(notes) == ("send SSO metadata", "name an admin", "share volumes")
-    assert homework("no tasks here") == ()
-
-
 # -- planning: the default playbook -------------------------------------------------------
 def test_closing_call_plans_prep_final_and_outcome_nudge_for_the_rep() -> None:
     sends = planned(event())
@@ -162,7 +155,7 @@ def test_won_deal_plans_intro_to_customer_and_handoff_brief_no_nudge() -> None:
     assert "outcome-nudge" not in sends
     intro = sends["implementation-intro"]
     assert intro.to == (DANA, LEE)
-    assert intro.cc == (REP, IVY)
+    assert intro.cc == (IVY,)  # the rep sends it: not copied on their own email
     assert intro.sender == REP and intro.reply_to == REP
     assert intro.audience is Audience.CUSTOMER
     # 17:00 UTC on a Wednesday is 12:00 in New York: inside business hours, 30 minutes after seen.
@@ -171,6 +164,23 @@ def test_won_deal_plans_intro_to_customer_and_handoff_brief_no_nudge() -> None:
     assert brief.to == (IVY,) and brief.cc == (REP,)
     assert brief.due == seen
     assert brief.audience is Audience.IMPLEMENTATION
+
+
+def test_mail_sent_as_the_rep_never_copies_the_rep_even_when_a_rule_says_so() -> None:
+    # Given a rule, as a config could write it, that copies the rep on customer mail sent as the rep
+    rules = tuple(
+        replace(r, cc=(Audience.REP, Audience.IMPLEMENTATION)) if r.name == "implementation-intro" else r
+        for r in POLICY.rules
+    )
+    policy = replace(POLICY, rules=rules)
+
+    # When a won deal is planned
+    intro = planned(event(), OutcomeRecord(Outcome.WON, START + timedelta(hours=2)), policy)[
+        "implementation-intro"
+    ]
+
+    # Then the rep is its sender and not on its Cc line; the implementation staff still are
+    assert intro.sender == REP and intro.cc == (IVY,)
 
 
 def test_won_outcome_seen_before_the_call_ends_acts_after_the_end() -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon import email_parts
 from daemon.errors import TemplateError
 from daemon.templates import Templates
 
@@ -59,3 +60,14 @@ def test_missing_block_and_missing_file(tmp_path: Path) -> None:
         templates.render("t", {})
     with pytest.raises(TemplateError, match="not found"):
         templates.render("nope", {})
+
+
+def test_a_list_inside_an_item_of_a_tight_list_keeps_the_text_part_tight() -> None:
+    # Given a tight list whose middle item has a list of its own
+    markdown = "- one:\n    - a\n    - b\n- two\n\nAfter."
+
+    # When the text part is written
+    text = email_parts.plain_text(email_parts.parse(markdown))
+
+    # Then the next item follows the inner list without a blank line, as in the HTML
+    assert text == "- one:\n  - a\n  - b\n- two\n\nAfter.\n"
