@@ -400,20 +400,28 @@ def auth_google(ctx: click.Context, account: str, no_browser: bool, port: int, l
 
 # -- init / demo --------------------------------------------------------------------------
 @cli.command()
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+@click.option("--force", is_flag=True, help="Overwrite an existing config file (edited templates are kept).")
 @click.pass_context
 def init(ctx: click.Context, force: bool) -> None:
-    """Write a starter config to --config."""
-    from daemon.starter import STARTER_CONFIG
+    """Write a starter config to --config, and a copy of the default templates beside it."""
+    from daemon import bundled
+    from daemon.starter import start
 
-    path: Path = ctx.obj["config"]
-    if path.exists() and not force:
-        raise UserError(f"{path} already exists (use --force to overwrite)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    started = start(ctx.obj["config"], force)
+    click.echo(f"Wrote {started.config}.")
+    if not (started.unchanged or started.kept):
+        click.echo(f"Copied the default templates into {started.templates}/ for you to edit.")
+    else:
+        added = f"{len(started.written)} added, " if started.written else ""
+        same = len(started.unchanged)
+        click.echo(f"Templates in {started.templates}/: {added}{same} the same as the default.")
+    if started.kept:
+        click.echo(
+            f"Kept {len(started.kept)} that differ from the default, not overwritten: "
+            f"{', '.join(started.kept)} (the defaults are in {bundled.TEMPLATES}/)."
+        )
     click.echo(
-        f"Wrote {path}. Edit [company], [[calendars]] and [mail], then run "
-        f"`followthrough --config {path} tick`."
+        f"Edit [company], [[calendars]] and [mail], then run `followthrough --config {started.config} tick`."
     )
 
 

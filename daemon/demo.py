@@ -1,7 +1,8 @@
 """The bundled demo: a sales calendar moved to today, a fresh ledger and outbox, one pass.
 
-`config/demo/calendar.ics` is written around a fixed moment (its X-FOLLOWTHROUGH-DEMO-ANCHOR);
-every event is moved by the same amount so that the anchor becomes the current hour.
+Its calendar (daemon/bundled/demo/calendar.ics) is written around a fixed moment, its
+X-FOLLOWTHROUGH-DEMO-ANCHOR; every event is moved by the same amount so that the anchor becomes the
+current hour.
 """
 
 from __future__ import annotations
@@ -12,14 +13,12 @@ from pathlib import Path
 
 import icalendar
 
-from daemon.config.sections import PACKAGE_ROOT
+from daemon import bundled
 from daemon.errors import UserError
 
-DEMO_DIR = PACKAGE_ROOT / "config" / "demo"
 
-
-def shifted_calendar(source: Path, now: datetime) -> bytes:
-    calendar = icalendar.Calendar.from_ical(source.read_bytes())
+def shifted_calendar(source: bytes, now: datetime) -> bytes:
+    calendar = icalendar.Calendar.from_ical(source)
     anchor = datetime.strptime(str(calendar["X-FOLLOWTHROUGH-DEMO-ANCHOR"]), "%Y%m%dT%H%M%SZ").replace(
         tzinfo=UTC
     )
@@ -34,12 +33,13 @@ def shifted_calendar(source: Path, now: datetime) -> bytes:
 
 def prepare(directory: Path, now: datetime) -> Path:
     """Reset `directory` to a fresh demo; return the path of its config."""
-    if not (DEMO_DIR / "followthrough.toml").is_file():
-        raise UserError(f"the demo files are missing from {DEMO_DIR}")
+    config, calendar = bundled.DEMO / "followthrough.toml", bundled.DEMO / "calendar.ics"
+    if not (config.is_file() and calendar.is_file()):
+        raise UserError(f"the demo files are missing from {bundled.DEMO}: reinstall followthrough")
     directory.mkdir(parents=True, exist_ok=True)
     for stale in ("followthrough.db", "followthrough.db-wal", "followthrough.db-shm"):
         (directory / stale).unlink(missing_ok=True)
     shutil.rmtree(directory / "outbox", ignore_errors=True)
-    shutil.copyfile(DEMO_DIR / "followthrough.toml", directory / "followthrough.toml")
-    (directory / "calendar.ics").write_bytes(shifted_calendar(DEMO_DIR / "calendar.ics", now))
+    (directory / "followthrough.toml").write_bytes(config.read_bytes())
+    (directory / "calendar.ics").write_bytes(shifted_calendar(calendar.read_bytes(), now))
     return directory / "followthrough.toml"

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from daemon import bundled
 from daemon.config import Settings
-from daemon.config.sections import BUNDLED_TEMPLATES
 from daemon.context import VARIABLES
 from daemon.context import build as build_context
 from daemon.errors import Problem, TemplateError, UserError
@@ -185,7 +185,7 @@ def templates_note(templates: Templates) -> dict[str, Any]:
 
 
 def load_templates(settings: Settings) -> Templates:
-    return Templates(settings.resolve(settings.templates.dir), defaults=BUNDLED_TEMPLATES)
+    return Templates(settings.resolve(settings.templates.dir), defaults=bundled.TEMPLATES)
 
 
 def _sample_send(settings: Settings, rule_name: str) -> tuple[Renderer, PlannedSend, Facts]:

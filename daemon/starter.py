@@ -1,4 +1,16 @@
-"""The starter config `followthrough init` writes: every key, with its default and a word on it."""
+"""What `followthrough init` writes: a starter config (every key, its default and a word on it) and,
+next to it, a copy of the default templates for the admin to edit, never overwriting an edited one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from daemon import bundled
+from daemon.errors import UserError
+
+TEMPLATES = "templates"  # the admin's copy of the templates, beside the config file that names it
 
 STARTER_CONFIG = """\
 # followthrough configuration. Paths are relative to this file.
@@ -63,6 +75,9 @@ won = ["#won", "#signed"]
 lost = ["#lost"]
 deal_prefix = "#deal:"
 
+[templates]
+dir = "templates"                  # your copy of the default emails, made by `followthrough init`
+
 # Override a default rule by name, or add your own:
 # [[rules]]
 # name = "closing-prep"
@@ -72,3 +87,40 @@ deal_prefix = "#deal:"
 # name = "lost-next-year"
 # enabled = false
 """
+
+
+@dataclass
+class Started:
+    """What `init` did: the config it wrote, and the template files by what became of them."""
+
+    config: Path
+    templates: Path
+    written: list[str] = field(default_factory=list)  # copied in (paths relative to `templates`)
+    kept: list[str] = field(default_factory=list)  # there already and not the default: left alone
+    unchanged: list[str] = field(default_factory=list)  # there already, the same as the default
+
+
+def start(config: Path, force: bool) -> Started:
+    """Write the starter config at `config` and the default templates beside it. Raises UserError."""
+    if config.exists() and not force:
+        raise UserError(f"{config} already exists (use --force to overwrite it; edited templates are kept)")
+    started = Started(config, config.parent / TEMPLATES)
+    try:
+        if started.templates.exists() and not started.templates.is_dir():
+            raise UserError(f"{started.templates} is a file: init puts the templates there; move it away")
+        # The templates first, so that a config is never left naming a folder that is not there.
+        for name, default in bundled.walk(bundled.resource("templates")):
+            mine = started.templates / name
+            text = default.read_bytes()
+            if not mine.exists():
+                mine.parent.mkdir(parents=True, exist_ok=True)
+                mine.write_bytes(text)
+                started.written.append(name)
+            elif mine.read_bytes() == text:
+                started.unchanged.append(name)
+            else:
+                started.kept.append(name)
+        config.write_text(STARTER_CONFIG, encoding="utf-8")
+    except OSError as exc:
+        raise UserError(f"cannot write {exc.filename or config}: {exc.strerror or exc}") from None
+    return started

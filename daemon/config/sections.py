@@ -24,10 +24,9 @@ from pydantic import (
     model_validator,
 )
 
+from daemon import bundled
 from daemon.model import Anchor, Audience, Condition, Kind, Person, Sender
 
-PACKAGE_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_TEMPLATES = PACKAGE_ROOT / "templates" / "email"
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 DAYS: tuple[Day, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DURATION = re.compile(r"([+-])?\s*((?:\d+(?:\.\d+)?\s*[wdhms]\s*)+)")
@@ -387,7 +386,7 @@ class CustomerConfig(Section):
 
 
 class TemplatesConfig(Section):
-    dir: Path = BUNDLED_TEMPLATES
+    dir: Path = bundled.TEMPLATES  # the default emails, shipped in the package
 
 
 def parse_listen(value: str) -> tuple[str, int]:

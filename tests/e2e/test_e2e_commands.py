@@ -156,26 +156,44 @@ def test_missing_config_file_points_to_init(tmp_path: Path, command: list[str]) 
 
 
 # -- init and templates ---------------------------------------------------------------------
-def test_init_writes_a_starter_config_that_templates_check_accepts(tmp_path: Path) -> None:
+def test_init_writes_a_starter_config_and_its_templates_that_templates_check_accepts(tmp_path: Path) -> None:
     # Given no config yet
     config = tmp_path / "etc" / "followthrough.toml"
 
     # When `init` writes one
     result = run_cli("init", config=config)
 
-    # Then the file exists and the bundled templates check cleanly against it
+    # Then the config names a copy of the default templates beside it, and they check cleanly
     assert result.code == 0, result.output
-    assert config.is_file()
+    templates = tmp_path / "etc" / "templates"
+    assert 'dir = "templates"' in config.read_text(encoding="utf-8")
+    assert sorted(p.name for p in templates.iterdir()) == sorted(p.name for p in TEMPLATES_DIR.iterdir())
+    assert (templates / "closing-prep.md").read_bytes() == (TEMPLATES_DIR / "closing-prep.md").read_bytes()
     checked = run_cli("templates", "check", config=config)
     assert checked.code == 0, checked.output
 
     # When `init` runs again without --force
+    config.write_text(config.read_text(encoding="utf-8") + "# mine\n", encoding="utf-8")
     again = run_cli("init", config=config)
 
     # Then it refuses, and the file is unchanged
     assert again.code != 0
     assert "already exists" in one_line_error(again.stderr)
-    assert run_cli("init", "--force", config=config).code == 0
+    assert config.read_text(encoding="utf-8").endswith("# mine\n")
+
+    # When the admin has edited a template and deleted another, and `init --force` runs
+    mine = "---\nsubject: Mine\n---\nMy own prep.\n"
+    (templates / "closing-prep.md").write_text(mine, encoding="utf-8")
+    (templates / "lost-next-year.md").unlink()
+    forced = run_cli("init", "--force", config=config)
+
+    # Then the config is the starter again, the edited template is kept and named, the deleted one is back
+    assert forced.code == 0, forced.output
+    assert not config.read_text(encoding="utf-8").endswith("# mine\n")
+    assert (templates / "closing-prep.md").read_text(encoding="utf-8") == mine
+    assert "Kept 1 that differ from the default, not overwritten: closing-prep.md" in forced.stdout
+    assert "1 added" in forced.stdout, forced.stdout
+    assert (templates / "lost-next-year.md").is_file()
 
 
 def test_templates_check_accepts_the_bundled_templates(deploy: Deploy) -> None:

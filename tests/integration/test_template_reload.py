@@ -10,12 +10,12 @@ from pathlib import Path
 from freezegun import freeze_time
 
 from daemon.config import load
-from daemon.config.sections import BUNDLED_TEMPLATES
 from daemon.engine import Engine
 from daemon.ledger import open_ledger
 from daemon.operations import template_warnings
 from daemon.scheduler import Daemon
 from tests.integration.test_scheduler import next_poll, next_wake, wait_for
+from tests.support import TEMPLATES_DIR
 from tests.support.ics import vevent
 from tests.support.world import World
 
@@ -42,7 +42,7 @@ def test_a_broken_edit_under_a_running_daemon_is_refused_and_the_send_goes_out_o
     tmp_path: Path,
 ) -> None:
     # Given a daemon running on a copy of the templates, whose closing-prep is our own Markdown file,
-    shutil.copytree(BUNDLED_TEMPLATES, tmp_path / "templates")
+    shutil.copytree(TEMPLATES_DIR, tmp_path / "templates")
     for old in (tmp_path / "templates").glob("closing-prep.*"):
         old.unlink()
     prep = tmp_path / "templates" / "closing-prep.md"

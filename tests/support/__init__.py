@@ -9,4 +9,4 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]  # the project: where `python -m daemon` runs
-TEMPLATES_DIR = ROOT / "templates" / "email"
+TEMPLATES_DIR = ROOT / "daemon" / "bundled" / "templates"  # the default emails, shipped in the package

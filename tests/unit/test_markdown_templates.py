@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from daemon.config.sections import BUNDLED_TEMPLATES
 from daemon.errors import Problem, TemplateError
 from daemon.templates import Templates
+from tests.support import TEMPLATES_DIR
 
 EMAIL = """---
 subject: Prep for {{ event.title }}
@@ -58,7 +58,7 @@ def folder(tmp_path: Path, files: dict[str, str]) -> Path:
 
 
 def templates(tmp_path: Path, files: dict[str, str]) -> Templates:
-    return Templates(folder(tmp_path, files), defaults=BUNDLED_TEMPLATES)
+    return Templates(folder(tmp_path, files), defaults=TEMPLATES_DIR)
 
 
 def test_one_body_makes_the_html_and_the_text_part(tmp_path: Path) -> None:
