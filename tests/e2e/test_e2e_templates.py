@@ -10,7 +10,7 @@ from pathlib import Path
 from tests.support import ROOT, TEMPLATES_DIR
 from tests.support.cli import run_cli
 
-DEMO_CONFIG = ROOT / "config" / "demo" / "followthrough.toml"
+DEMO_CONFIG = ROOT / "daemon" / "bundled" / "demo" / "followthrough.toml"
 
 
 def readme_table(variables: list[dict[str, str]]) -> str:

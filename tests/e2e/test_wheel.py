@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import ROOT
+from tests.support import ROOT, TEMPLATES_DIR
 from tests.support.cli import clean_env, wait_for
 from tests.support.ics import calendar, meeting
 
@@ -126,7 +126,7 @@ def test_the_installed_program_sets_up_checks_ticks_and_runs(installed: Installe
     assert "Copied the default templates" in done.stdout, done.stdout
     assert tomllib.loads(config.read_text(encoding="utf-8"))["templates"]["dir"] == "templates"
     assert sorted(p.name for p in templates.glob("*.md")) == sorted(
-        p.name for p in (ROOT / "daemon" / "bundled" / "templates").glob("*.md")
+        p.name for p in TEMPLATES_DIR.glob("*.md")
     )
     assert installed.cli("--config", config, "templates", "check").returncode == 0
 
