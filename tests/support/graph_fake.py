@@ -229,7 +229,12 @@ class FakeGraph:
     ) -> tuple[int, dict[str, str], dict[str, Any] | None]:
         parts = urllib.parse.urlsplit(target)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(parts.query).items()}
-        status, extra, answer = self._answer(method, parts.path, query, headers, body)
+        try:
+            status, extra, answer = self._answer(method, parts.path, query, headers, body)
+        except _Drop:
+            with self.lock:
+                self.requests.append(Seen(method, parts.path, query, headers, 0, body))
+            raise
         with self.lock:
             self.requests.append(Seen(method, parts.path, query, headers, status, body))
         return status, extra, answer
