@@ -18,17 +18,20 @@ if TYPE_CHECKING:
     from daemon.google.access import GoogleAccess
     from daemon.ledger import Ledger
     from daemon.mail import Transport
+    from daemon.microsoft.access import MicrosoftAccess
     from daemon.sources import CalendarSource
 
 # name in the config -> "module:class"; imported only when a config names it.
 SOURCES = {
     "ics": "daemon.sources.ics:IcsSource",
     "google": "daemon.sources.google:GoogleCalendarSource",
+    "microsoft": "daemon.sources.microsoft:MicrosoftCalendarSource",
 }
 TRANSPORTS = {
     "outbox": "daemon.mail.outbox:OutboxTransport",
     "smtp": "daemon.mail.smtp:SmtpTransport",
     "gmail": "daemon.mail.gmail:GmailTransport",
+    "microsoft": "daemon.mail.graph:GraphTransport",
 }
 
 
@@ -49,6 +52,7 @@ class Wiring:
     settings: Settings
     ledger: Ledger | None = None
     _google: GoogleAccess | None = field(default=None, init=False, repr=False)
+    _microsoft: MicrosoftAccess | None = field(default=None, init=False, repr=False)
 
     @property
     def google(self) -> GoogleAccess:
@@ -60,6 +64,17 @@ class Wiring:
             assert google is not None  # the config asks for [google] when a backend uses Google
             self._google = GoogleAccess(google)
         return self._google
+
+    @property
+    def microsoft(self) -> MicrosoftAccess:
+        """One access for every Microsoft backend: one MSAL client, one token cache, one connection pool."""
+        if self._microsoft is None:
+            from daemon.microsoft.access import MicrosoftAccess
+
+            microsoft = self.settings.microsoft_files()
+            assert microsoft is not None  # the config asks for [microsoft] when a backend uses it
+            self._microsoft = MicrosoftAccess(microsoft)
+        return self._microsoft
 
     @property
     def sent_count(self) -> Callable[[str, datetime], int] | None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from daemon import config
 from daemon.backends import Wiring, make_sources, make_transport
 from daemon.config import Settings
-from daemon.config.sections import GoogleCalendar
+from daemon.config.sections import GoogleCalendar, MicrosoftCalendar
 from daemon.errors import ConfigError, FollowthroughError, SourceError
 from daemon.ledger.health import check_ledger
 from daemon.model import Person, Sender
@@ -207,7 +207,10 @@ def senders(settings: Settings, reps: dict[str, None]) -> list[str]:
     if any(rule.enabled and rule.sender is Sender.REP for rule in policy.rules):
         found += list(reps)
         for calendar in settings.calendars:
-            owners = calendar.owners if isinstance(calendar, GoogleCalendar) else [calendar.owner]
+            if isinstance(calendar, GoogleCalendar | MicrosoftCalendar):
+                owners = calendar.owners
+            else:
+                owners = [calendar.owner]
             found += [
                 person.email
                 for person in (Person.parse(owner) for owner in owners)

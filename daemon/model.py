@@ -166,6 +166,8 @@ class CalendarEvent:
     status: EventStatus = EventStatus.CONFIRMED
     recurrence_id: str | None = None  # the instance's original start, as text, for series
     properties: dict[str, str] = field(default_factory=dict)  # source-specific tags
+    # Labels the calendar itself puts on the event (Outlook's categories): one named like a tag counts.
+    categories: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -186,6 +188,7 @@ class CalendarEvent:
             "attendees": [[a.person.email, a.person.name, a.role, a.status, a.kind] for a in self.attendees],
             "status": self.status.value,
             "properties": self.properties,
+            "categories": list(self.categories),
         }
 
     @classmethod
@@ -207,6 +210,7 @@ class CalendarEvent:
             ),
             status=EventStatus(data.get("status", "confirmed")),
             properties=dict(data.get("properties") or {}),
+            categories=tuple(data.get("categories") or ()),
         )
 
 

@@ -55,6 +55,17 @@ class Tags:
     def has(self, words: tuple[str, ...], text: str) -> bool:
         return bool(words) and self._pattern(words).search(text) is not None
 
+    def labelled(self, words: tuple[str, ...], categories: Iterable[str]) -> bool:
+        """Whether a category is named like one of the tags, with or without its `#`: Outlook users
+        label events with categories ("Closing", "Won") rather than words in the text."""
+        names = {w.strip().lower().lstrip("#") for w in words} - {""}
+        return any(c.strip().lower().lstrip("#") in names for c in categories)
+
+    def marks(self, words: tuple[str, ...], event: CalendarEvent) -> bool:
+        """Whether the event carries one of the tags, in its title, description or categories."""
+        text = f"{event.title}\n{event.description}"
+        return self.has(words, text) or self.labelled(words, event.categories)
+
     def deal(self, text: str) -> str | None:
         match = re.search(rf"(?<![\w#]){re.escape(self.deal_prefix)}([\w.&-]+)", text, re.IGNORECASE)
         return match.group(1) if match else None
@@ -121,10 +132,9 @@ def event_kind(event: CalendarEvent, tags: Tags) -> Kind | None:
     prop = event.properties.get(_PROPERTY_PREFIX + "kind", "").strip().lower()
     if prop in (Kind.CLOSING, Kind.KICKOFF):
         return Kind(prop)
-    text = f"{event.title}\n{event.description}"
-    if tags.has(tags.closing, text):
+    if tags.marks(tags.closing, event):
         return Kind.CLOSING
-    if tags.has(tags.kickoff, text):
+    if tags.marks(tags.kickoff, event):
         return Kind.KICKOFF
     return None
 
@@ -135,8 +145,7 @@ def tagged_outcome(event: CalendarEvent, tags: Tags) -> Outcome | None:
         return Outcome.WON
     if prop == "lost":
         return Outcome.LOST
-    text = f"{event.title}\n{event.description}"
-    won, lost = tags.has(tags.won, text), tags.has(tags.lost, text)
+    won, lost = tags.marks(tags.won, event), tags.marks(tags.lost, event)
     if won == lost:  # neither, or contradictory tags: no outcome until the rep settles it
         return None
     return Outcome.WON if won else Outcome.LOST

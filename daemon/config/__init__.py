@@ -40,6 +40,8 @@ from daemon.config.sections import (
     GoogleConfig,
     IcsCalendar,
     MailConfig,
+    MicrosoftCalendar,
+    MicrosoftConfig,
     RuleConfig,
     ScheduleConfig,
     StoreConfig,
@@ -71,12 +73,17 @@ NOT_SETTINGS = frozenset(
         "WEB_ADMIN_TOKEN_FILE",
         "WEB_SECRET",
         "WEB_SECRET_FILE",
+        "MICROSOFT_CLIENT_SECRET",
+        "MICROSOFT_CLIENT_SECRET_FILE",
         "VENV",
     )
 )
-_SECRET_KEYS = {"password", "secret", "token", "admin_token", "api_key"}
+_SECRET_KEYS = {"password", "secret", "token", "admin_token", "api_key", "client_secret"}
 # Where a secret written in the file belongs instead, by the table it was found in.
-_SECRET_VARIABLES = {"web": "FOLLOWTHROUGH_WEB_ADMIN_TOKEN or FOLLOWTHROUGH_WEB_SECRET"}
+_SECRET_VARIABLES = {
+    "web": "FOLLOWTHROUGH_WEB_ADMIN_TOKEN or FOLLOWTHROUGH_WEB_SECRET",
+    "microsoft": "FOLLOWTHROUGH_MICROSOFT_CLIENT_SECRET",
+}
 
 
 class Settings(BaseModel):
@@ -94,6 +101,7 @@ class Settings(BaseModel):
     rules: list[RuleConfig] = []
     templates: TemplatesConfig = TemplatesConfig()
     google: GoogleConfig | None = None
+    microsoft: MicrosoftConfig | None = None
     customers: dict[str, CustomerConfig] = {}
     web: WebConfig | None = None  # the console; `run` serves it only when the file has this table
 
@@ -162,6 +170,19 @@ class Settings(BaseModel):
             raise ValueError("Google calendars or mail need [google] service_account_file or token_dir")
         return value
 
+    @field_validator("microsoft")
+    @classmethod
+    def _microsoft_configured(
+        cls, value: MicrosoftConfig | None, info: ValidationInfo
+    ) -> MicrosoftConfig | None:
+        mail, calendars = info.data.get("mail"), info.data.get("calendars") or []
+        uses = (mail is not None and mail.transport == "microsoft") or any(
+            isinstance(c, MicrosoftCalendar) for c in calendars
+        )
+        if uses and value is None:
+            raise ValueError("Microsoft calendars or mail need [microsoft] tenant_id and client_id")
+        return value
+
     @model_validator(mode="after")
     def _bind_file(self, info: ValidationInfo) -> Settings:
         self._file = config_file(info)
@@ -179,6 +200,16 @@ class Settings(BaseModel):
         files = ("service_account_file", "token_dir", "client_secrets_file")
         found = {key: self.resolve(path) for key in files if (path := getattr(self.google, key)) is not None}
         return self.google.model_copy(update=found)
+
+    def microsoft_files(self) -> MicrosoftConfig | None:
+        """[microsoft] with its files found next to the config file."""
+        if self.microsoft is None:
+            return None
+        files = ("certificate_file", "ca_file")
+        found = {
+            key: self.resolve(path) for key in files if (path := getattr(self.microsoft, key)) is not None
+        }
+        return self.microsoft.model_copy(update=found)
 
     @property
     def store_url(self) -> str:

@@ -195,7 +195,38 @@ class GoogleCalendar(CalendarConfig):
         return f"{self.name}:{owner}" if self.name else f"{owner}/{self.calendar_id}"
 
 
-Calendar = Annotated[IcsCalendar | GoogleCalendar, Field(discriminator="source")]
+class MicrosoftCalendar(CalendarConfig):
+    """One Outlook calendar (a mailbox's default calendar), or many reps' mailboxes each synced on its own."""
+
+    other_keys = ("account", "accounts", "google")
+
+    source: Literal["microsoft"]
+    mailbox: Address | None = None
+    mailboxes: list[Address] | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> MicrosoftCalendar:
+        if (self.mailbox is None) == (not self.mailboxes):
+            raise ValueError("a microsoft calendar needs exactly one of 'mailbox' or 'mailboxes'")
+        return self
+
+    @property
+    def owners(self) -> list[str]:
+        """The mailboxes this entry covers: one calendar source each."""
+        return [self.mailbox] if self.mailbox else list(self.mailboxes or ())
+
+    @property
+    def label(self) -> str:
+        return self.name or ",".join(self.owners)
+
+    def label_for(self, owner: str) -> str:
+        """The name of one mailbox's calendar: the entry's name, qualified when it has many."""
+        if self.mailbox and not self.mailboxes:
+            return self.label
+        return f"{self.name}:{owner}" if self.name else owner
+
+
+Calendar = Annotated[IcsCalendar | GoogleCalendar | MicrosoftCalendar, Field(discriminator="source")]
 
 
 class SmtpConfig(Section):
@@ -221,7 +252,7 @@ GMAIL_MAX_RECIPIENTS = 100  # Gmail's own limit for one message, To and Cc toget
 
 
 class MailConfig(Section):
-    transport: Literal["smtp", "outbox", "gmail"] = "outbox"
+    transport: Literal["smtp", "outbox", "gmail", "microsoft"] = "outbox"
     from_: Address = Field(alias="from")
     outbox_dir: Path = Path("outbox")
     unsubscribe: str | None = None  # where List-Unsubscribe mail goes; default: the sender
@@ -377,6 +408,68 @@ class GoogleConfig(Section):
         if self.api_endpoint and not re.match(r"https?://", self.api_endpoint):
             raise ValueError(f"api_endpoint must start with http:// or https://, got {self.api_endpoint!r}")
         return self
+
+
+GRAPH_ENDPOINT = "https://graph.microsoft.com/v1.0"
+LOGIN_ENDPOINT = "https://login.microsoftonline.com"
+
+
+class MicrosoftConfig(Section):
+    """App-only access to Microsoft 365 (Entra ID app registration). The client secret comes only from
+    FOLLOWTHROUGH_MICROSOFT_CLIENT_SECRET or _FILE; or a certificate's private key is used instead."""
+
+    tenant_id: str = Field(min_length=1)
+    client_id: str = Field(min_length=1)
+    certificate_file: Path | None = None  # PEM: the private key (and, unless a thumbprint is given, the cert)
+    certificate_thumbprint: str | None = None  # SHA-1, hex, as the Entra ID portal shows it
+    authority: str | None = None  # default https://login.microsoftonline.com/<tenant_id>
+    graph_endpoint: str = GRAPH_ENDPOINT
+    ca_file: Path | None = None  # a CA bundle trusted, on top of the system's, for authority and Graph
+    timeout: float = Field(30.0, gt=0)
+    # Exchange Online's limits per mailbox: a send over one waits in the ledger.
+    messages_per_minute: int = Field(30, ge=1)
+    recipients_per_day: int = Field(10_000, ge=1)
+    # After a crash mid-send, look the message up in the sender's Sent Items (needs Mail.ReadBasic.All).
+    lookup: bool = True
+
+    @field_validator("authority", "graph_endpoint")
+    @classmethod
+    def _https(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = value.strip().rstrip("/")
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme != "https" or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"must be an https:// address, got {value!r}")
+        return url
+
+    @field_validator("certificate_thumbprint")
+    @classmethod
+    def _thumbprint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        cleaned = value.replace(":", "").replace(" ", "").upper()
+        if not re.fullmatch(r"[0-9A-F]{40}", cleaned):
+            raise ValueError("write the certificate's SHA-1 thumbprint: 40 hex digits")
+        return cleaned
+
+    @field_validator("certificate_file", "ca_file")
+    @classmethod
+    def _file_exists(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and not config_file(info).resolve(value).is_file():
+            raise ValueError(f"no such file: {config_file(info).resolve(value)}")
+        return value
+
+    @model_validator(mode="after")
+    def _thumbprint_with_certificate(self) -> MicrosoftConfig:
+        if self.certificate_thumbprint and self.certificate_file is None:
+            raise ValueError("certificate_thumbprint needs certificate_file (the private key)")
+        return self
+
+    @property
+    def authority_url(self) -> str:
+        """Where tokens come from: `{authority}/oauth2/v2.0/token`."""
+        return self.authority or f"{LOGIN_ENDPOINT}/{self.tenant_id}"
 
 
 class CustomerConfig(Section):

@@ -61,3 +61,12 @@ def engines() -> Iterator[list[Engine]]:
     yield made
     for engine in made:
         engine.close()
+
+
+@pytest.fixture
+def microsoft_secret(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The fake app registration's client secret, where followthrough reads it: the environment."""
+    from tests.support.graph_fake import CLIENT_SECRET
+
+    monkeypatch.setenv("FOLLOWTHROUGH_MICROSOFT_CLIENT_SECRET", CLIENT_SECRET)
+    return CLIENT_SECRET

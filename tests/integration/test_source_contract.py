@@ -1,5 +1,6 @@
 """The contract of `daemon/sources/__init__.py`, run against every calendar source: the same calendar
-changes made through an ICS file and through (a local fake of) Google Calendar give the same batches."""
+changes made through an ICS file, through (a local fake of) Google Calendar and through (a local fake
+of) Microsoft Graph give the same batches."""
 
 from __future__ import annotations
 
@@ -16,8 +17,11 @@ from daemon.google.access import GoogleAccess
 from daemon.sources import CalendarSource
 from daemon.sources.google import GoogleCalendarSource
 from daemon.sources.ics import IcsSource
+from daemon.sources.microsoft import MicrosoftCalendarSource
 from tests.support.google_fake import FakeGoogle, when
+from tests.support.graph_fake import FakeGraph, graph_time
 from tests.support.ics import ALICE, DANA, calendar, vevent
+from tests.support.microsoft import access_for
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 PAST, FUTURE = timedelta(days=30), timedelta(days=400)
@@ -101,10 +105,51 @@ class GoogleHarness(Harness):
         return self._source
 
 
-@pytest.fixture(params=["ics", "google"])
+class MicrosoftHarness(Harness):
+    def __init__(self, fake: FakeGraph) -> None:
+        self.fake = fake
+        self.ids: dict[str, str] = {}
+        self._source = MicrosoftCalendarSource(
+            "contract", access=access_for(fake), mailbox=ALICE[0], window_past=PAST, window_future=FUTURE
+        )
+
+    def put(self, uid: str, start: datetime, title: str) -> None:
+        fields = {
+            "subject": title,
+            "start": graph_time(start),
+            "end": graph_time(start + timedelta(hours=1)),
+            "organizer": {"emailAddress": {"address": ALICE[0], "name": ALICE[1]}},
+            "attendees": [
+                {"type": "required", "emailAddress": {"address": ALICE[0]}},
+                {"type": "required", "emailAddress": {"address": DANA[0], "name": DANA[1]}},
+            ],
+        }
+        if uid in self.ids:
+            self.fake.update_event(ALICE[0], self.ids[uid], **fields)
+        else:
+            self.ids[uid] = self.fake.put_event(ALICE[0], {"iCalUId": uid, **fields})["id"]
+
+    def delete(self, uid: str) -> None:
+        self.fake.delete_event(ALICE[0], self.ids.pop(uid))
+
+    def break_times(self, uid: str) -> None:
+        # A start in a zone no one knows (an Exchange server that ignored our request for UTC).
+        event = self.fake.mailbox(ALICE[0]).events[self.ids[uid]]
+        self.fake.update_event(ALICE[0], self.ids[uid], start={**event["start"], "timeZone": "Mars Time"})
+
+    def source(self) -> CalendarSource:
+        return self._source
+
+
+@pytest.fixture(params=["ics", "google", "microsoft"])
 def harness(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Harness]:
     if request.param == "ics":
         yield IcsHarness(tmp_path)
+        return
+    if request.param == "microsoft":
+        request.getfixturevalue("microsoft_secret")
+        with FakeGraph(directory=tmp_path / "ca") as graph:
+            yield MicrosoftHarness(graph)
         return
     with FakeGoogle() as fake:
         yield GoogleHarness(tmp_path, fake)

@@ -1,8 +1,9 @@
-"""The contract of `daemon/mail/__init__.py`, run against every transport: the outbox, SMTP (aiosmtpd)
-and Gmail (its local fake): deliver once, report refusals, say transient when unreachable, check
-without sending.
+"""The contract of `daemon/mail/__init__.py`, run against every transport: the outbox, SMTP
+(aiosmtpd), Gmail and Microsoft Graph (their local fakes): deliver once, report refusals, say
+transient when unreachable, check without sending.
 
-What only Gmail does (quotas, grants, the sent-mail lookup) is in test_gmail.py.
+What only Gmail does (quotas, grants, the sent-mail lookup) is in test_gmail.py; Graph's in
+test_graph_mail.py.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ from daemon.errors import TransientDeliveryError
 from daemon.google.access import GMAIL_SEND_SCOPE
 from daemon.mail import Transport
 from daemon.mail.gmail import GmailTransport
+from daemon.mail.graph import GraphTransport
 from daemon.mail.message import build
 from daemon.mail.outbox import OutboxTransport
 from daemon.mail.smtp import SmtpTransport
 from daemon.model import Person
 from daemon.templates import Rendered
 from tests.support.gmail_fake import FakeGmail, access_for
+from tests.support.graph_fake import FakeGraph
+from tests.support.microsoft import access_for as microsoft_access_for
 from tests.support.ports import free_port
 from tests.support.smtp import RecordingHandler, serving
 
@@ -64,7 +68,7 @@ def parse(raw: bytes) -> EmailMessage:
     return parsed
 
 
-@pytest.fixture(params=["outbox", "smtp", "gmail"])
+@pytest.fixture(params=["outbox", "smtp", "gmail", "microsoft"])
 def transports(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup]:
     if request.param == "outbox":
         (tmp_path / "blocked").write_text("a file where the folder should be")
@@ -80,6 +84,16 @@ def transports(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Setup
                 SmtpTransport(server.host, server.port, starttls=False, timeout=5),
                 SmtpTransport("127.0.0.1", free_port(), starttls=False, timeout=5),
                 lambda: [r.content for r in handler.messages()],
+            )
+    elif request.param == "microsoft":  # Graph's fake: an app with Mail.Send, the sender's own mailbox
+        request.getfixturevalue("microsoft_secret")
+        with FakeGraph(directory=tmp_path / "ca") as graph, FakeGraph(directory=tmp_path / "ca2") as down:
+            nowhere = microsoft_access_for(down)
+            down.close()  # its address now refuses connections, token endpoint included
+            yield Setup(
+                GraphTransport(microsoft_access_for(graph)),
+                GraphTransport(nowhere),
+                graph.raw_sent,
             )
     else:  # Gmail against its local fake: the sender's own mailbox, granted gmail.send
         gmail = request.getfixturevalue("gmail")
