@@ -39,7 +39,9 @@ from daemon.config.sections import (
     GoogleCalendar,
     GoogleConfig,
     IcsCalendar,
+    LoggingConfig,
     MailConfig,
+    MetricsConfig,
     RuleConfig,
     ScheduleConfig,
     StoreConfig,
@@ -71,6 +73,8 @@ NOT_SETTINGS = frozenset(
         "WEB_ADMIN_TOKEN_FILE",
         "WEB_SECRET",
         "WEB_SECRET_FILE",
+        "METRICS_TOKEN",
+        "METRICS_TOKEN_FILE",
         "VENV",
     )
 )
@@ -96,6 +100,8 @@ class Settings(BaseModel):
     google: GoogleConfig | None = None
     customers: dict[str, CustomerConfig] = {}
     web: WebConfig | None = None  # the console; `run` serves it only when the file has this table
+    metrics: MetricsConfig | None = None  # probes and metrics; without [web], `run` serves them here
+    logging: LoggingConfig = LoggingConfig()
 
     @field_validator("customers")
     @classmethod
@@ -214,6 +220,10 @@ class Settings(BaseModel):
         if self.web is None or self.web.base_url is None:
             return None
         return Links(self.web.base_url, secrets.link_keys(), self.web.link_expiry)
+
+    def metrics_token(self) -> str | None:
+        """The scrapers' token for /metrics, from FOLLOWTHROUGH_METRICS_TOKEN or _FILE; None when unset."""
+        return secrets.metrics_token()
 
     def web_listen(self) -> tuple[str, int]:
         """Where the console listens: [web] listen, or its default without the table."""
