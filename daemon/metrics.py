@@ -10,7 +10,6 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -35,6 +34,8 @@ disable_created_metrics()
 
 __all__ = ["CONTENT_TYPE", "FINAL", "Metrics"]
 
+# The classic text format, which every Prometheus reads; our names need nothing newer.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 FINAL = (Status.SENT, Status.FAILED, Status.SKIPPED, Status.STOPPED, Status.UNKNOWN)
 # From a prompt taken at once to one that waited out a night, a weekend, or a mail server's outage.
 LATENESS_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400, 259200)

@@ -61,7 +61,8 @@ class TerminalLine(Progress):
         where = self._where or "finishing an earlier pass"
         if self._events is None and self._planned is None:
             return f"{where}: reading…"
-        parts = [] if self._events is None else [f"{self._events:,} events read"]
+        read = self._events
+        parts = [] if read is None else [f"{read:,} event{'' if read == 1 else 's'} read"]
         if self._planned is not None:
             parts.append(f"planned {self._planned[0]:,}/{self._planned[1]:,}")
         return f"{where}: {', '.join(parts)}"
@@ -77,9 +78,10 @@ class TerminalLine(Progress):
 
     def _width(self) -> int:
         try:
-            return os.get_terminal_size(self.stream.fileno()).columns
+            columns = os.get_terminal_size(self.stream.fileno()).columns
         except (OSError, ValueError):
-            return 80
+            columns = 0
+        return columns or 80  # 0: a terminal that does not say its size
 
     def _write(self, text: str) -> None:
         try:
