@@ -80,7 +80,10 @@ NOT_SETTINGS = frozenset(
 )
 _SECRET_KEYS = {"password", "secret", "token", "admin_token", "api_key"}
 # Where a secret written in the file belongs instead, by the table it was found in.
-_SECRET_VARIABLES = {"web": "FOLLOWTHROUGH_WEB_ADMIN_TOKEN or FOLLOWTHROUGH_WEB_SECRET"}
+_SECRET_VARIABLES = {
+    "web": "FOLLOWTHROUGH_WEB_ADMIN_TOKEN or FOLLOWTHROUGH_WEB_SECRET",
+    "metrics": "FOLLOWTHROUGH_METRICS_TOKEN",
+}
 
 
 class Settings(BaseModel):
