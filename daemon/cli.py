@@ -431,6 +431,27 @@ def auth_google(ctx: click.Context, account: str, no_browser: bool, port: int, l
     click.echo(f"Authorized {account}; token stored in {path} (mode 0600).")
 
 
+# -- doctor -------------------------------------------------------------------------------
+@cli.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check the set-up, sending nothing: the config, each calendar, the mail transport, the templates,
+    the ledger and the time-zone data, one line each with the fix. Exits 0 when every check passes,
+    1 when one fails (warnings do not count)."""
+    from daemon.doctor import diagnose
+
+    if not logging.getLogger().isEnabledFor(logging.INFO):
+        logging.getLogger().setLevel(logging.CRITICAL)  # what the logs would say, the checks say
+    checks = []
+    for check in diagnose(ctx.obj["config"], clock.now()):
+        checks.append(check)
+        for line in display.check_lines(check):
+            click.echo(line)
+    click.echo(display.doctor_summary(checks))
+    if any(check.failed for check in checks):
+        sys.exit(ExitCode.FAILED)
+
+
 # -- init / demo --------------------------------------------------------------------------
 @cli.command()
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")

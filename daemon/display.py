@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
@@ -15,6 +15,9 @@ import click
 from daemon.ledger import SendRecord, Transition
 from daemon.model import Status
 from daemon.operations import EventHistory, PassSummary
+
+if TYPE_CHECKING:
+    from daemon.doctor import Check
 
 
 def local(moment: datetime | None, zone: ZoneInfo) -> str:
@@ -222,3 +225,21 @@ def event_history_json(history: EventHistory) -> dict[str, Any]:
             for m, move in zip(history.moves, transitions_json(history.moves), strict=True)
         ],
     }
+
+
+def check_lines(check: Check) -> list[str]:
+    """One doctor's check: its verdict, name and what it found; below it, its problems and the fix."""
+    lines = [f"{check.verdict.value:<4}  {check.name}: {check.found}"]
+    lines += [f"      - {detail}" for detail in check.details]
+    if check.fix:
+        lines.append(f"      fix: {check.fix}")
+    return lines
+
+
+def doctor_summary(checks: list[Check]) -> str:
+    failed = sum(c.failed for c in checks)
+    warned = sum(c.verdict.value == "warn" for c in checks)
+    remarks = f", {warned} with a warning" if warned else ""
+    if failed:
+        return f"{failed} of {len(checks)} checks failed{remarks}. Nothing was sent."
+    return f"All {len(checks)} checks passed{remarks}. Nothing was sent."

@@ -12,13 +12,26 @@ tests/integration/test_gmail.py the same checks against Gmail):
   `HeldDeliveryError` when only this message must wait for a person (e.g. a recipient limit).
 - Consecutive deliveries share one connection and one login; `close()` ends it (the dispatcher calls
   it after each pass), and the transport may be used again afterwards.
+- `check(senders)` proves, sending nothing, that mail from those senders could be handed over (the
+  server reached and logged in to, each sender's grant, the folder writable): what `doctor` reports.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from dataclasses import dataclass
 from email.message import EmailMessage
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """What `Transport.check` found for one leg of the way out: a server, a sender's grant, a folder."""
+
+    subject: str  # what was checked: "smtp mail.acme.example:587", "gmail alice@acme.example"
+    found: str = ""  # what works, when it does
+    problem: str | None = None  # what stops mail, naming what to fix
+    warning: str | None = None  # works, but should be looked at
 
 
 class Transport(ABC):
@@ -34,6 +47,10 @@ class Transport(ABC):
 
     def close(self) -> None:  # noqa: B027 - most transports hold nothing open
         """End any open connection."""
+
+    def check(self, senders: Sequence[str]) -> list[Readiness]:
+        """Whether mail from `senders` could be handed over, found without sending anything."""
+        return [Readiness(type(self).__name__, warning="this transport cannot be checked without sending")]
 
     def find(self, message_id: str, sender: str) -> bool | None:
         """Whether a message with this Message-ID is in the sender's sent mail; None: cannot tell.

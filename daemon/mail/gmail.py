@@ -43,7 +43,7 @@ from daemon.errors import (
     UnknownDeliveryError,
 )
 from daemon.google.access import GMAIL_READ_SCOPE, GMAIL_SEND_SCOPE, NUM_RETRIES, GoogleAccess, grant_problem
-from daemon.mail import Transport
+from daemon.mail import Readiness, Transport
 
 if TYPE_CHECKING:
     from daemon.backends import Wiring
@@ -266,6 +266,59 @@ class GmailTransport(Transport):
         if status == 404:
             return TransientDeliveryError(f"Gmail has no mailbox for {sender} ({answer}); check the sender")
         return PermanentDeliveryError(f"Gmail refused the message from {sender}: {answer}")
+
+    # -- checking -------------------------------------------------------------------------------
+
+    def check(self, senders: Sequence[str]) -> list[Readiness]:
+        """Each sender's grant renewed at its token endpoint for gmail.send alone (and gmail.readonly,
+        for looking a send up after a crash): a revoked, expired or too narrow grant shows here, and
+        nothing is sent or stored."""
+        return [self._check_sender(sender) for sender in dict.fromkeys(senders)]
+
+    def _check_sender(self, sender: str) -> Readiness:
+        subject = f"gmail {sender}"
+        problem = self._grant_problem(sender, GMAIL_SEND_SCOPE)
+        if problem is not None:
+            return Readiness(subject, problem=problem)
+        found = "token renewed, gmail.send granted"
+        if not self.lookup:
+            return Readiness(subject, found=found)
+        if self._grant_problem(sender, GMAIL_READ_SCOPE) is not None:
+            return Readiness(
+                subject,
+                found=found,
+                warning=f"{GMAIL_READ_SCOPE} is not granted: a send whose outcome a crash left unknown "
+                f"then needs a person to check it ({self.access.grant_fix(sender, GMAIL_READ_SCOPE)}, "
+                "with --lookup)",
+            )
+        return Readiness(subject, found=f"{found}, and gmail.readonly to look sends up after a crash")
+
+    def _grant_problem(self, sender: str, scope: str) -> str | None:
+        """What is wrong with `sender`'s grant of `scope`, found by renewing its token; None: nothing."""
+        import google_auth_httplib2
+        from google.auth.exceptions import GoogleAuthError, RefreshError
+
+        fix = self.access.grant_fix(sender, scope)
+        try:
+            credentials = self.access.credentials(sender, (scope,))
+            credentials.refresh(google_auth_httplib2.Request(httplib2.Http(timeout=self.access.config.timeout)))
+        except RefreshError as exc:
+            why = str(exc.args[0] if exc.args else exc)
+            if "scope" in why.lower():
+                return f"Gmail account {sender}: the grant lacks {scope} ({why}); {fix}"
+            return f"Gmail account {sender}: {grant_problem(exc)}; {fix}"
+        except (GrantError, ConfigError) as exc:
+            return f"Gmail account {sender}: {exc}"
+        except (GoogleAuthError, OSError, httplib2.HttpLib2Error, http.client.HTTPException) as exc:
+            return (
+                f"Gmail account {sender}: cannot reach Google to renew its token: "
+                f"{exc or type(exc).__name__}; check that this machine can reach Google "
+                "(or [google] api_endpoint)"
+            )
+        granted = getattr(credentials, "granted_scopes", None)
+        if granted is not None and scope not in granted:
+            return f"Gmail account {sender}: the grant lacks {scope}; {fix}"
+        return None
 
     # -- looking up ---------------------------------------------------------------------------
 

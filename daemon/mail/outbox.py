@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from daemon.errors import TransientDeliveryError
-from daemon.mail import Transport
+from daemon.mail import Readiness, Transport
 
 if TYPE_CHECKING:
     from daemon.backends import Wiring
@@ -45,3 +45,21 @@ class OutboxTransport(Transport):
         except OSError as exc:
             raise TransientDeliveryError(f"cannot write to outbox {self.directory}: {exc.strerror}") from None
         return {}
+
+    def check(self, senders: Sequence[str]) -> list[Readiness]:
+        """The folder takes a file (one written and removed), or can be made at the first send."""
+        subject = f"outbox {self.directory}"
+        fix = "check [mail] outbox_dir, or the folder's owner and permissions"
+        if not self.directory.exists():
+            parent = next((p for p in self.directory.parents if p.exists()), None)
+            if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+                problem = f"does not exist, and {parent} is not a writable folder; {fix}"
+                return [Readiness(subject, problem=problem)]
+            return [Readiness(subject, found=f"not there yet: made at the first send ({parent} is writable)")]
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as exc:
+            return [Readiness(subject, problem=f"cannot write a file there: {exc.strerror}; {fix}")]
+        return [Readiness(subject, found="writable (a file written and removed); nothing sent")]

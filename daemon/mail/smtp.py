@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING
 
 from daemon.errors import (
     AccountDeliveryError,
+    DeliveryError,
     HeldDeliveryError,
     PermanentDeliveryError,
     TransientDeliveryError,
     UnknownDeliveryError,
 )
-from daemon.mail import Transport
+from daemon.mail import Readiness, Transport
 
 if TYPE_CHECKING:
     from daemon.backends import Wiring
@@ -256,6 +257,41 @@ class SmtpTransport(Transport):
         if code in ACCOUNT_CODES:
             return PASSWORD_FIX
         return f"check that the account {self.username!r} may send as {sender}"
+
+    def check(self, senders: Sequence[str]) -> list[Readiness]:
+        """Connect, STARTTLS, log in as a pass does, offer each sender in a MAIL FROM taken back by RSET,
+        then QUIT: the server's answers about our own settings, and nothing sent."""
+        subject = f"smtp {self.where}"
+        self.close()  # a fresh connection and login, as the next pass makes
+        try:
+            smtp = self._connect()
+        except DeliveryError as exc:
+            fix = ""
+            if str(exc).startswith("cannot connect"):
+                fix = "; check [mail.smtp] host and port, and that this machine can reach the server"
+            return [Readiness(subject, problem=f"{exc}{fix}")]
+        encrypted = _encrypted(smtp)
+        found = ["connected", "TLS" if self.use_ssl else "STARTTLS" if encrypted else "no TLS"]
+        if self.username:
+            found.append(f"logged in as {self.username!r}")
+        refused: list[str] = []
+        try:
+            smtp.ehlo_or_helo_if_needed()
+            for sender in dict.fromkeys(senders):
+                code, text = smtp.mail(sender)
+                if not 200 <= code < 300:
+                    refused.append(str(self._refusal(smtplib.SMTPSenderRefused(code, text, sender), sender)))
+                smtp.rset()
+        except (OSError, smtplib.SMTPException) as exc:
+            return [Readiness(subject, problem=f"connection to {self.where} failed: {exc}")]
+        finally:
+            self.close()  # QUIT
+        if refused:
+            return [Readiness(subject, problem="; ".join(refused))]
+        if senders:
+            found.append(f"MAIL FROM taken for {', '.join(dict.fromkeys(senders))} (then RSET)")
+        found.append("QUIT; nothing sent")
+        return [Readiness(subject, found=", ".join(found))]
 
     def deliver(self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> dict[str, str]:
         for tries_left in (1, 0):

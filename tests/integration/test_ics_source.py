@@ -19,7 +19,7 @@ from daemon.sources.ics import MAX_INSTANCES, IcsSource
 from daemon.sources.ics_events import MAX_DESCRIPTION
 
 if TYPE_CHECKING:
-    from conftest import CalendarFeed
+    from tests.support.feed import CalendarFeed
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)  # a Sunday, four weeks before the EU goes to summer time
 DAY = timedelta(days=1)

@@ -1,5 +1,6 @@
 """The contract of `daemon/mail/__init__.py`, run against every transport: the outbox, SMTP (aiosmtpd)
-and Gmail (its local fake): deliver once, report refusals, say transient when unreachable.
+and Gmail (its local fake): deliver once, report refusals, say transient when unreachable, check
+without sending.
 
 What only Gmail does (quotas, grants, the sent-mail lookup) is in test_gmail.py.
 """
@@ -111,6 +112,22 @@ def test_an_unreachable_destination_is_a_transient_failure(transports: Setup) ->
     with pytest.raises(TransientDeliveryError):
         transports.unreachable.deliver(message("c:3"), SENDER.email, [p.email for p in TO])
     assert "c:3" not in transports.delivered()
+
+
+def test_check_finds_a_working_transport_ready_and_sends_nothing(transports: Setup) -> None:
+    # Given a working transport, when it is checked for a sender (as `doctor` does)
+    found = transports.transport.check([SENDER.email])
+    # Then every leg of the way out is ready, and nothing arrived
+    assert found and all(ready.problem is None and ready.found for ready in found), found
+    assert transports.arrived() == []
+
+
+def test_check_finds_an_unreachable_destination_not_ready(transports: Setup) -> None:
+    # Given a transport whose destination cannot be reached, when it is checked,
+    # then it says what is wrong, and nothing arrived anywhere
+    found = transports.unreachable.check([SENDER.email])
+    assert any(ready.problem for ready in found), found
+    assert transports.arrived() == []
 
 
 # A customer controls their display name and anyone can write an invite's title: RFC 2047 encoded

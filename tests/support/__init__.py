@@ -1,6 +1,6 @@
 """What the test folders share: real local servers, calendar and config writers, the CLI launcher.
 
-One module a concern (`ports`, `ics`, `config`, `smtp`, `cli`, `world`, `google_fake`, `gmail_fake`,
+One module a concern (`ports`, `ics`, `feed`, `config`, `smtp`, `cli`, `world`, `google_fake`, `gmail_fake`,
 `private_ca`); unit, integration and end-to-end tests all import from here, never from each other.
 """
 
