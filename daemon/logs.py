@@ -8,6 +8,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 
 Format = Literal["text", "json"]
@@ -21,7 +22,10 @@ class JsonLines(JsonFormatter):
 
     def __init__(self) -> None:
         super().__init__(
-            "%(levelname)s %(name)s %(message)s", rename_fields={"levelname": "level", "name": "logger"}
+            "%(levelname)s %(name)s %(message)s",
+            rename_fields={"levelname": "level", "name": "logger"},
+            # uvicorn's lines carry their message again with terminal colours: not for a shipper
+            reserved_attrs=[*RESERVED_ATTRS, "color_message"],
         )
 
     def add_fields(

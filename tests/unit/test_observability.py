@@ -60,6 +60,7 @@ def test_a_json_log_line_has_time_level_logger_message_and_the_calls_fields() ->
             "daemon.dispatch", logging.ERROR, __file__, 1, "send %s failed", ("k:1",), sys.exc_info()
         )
     record.send_key = "k:1"
+    record.color_message = "send \x1b[1m%s\x1b[0m failed"  # as uvicorn adds to its lines
     record.created = datetime(2026, 12, 2, 15, 0, 1, 250000, tzinfo=UTC).timestamp()
     # When it is formatted as JSON
     line = JsonLines().format(record)
@@ -70,6 +71,7 @@ def test_a_json_log_line_has_time_level_logger_message_and_the_calls_fields() ->
     assert data["time"] == "2026-12-02T15:00:01.250+00:00"
     assert (data["level"], data["logger"], data["message"]) == ("ERROR", "daemon.dispatch", "send k:1 failed")
     assert data["send_key"] == "k:1"
+    assert "color_message" not in data
     assert "ValueError: boom" in data["exc_info"]
 
 
