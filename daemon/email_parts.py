@@ -6,6 +6,7 @@ Values a template prints are escaped for Markdown first, so event text never bec
 from __future__ import annotations
 
 import re
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -16,6 +17,10 @@ from markdown_it.token import Token
 # Every character that can start or shape Markdown, backslash-escaped in printed values. Quotes and
 # apostrophes are left alone so that typography treats them as the template's own.
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!<>|~&=])")
+
+# Mail clients make links of what looks like an address on the web, even in plain text: an invisible
+# word joiner after `://` and `www.` in event text keeps them from it.
+_UNLINK = re.compile(r"(?i)(://|\bwww\.)")
 
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": True}).enable(
     ["replacements", "smartquotes", "strikethrough"]
@@ -40,11 +45,15 @@ def escape(value: Any) -> str:
         return ""
     if isinstance(value, MarkdownSafe):
         return value
-    text = str(value)
+    text = unlink(str(value))
     if "\n" not in text and "\r" not in text:
         return _SPECIAL.sub(r"\\\1", text)
     lines = [_SPECIAL.sub(r"\\\1", line.strip()) for line in text.splitlines()]
     return "\\\n".join(line for line in lines if line)
+
+
+def unlink(text: str) -> str:
+    return _UNLINK.sub("\\1\u2060", text)
 
 
 # -- filters a Markdown template can use ---------------------------------------------------------------
@@ -65,8 +74,11 @@ def quote(text: Any) -> MarkdownSafe:
 
 def mailto(person: Any) -> MarkdownSafe:
     """An address as a mail link: `ann@globex.com`, clickable in the HTML part."""
-    address = escape(person["email"] if isinstance(person, dict) else person)
-    return MarkdownSafe(f"[{address}](mailto:{address})")
+    address = str(person["email"] if isinstance(person, dict) else person)
+    # Percent-encoded in the link: `?`, `&` and `=` may be in a local part, and in a mailto URL they
+    # would add a Cc or a body.
+    target = urllib.parse.quote(address, safe="@")
+    return MarkdownSafe(f"[{escape(address)}](mailto:{escape(target)})")
 
 
 def contact(person: dict[str, Any]) -> MarkdownSafe:
@@ -142,8 +154,7 @@ def plain_text(tokens: Sequence[Token]) -> str:
         elif kind == "heading_close":
             heading = False
         elif kind == "inline":
-            text = _inline_text(token.children or [])
-            block(text.upper() if heading else text)
+            block(_inline_text(token.children or [], upper=heading))
         elif kind in ("fence", "code_block"):
             block("    " + token.content.rstrip("\n").replace("\n", "\n    "))
         elif kind == "hr":
@@ -151,7 +162,8 @@ def plain_text(tokens: Sequence[Token]) -> str:
         if kind in _BLOCK_ENDS and not _tight(tokens, i) and not _nested_list_end(tokens, i):
             out.append("")
     text = "\n".join(out)
-    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+    # Only blank lines go from the start: a quote or list opening the email keeps its indent.
+    return re.sub(r"\n{3,}", "\n\n", text).lstrip("\n").rstrip() + "\n"
 
 
 _BLOCK_ENDS = {
@@ -182,14 +194,15 @@ def _nested_list_end(tokens: Sequence[Token], i: int) -> bool:
     return own is not None and own.hidden
 
 
-def _inline_text(children: Sequence[Token]) -> str:
+def _inline_text(children: Sequence[Token], upper: bool = False) -> str:
+    """The words in capitals for a heading; never the addresses of its links."""
     parts: list[str] = []
     href: list[str] = []
     link_start: list[int] = []
     for child in children:
         kind = child.type
         if kind in ("text", "code_inline", "text_special"):
-            parts.append(child.content)
+            parts.append(child.content.upper() if upper else child.content)
         elif kind == "softbreak":
             parts.append(" ")
         elif kind == "hardbreak":
@@ -202,7 +215,7 @@ def _inline_text(children: Sequence[Token]) -> str:
         elif kind == "link_close":
             url = href.pop()
             label = "".join(parts[link_start.pop() :])
-            target = url.removeprefix("mailto:") if url.startswith("mailto:") else url
-            if target and target != label:
+            target = urllib.parse.unquote(url.removeprefix("mailto:")) if url.startswith("mailto:") else url
+            if target and target.lower() != label.lower():
                 parts.append(f" <{target}>")
     return "".join(parts)

@@ -76,14 +76,14 @@ class Links:
         """One link for the people a message goes to: a lost deal's follow-ups stop for them all."""
         return self._url(Purpose.UNSUBSCRIBE, sorted({a.lower() for a in addresses}))
 
-    def _read(self, purpose: Purpose, token: str) -> Any:
+    def _read(self, purpose: Purpose, token: str, expires: bool = True) -> Any:
         keys = self._keys(purpose)
         try:
             data = keys.decrypt(token.encode())
             made = keys.extract_timestamp(token.encode())
         except (InvalidToken, ValueError):
             raise LinkError("This link is not valid: it may have been cut short or changed.", 400) from None
-        if clock.now().timestamp() - made > self.expiry.total_seconds():
+        if expires and clock.now().timestamp() - made > self.expiry.total_seconds():
             raise LinkError("This link has expired.", 410)
         return json.loads(data)
 
@@ -96,7 +96,9 @@ class Links:
             raise LinkError("This link is not valid.", 400) from None
 
     def read_unsubscribe(self, token: str) -> list[str]:
-        payload = self._read(Purpose.UNSUBSCRIBE, token)
+        # Never expires: a way out of the mail must work as long as the mail can be read (CAN-SPAM
+        # asks for 30 days at least); it stops as its key is retired.
+        payload = self._read(Purpose.UNSUBSCRIBE, token, expires=False)
         if (
             not isinstance(payload, list)
             or not payload

@@ -204,7 +204,7 @@ def _sample_send(settings: Settings, rule_name: str) -> tuple[Renderer, PlannedS
     send = next((s for s in result.sends if s.rule == rule.name), None)
     if send is None:
         raise UserError(f"rule {rule.name!r} plans nothing for the sample deal: {result.dropped}")
-    return _renderer(settings, policy), send, Facts(event, (closing, kickoff), outcome)
+    return _renderer(settings, policy, live_links=False), send, Facts(event, (closing, kickoff), outcome)
 
 
 def preview_sample(settings: Settings, rule_name: str) -> tuple[list[tuple[str, str]], Rendered]:
@@ -270,12 +270,15 @@ def _example(context: dict[str, Any], name: str) -> str:
     return first if first == text else first + " …"  # one line: the notes run on
 
 
-def event_email(settings: Settings, rule_name: str, event_text: str, now: datetime) -> Shown:
+def event_email(
+    settings: Settings, rule_name: str, event_text: str, now: datetime, live_links: bool = True
+) -> Shown:
     """The rule's email for an event in the ledger (its id, or a unique prefix): the send the ledger
-    holds, or the one the event plans now. Raises UserError, TemplateError."""
+    holds, or the one the event plans now. `live_links`: False for a copy that leaves this console (a
+    test send), whose Won and Lost links must not work. Raises UserError, TemplateError."""
     with open_ledger(settings.store_url, settings.store.busy_timeout) as ledger:
         policy = settings.policy()
-        renderer = _renderer(settings, policy)
+        renderer = _renderer(settings, policy, live_links)
         stored = ledger.find_event(event_text)
         key = f"{rule_name}:{stored.event.id}"
         send = ledger.send(key)
@@ -299,8 +302,19 @@ def event_email(settings: Settings, rule_name: str, event_text: str, now: dateti
         return Shown(send, rendered, sample=False)
 
 
-def _renderer(settings: Settings, policy: Policy) -> Renderer:
-    return Renderer(load_templates(settings), policy, settings.company.name, settings.links())
+def _renderer(settings: Settings, policy: Policy, live_links: bool) -> Renderer:
+    links = settings.links() if live_links else inert_links(settings)
+    return Renderer(load_templates(settings), policy, settings.company.name, links)
+
+
+def inert_links(settings: Settings) -> Links | None:
+    """Links as the emails show them, under the company's base_url, made with a key no server accepts:
+    for sample data and test sends, whose clicks must change nothing."""
+    if settings.web is None or settings.web.base_url is None:
+        return None
+    return Links(
+        settings.web.base_url, ("a key for previews, which no server accepts",), settings.web.link_expiry
+    )
 
 
 def _headers_of(settings: Settings, send: PlannedSend) -> list[tuple[str, str]]:

@@ -5,6 +5,7 @@ Read whole into a dict, so that what renders is a snapshot: a half-saved file ne
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def front_matter(file: str, source: str) -> FrontMatter:
     """`---`, `subject: ...`, optional `description: ...`, `---`, then the body. Raises TemplateError."""
     if source.startswith(UNREADABLE):
         raise TemplateError(Problem(file, None, source.removeprefix(UNREADABLE)))
-    lines = source.splitlines()
+    lines = re.split(r"\r\n|\r|\n", source)  # the line ends Jinja counts, so that line numbers agree
     if not lines or lines[0].strip() != "---":
         raise TemplateError(
             Problem(
@@ -75,7 +76,8 @@ def read_folder(directory: Path) -> dict[str, str]:
             if path.name.startswith((".", "#")) or path.suffix not in (MARKDOWN, JINJA, ".html"):
                 continue
             try:
-                found[path.relative_to(directory).as_posix()] = path.read_text(encoding="utf-8")
+                # utf-8-sig: a byte-order mark (Windows Notepad writes one) is not part of the template.
+                found[path.relative_to(directory).as_posix()] = path.read_text(encoding="utf-8-sig")
             except (OSError, UnicodeDecodeError) as exc:
                 found[path.relative_to(directory).as_posix()] = UNREADABLE + str(exc)
     return found

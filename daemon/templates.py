@@ -20,7 +20,7 @@ from jinja2 import TemplateError as JinjaError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
 
-from daemon import email_parts
+from daemon import clock, email_parts
 from daemon.errors import Problem, TemplateError
 from daemon.model import clean_line
 from daemon.template_files import JINJA, MARKDOWN, REPS, UNREADABLE, FrontMatter, front_matter, read_folder
@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 LAYOUT = "_layout.html"  # the HTML around every Markdown email's body
 BLOCKS = ("subject", "text", "html")
+SETTLE_SECONDS = 2.0  # a file saved this recently is read again at the next poll
 
 
 @dataclass(frozen=True)
@@ -211,7 +212,11 @@ class Templates:
         document = self._run(
             LAYOUT,
             lambda: self._html.get_template(LAYOUT).render(
-                {**context, "subject": subject, "body": Markup(email_parts.html_body(tokens))}
+                {
+                    **context,
+                    "subject": email_parts.unlink(subject),
+                    "body": Markup(email_parts.html_body(tokens)),
+                }
             ),
         )
         return Rendered(subject, email_parts.plain_text(tokens), email_parts.inline_css(document))
@@ -292,45 +297,78 @@ class Templates:
     # -- hot reload ---------------------------------------------------------------------------------------
 
     def reload(self, check: Callable[[Templates], list[Problem]]) -> list[Problem]:
-        """Take every edit of the folder that passes `check`; keep the last good version of the others.
+        """Take the edits of the folder that pass `check`; keep the last good version of the others.
 
-        Returns the problems of the edits refused this time (each once, until the file changes again).
+        All the edits at once when together they pass (a change that spans two files), else each on
+        its own. A file saved in the last moments is left for the next poll: it may be half written.
+        Returns the problems of the edits refused this time (each once, until something changes).
         """
         on_disk = read_folder(self.directory)
-        changed = sorted(f for f in set(on_disk) | set(self.files) if on_disk.get(f) != self.files.get(f))
+        now = clock.now().timestamp()
+        changed = [
+            f
+            for f in sorted(set(on_disk) | set(self.files))
+            if on_disk.get(f) != self.files.get(f) and not _settling(self.directory / f, now)
+        ]
         self._refused = {f: r for f, r in self._refused.items() if f in changed}
         if self.problems is None:
             self.problems = check(self)
-        if not changed:
-            return []
+        digests = {f: hashlib.sha256((on_disk.get(f) or "").encode()).hexdigest() for f in changed}
+        if all(f in self._refused and self._refused[f][0] == digests[f] for f in changed):
+            return []  # nothing new since the last refusal (or no change at all)
         baseline = set(self.problems)
+        if self._take(check, changed, on_disk, baseline):
+            return []
         refused_now: list[Problem] = []
         for file in changed:
-            text = on_disk.get(file)
-            digest = hashlib.sha256((text or "").encode()).hexdigest()
-            if file in self._refused and self._refused[file][0] == digest:
+            if self._take(check, [file], on_disk, set(self.problems)):
                 continue
-            candidate = dict(self.files)
-            if text is None:
-                candidate.pop(file, None)
-            else:
-                candidate[file] = text
+            candidate = self._with(on_disk, [file])
             new = [p for p in check(Templates(self.directory, self.defaults, candidate)) if p not in baseline]
-            if new:
-                self._refused[file] = (digest, new[0])
-                refused_now.append(new[0])
-                log.error("template %s refused, the last good version stays in use: %s", file, new[0])
-            else:
-                self._adopt(candidate)
-                self._refused.pop(file, None)
-                self.problems = check(self)
-                baseline = set(self.problems)
-                log.info("template %s %s", file, "removed" if text is None else "reloaded")
+            problem = new[0] if new else Problem(file, None, "refused with the other edits")
+            if self._refused.get(file) != (digests[file], problem):
+                refused_now.append(problem)
+                log.error("template %s refused, the last good version stays in use: %s", file, problem)
+            self._refused[file] = (digests[file], problem)
         return refused_now
+
+    def _with(self, on_disk: dict[str, str], files: list[str]) -> dict[str, str]:
+        candidate = dict(self.files)
+        for file in files:
+            if file in on_disk:
+                candidate[file] = on_disk[file]
+            else:
+                candidate.pop(file, None)
+        return candidate
+
+    def _take(
+        self, check: Callable[[Templates], list[Problem]], files: list[str], on_disk: dict[str, str],
+        baseline: set[Problem],
+    ) -> bool:  # fmt: skip
+        """Adopt these files' edits if the check finds nothing new with them."""
+        candidate = self._with(on_disk, files)
+        trial = Templates(self.directory, self.defaults, candidate)
+        problems = check(trial)
+        if any(p not in baseline for p in problems):
+            return False
+        self._adopt(candidate)
+        self.problems = problems
+        for file in files:
+            self._refused.pop(file, None)
+            log.info("template %s %s", file, "reloaded" if file in on_disk else "removed")
+        return True
 
     def stale(self) -> dict[str, Problem]:
         """The files whose edit was refused: they run on their last good version."""
         return {file: problem for file, (_, problem) in self._refused.items()}
+
+
+def _settling(path: Path, now: float) -> bool:
+    """Saved in the last moments (or saving now): an editor may not have written all of it yet."""
+    try:
+        return abs(now - path.stat().st_mtime) < SETTLE_SECONDS
+    except OSError:
+        return False  # gone: a deletion, taken as it is
 
 
 def _block(template: Template, block: str, context: dict[str, Any]) -> str:

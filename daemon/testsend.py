@@ -108,7 +108,7 @@ def send_test(settings: Settings, rule: str, event: str | None, address: str, no
     """
     policy = settings.policy()
     to = recipient(address, policy)
-    shown = sample_email(settings, rule) if event is None else event_email(settings, rule, event, now)
+    shown = sample_email(settings, rule) if event is None else event_email(settings, rule, event, now, False)
     with open_ledger(settings.store_url, settings.store.busy_timeout) as ledger:
         if ledger.is_suppressed([to.email]):
             raise UserError(f"{to.email} is on the suppression list: followthrough never writes to it")

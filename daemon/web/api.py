@@ -22,7 +22,7 @@ from daemon.playbook import classify
 from daemon.preview import load_templates, preview_event, preview_sample
 from daemon.testsend import send_test
 from daemon.web import views
-from daemon.web.security import cross_site
+from daemon.web.security import capped_body, cross_site
 
 if TYPE_CHECKING:
     from daemon.web.app import Console
@@ -198,7 +198,7 @@ def test_send(console: Console) -> Callable[[Request], Awaitable[Response]]:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             return error(415, 'send JSON: {"rule": ..., "event": ... or null, "to": ...}')
         try:
-            body = json.loads(await request.body())
+            body = json.loads(await capped_body(request))
         except ValueError:
             return error(400, "the body is not JSON")
         rule, event, to = (body.get(k) if isinstance(body, dict) else None for k in ("rule", "event", "to"))

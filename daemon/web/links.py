@@ -21,6 +21,7 @@ from daemon.errors import FollowthroughError
 from daemon.links import LinkError, Links, OutcomeLink
 from daemon.model import Outcome, Status
 from daemon.playbook import classify
+from daemon.web.security import capped_body
 
 if TYPE_CHECKING:
     from daemon.web.app import Console
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 PATHS = ("/outcome/", "/unsubscribe/")  # public: the token in the URL is the permission
 ONE_CLICK = b"List-Unsubscribe=One-Click"
-MAX_BODY = 4096
 
 
 class HideTokens(logging.Filter):
@@ -121,12 +121,17 @@ def _record(console: Console, request: Request, link: OutcomeLink) -> Response:
     if seen.current is link.outcome:
         planned = _planned(console, link)
         return page(console, request, kind="recorded", seen=seen, already=True, planned=planned)
-    engine = Engine(console.settings, ledger=console.ledger(), sources=[])
     detail = f"the {link.outcome.value.capitalize()} link in {link.rule}"
     try:
+        # The engine wires the mail transport too: this process needs run's environment (its secrets).
+        engine = Engine(console.settings, ledger=console.ledger(), sources=[])
         done = operations.record_outcome(engine, link.event_id, link.outcome, clock.now(), "link", detail)
     except FollowthroughError as exc:
-        return page(console, request, 409, title="The outcome was not recorded", message=str(exc))
+        log.error("outcome %s for %s not recorded: %s", link.outcome.value, link.event_id, exc)
+        return page(
+            console, request, 503, title="The outcome was not recorded",
+            message=f"{exc}. Nothing changed: try again later, or add #{link.outcome.value} to the event.",
+        )  # fmt: skip
     log.info("outcome %s recorded for %s from %s", link.outcome.value, link.event_id, detail)
     return page(
         console, request, kind="recorded", seen=seen, already=False, cancelled=done.cancelled,
@@ -161,7 +166,7 @@ def unsubscribe(console: Console) -> Callable[[Request], Any]:
             return refused(console, request, exc)
         if request.method != "POST":
             return page(console, request, kind="unsubscribe", addresses=addresses)
-        body = (await request.body())[:MAX_BODY]
+        body = await capped_body(request, 4096)
         how = (
             "unsubscribed with one click by their mail client (List-Unsubscribe-Post)"
             if ONE_CLICK in body

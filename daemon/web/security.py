@@ -155,6 +155,21 @@ def safe_next(value: str | None) -> str:
     return value
 
 
+MAX_BODY = 16384  # bytes of a request body read at most: no form or JSON here comes near it
+
+
+async def capped_body(request: Request, limit: int = MAX_BODY) -> bytes:
+    """The request's body, read no further than `limit` bytes: a public route must not take a gigabyte."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]
+
+
 def login_routes(
     token: str | None, page: Callable[[Request, str | None, int, str], Response]
 ) -> tuple[Callable[[Request], Awaitable[Response]], Callable[[Request], Awaitable[Response]]]:
@@ -163,8 +178,8 @@ def login_routes(
     async def login(request: Request) -> Response:
         if request.method == "GET":
             return page(request, None, 200, safe_next(request.query_params.get("next")))
-        body = await request.body()
-        fields = urllib.parse.parse_qs(body[:4096].decode("utf-8", "replace"))
+        body = await capped_body(request, 4096)
+        fields = urllib.parse.parse_qs(body.decode("utf-8", "replace"))
         given = (fields.get("token") or [""])[0].strip()
         target = safe_next((fields.get("next") or [""])[0])
         if token is None:

@@ -88,3 +88,12 @@ def test_a_link_expires_after_its_days() -> None:
         with pytest.raises(LinkError) as exc:
             links(days=30).read_outcome(url)
         assert exc.value.status == 410
+
+
+def test_an_unsubscribe_link_never_expires_while_its_key_is_kept() -> None:
+    with freeze_time(T) as frozen:
+        url = token(links(days=30).unsubscribe_url(["dana@globex.example"]))
+        frozen.move_to(T + timedelta(days=400))
+        assert links(days=30).read_unsubscribe(url) == ["dana@globex.example"]
+        with pytest.raises(LinkError):
+            links("a-newer-key-only").read_unsubscribe(url)
