@@ -13,12 +13,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
 
-from daemon import __version__, clock, display, operations
+from daemon import __version__, clock, display, logs, operations
 from daemon import config as config_module
 from daemon.config import Settings
 from daemon.errors import ExitCode, LedgerError, UserError
@@ -26,9 +26,15 @@ from daemon.ledger import Ledger
 from daemon.ledger import open_ledger as open_store
 from daemon.model import Outcome, Status
 
+if TYPE_CHECKING:
+    from daemon.web.server import ThreadedServer
+
 
 def _settings(ctx: click.Context) -> Settings:
-    return config_module.load(ctx.obj["config"])
+    settings = config_module.load(ctx.obj["config"])
+    if ctx.obj.get("log_format") is None:  # the command line's --log-format wins over the file
+        logs.use(settings.logging.format)
+    return settings
 
 
 @contextmanager
@@ -66,14 +72,21 @@ class Cli(click.Group):
     help="The TOML config file (env FOLLOWTHROUGH_CONFIG).",
 )
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
+@click.option(
+    "--log-format",
+    type=click.Choice(logs.FORMATS),
+    help='The log on stderr: "text", a readable line an event (default), or "json", an object a line '
+    "(else [logging] format).",
+)
 @click.version_option(__version__, prog_name="followthrough")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path, verbose: int) -> None:
+def cli(ctx: click.Context, config_path: Path, verbose: int, log_format: logs.Format | None) -> None:
     """followthrough: the around-the-signature playbook, run from the calendar."""
     ctx.ensure_object(dict)
     ctx.obj["config"] = config_path
+    ctx.obj["log_format"] = log_format
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(level, log_format or "text")
 
 
 # -- run / tick ---------------------------------------------------------------------------
@@ -82,24 +95,41 @@ def cli(ctx: click.Context, config_path: Path, verbose: int) -> None:
 def run(ctx: click.Context) -> None:
     """Run the daemon: sync on a timer, send when due, until SIGTERM or Ctrl-C.
 
-    With a [web] table in the config, it serves the console too (see `followthrough web`).
+    With a [web] table in the config, it serves the console too (see `followthrough web`), and on its
+    port /metrics, /livez and /readyz; without it, a [metrics] table serves those at its `listen`.
+    Under systemd (Type=notify) it tells systemd when it is ready, how each pass went, and pings its
+    watchdog.
     """
+    from daemon.health import Health
+    from daemon.metrics import Metrics
     from daemon.scheduler import Daemon, serve
+    from daemon.systemd import Notifier, Systemd
 
     if not logging.getLogger().isEnabledFor(logging.INFO):
         logging.getLogger().setLevel(logging.INFO)  # a daemon reports its progress
     engine = _engine(ctx, watch_templates=True)
-    console = None
+    settings = engine.settings
+    calendars = [source.name for source in engine.sources]
+    metrics = Metrics((rule.name for rule in engine.policy.rules), calendars)
+    health = Health(calendars, settings.schedule.poll_interval)
+    daemon = Daemon(engine, observers=[metrics, health])
+    server: ThreadedServer | None = None
     try:
-        if engine.settings.web is not None:
-            from daemon.web.server import ConsoleServer
+        if settings.web is not None or settings.metrics is not None:
+            from daemon.web.probes import Probes
+            from daemon.web.server import ConsoleServer, ProbeServer
 
+            watch = Probes(metrics, health)
             # Bound before the daemon starts: a taken port or a missing token stops start-up.
-            console = ConsoleServer(engine.settings).start()
-        serve(Daemon(engine))
+            if settings.web is not None:
+                server = ConsoleServer(settings, watch=watch).start()
+            else:
+                server = ProbeServer(settings, watch).start()
+        systemd = Systemd(Notifier.from_environment(), engine.ledger, daemon.healthy)
+        serve(daemon, systemd if systemd.notifier.enabled else None)
     finally:
-        if console is not None:
-            console.stop()
+        if server is not None:
+            server.stop()
         engine.close()
 
 
@@ -132,9 +162,12 @@ def web(ctx: click.Context, listen: str | None) -> None:
 @click.pass_context
 def tick(ctx: click.Context, accept: tuple[str, ...]) -> None:
     """One pass: sync every calendar, plan, send all that is due, then exit."""
+    from daemon.progress import on_terminal
+
     engine = _engine(ctx)
     try:
         engine.accept_removals(accept)
+        engine.progress = on_terminal()  # a line on stderr while it reads and plans, if a terminal
         now = clock.now()
         report = engine.tick(now)
         zone = ZoneInfo(engine.settings.company.timezone)
@@ -459,11 +492,13 @@ def demo(directory: Path) -> None:
     """Run one pass on the bundled demo calendar, its events placed around today."""
     from daemon.demo import prepare
     from daemon.engine import Engine
+    from daemon.progress import on_terminal
 
     now = clock.now()
     config_path = prepare(directory, now)
     engine = Engine(config_module.load(config_path))
     try:
+        engine.progress = on_terminal()
         report = engine.tick(now)
         zone = ZoneInfo(engine.settings.company.timezone)
         click.echo(f"Demo calendar: {directory / 'calendar.ics'} (events placed around now)\n")

@@ -10,9 +10,15 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from daemon.errors import DeliveryError
+from daemon.errors import (
+    AccountDeliveryError,
+    DeliveryError,
+    HeldDeliveryError,
+    TransientDeliveryError,
+    UnknownDeliveryError,
+)
 from daemon.ledger import put_off
-from daemon.model import Audience, Person, SendRecord
+from daemon.model import Audience, Person, SendRecord, Status
 from daemon.playbook import Policy
 from daemon.retry import compute_backoff
 
@@ -31,6 +37,17 @@ class Delivery:
     max_recipients: int = 50  # for customer mail, To and Cc together
 
 
+@dataclass(frozen=True)
+class Ended:
+    """A send that reached where it ends in this pass (sent, failed, skipped, stopped, unknown), with
+    when it was due and when it ended: what the metrics count."""
+
+    rule: str
+    status: Status
+    due: datetime
+    at: datetime
+
+
 @dataclass
 class DispatchReport:
     """What a pass of the dispatcher did, send by send; `trouble`: something a person should see."""
@@ -44,10 +61,27 @@ class DispatchReport:
     held: list[tuple[SendRecord, str]] = field(default_factory=list)  # waiting for a person's fix
     halted: str | None = None  # why sending stopped for this pass (our account was refused)
     waiting: int = 0  # due sends left untried because sending stopped
+    ended: list[Ended] = field(default_factory=list)  # each send that ended in this pass, once
+    transport_errors: list[str] = field(default_factory=list)  # the kind of each (see `error_kind`)
 
     @property
     def trouble(self) -> bool:
         return bool(self.failed or self.retrying or self.unknown or self.held or self.halted)
+
+
+def error_kind(exc: DeliveryError) -> str:
+    """A transport's error as a metric's label: account (our login or account refused), held (a person
+    must change something), unknown (the answer was lost), transient (a retry may work), permanent."""
+    if isinstance(exc, AccountDeliveryError):
+        return "account"
+    if isinstance(exc, HeldDeliveryError):
+        return "held"
+    if isinstance(exc, UnknownDeliveryError):
+        return "unknown"
+    return "transient" if isinstance(exc, TransientDeliveryError) else "permanent"
+
+
+ERROR_KINDS = ("account", "held", "unknown", "transient", "permanent")
 
 
 def too_late(send: SendRecord, now: datetime, before_call: bool) -> str | None:

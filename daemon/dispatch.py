@@ -15,7 +15,7 @@ from datetime import datetime
 
 from daemon import clock
 from daemon import delivery as decide
-from daemon.delivery import Delivery, DispatchReport
+from daemon.delivery import Delivery, DispatchReport, Ended, error_kind
 from daemon.errors import (
     AccountDeliveryError,
     DeliveryError,
@@ -25,12 +25,12 @@ from daemon.errors import (
     UnknownDeliveryError,
     UnsafeMessageError,
 )
-from daemon.ledger import ClaimTerms, Ledger, SendRecord, gave_up, moves
+from daemon.ledger import ClaimTerms, Ledger, gave_up, moves
 from daemon.links import Links
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
 from daemon.mail.message import mailto_unsubscribe, message_id
-from daemon.model import Audience, Person, Status
+from daemon.model import Audience, Person, SendRecord, Status
 from daemon.render import Facts, Renderer
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class Dispatcher:
             log.error("claims not released (their lease will free them): %s", exc)
             return []
         for key in keys:
-            log.info("send %s: claim released, not sent (%s sending it)", key, why)
+            log.info("send %s: claim released, not sent (%s sending it)", key, why, extra={"send_key": key})
         return keys
 
     def _dead_owners(self) -> list[str]:
@@ -200,37 +200,17 @@ class Dispatcher:
                 self._give_up(send, now, why, report)
                 return
         if not self.ledger.mark_handed(send.key, send.attempt_id, now, self.delivery.lease):
-            log.warning("send %s: claim lost to another process before sending; left to it", send.key)
+            log.warning(
+                "send %s: claim lost to another process before sending; left to it",
+                send.key,
+                extra={"send_key": send.key},
+            )
             return
         try:
             refused = self.transport.deliver(message, sender.email, recipients)
-        except UnknownDeliveryError as exc:
-            if self.transport.searchable:
-                # Looked up once the claim's lease runs out: a search right now could miss it.
-                log.warning("send %s: %s; will look it up in the sent mail later", send.key, exc)
-                return
-            self._settle_orphan(send, now, report, what=str(exc))
-            return
-        except AccountDeliveryError as exc:
-            if exc.sender is None:
-                report.halted = str(exc)
-                log.error("sending stopped for this pass: %s", exc)
-            else:
-                self._refused_senders[exc.sender] = str(exc)
-            self._hold(send, now, str(exc), report, self._until(now))
-            return
-        except HeldDeliveryError as exc:
-            self._hold(send, now, str(exc), report, self._until(now))
-            return
         except DeliveryError as exc:
-            if later:  # it went to the others before: it can only end as sent
-                earlier, final = decide.after_refusal(send, exc)
-                domain = sender.domain
-                self._put_off(send, now, earlier, final, rendered.subject, domain, report, not exc.transient)
-            elif exc.transient:
-                self._retry_or_fail(send, now, str(exc), report)
-            else:
-                self._fail(send, now, str(exc), report)
+            report.transport_errors.append(error_kind(exc))
+            self._after_error(send, exc, now, later, rendered.subject, sender, report)
             return
         self._refusals = 0
         now_put_off, final = decide.after_delivery(send, refused)
@@ -239,9 +219,59 @@ class Dispatcher:
             return
         note = decide.sent_note(final, blocked)
         delivered = moves.Delivered(now, rendered.subject, message_id(send.key, sender.domain), final)
-        self.ledger.record(send.key, send.attempt_id, moves.Sent(note, delivered), now)
-        log.info("send %s sent to %s%s", send.key, ", ".join(recipients), f" ({note})" if note else "")
+        recorded = self.ledger.record(send.key, send.attempt_id, moves.Sent(note, delivered), now)
+        log.info(
+            "send %s sent to %s%s",
+            send.key,
+            ", ".join(recipients),
+            f" ({note})" if note else "",
+            extra={"send_key": send.key},
+        )
         report.sent.append(send)
+        if recorded:
+            self._ended(report, send, Status.SENT, send.sent_at or now)
+
+    def _after_error(
+        self,
+        send: SendRecord,
+        exc: DeliveryError,
+        now: datetime,
+        later: set[str],
+        subject: str,
+        sender: Person,
+        report: DispatchReport,
+    ) -> None:
+        """What the transport's error means for the send: looked up later, held, retried, or failed."""
+        if isinstance(exc, UnknownDeliveryError):
+            if self.transport.searchable:
+                # Looked up once the claim's lease runs out: a search right now could miss it.
+                log.warning(
+                    "send %s: %s; will look it up in the sent mail later",
+                    send.key,
+                    exc,
+                    extra={"send_key": send.key},
+                )
+                return
+            self._settle_orphan(send, now, report, what=str(exc))
+        elif isinstance(exc, AccountDeliveryError):
+            if exc.sender is None:
+                report.halted = str(exc)
+                log.error("sending stopped for this pass: %s", exc)
+            else:
+                self._refused_senders[exc.sender] = str(exc)
+            self._hold(send, now, str(exc), report, self._until(now))
+        elif isinstance(exc, HeldDeliveryError):
+            self._hold(send, now, str(exc), report, self._until(now))
+        elif later:  # it went to the others before: it can only end as sent
+            earlier, final = decide.after_refusal(send, exc)
+            self._put_off(send, now, earlier, final, subject, sender.domain, report, not exc.transient)
+        elif exc.transient:
+            self._retry_or_fail(send, now, str(exc), report)
+        else:
+            self._fail(send, now, str(exc), report)
+
+    def _ended(self, report: DispatchReport, send: SendRecord, status: Status, at: datetime) -> None:
+        report.ended.append(Ended(send.rule, status, send.due, at))
 
     def _settle_orphan(
         self, send: SendRecord, now: datetime, report: DispatchReport, what: str | None = None
@@ -253,12 +283,15 @@ class Dispatcher:
         try:
             found = self.transport.find(message_id(send.key, sender.domain), sender.email)
         except DeliveryError as exc:
-            log.warning("send %s: cannot check whether it was sent: %s", send.key, exc)
+            log.warning(
+                "send %s: cannot check whether it was sent: %s", send.key, exc, extra={"send_key": send.key}
+            )
             found = None
         if found:
             reason = "outcome unknown after a crash, then found in the sender's sent mail: sent"
             if self.ledger.record(send.key, send.attempt_id, moves.Arrived(reason), now):
-                log.warning("send %s: %s", send.key, reason)
+                log.warning("send %s: %s", send.key, reason, extra={"send_key": send.key})
+                self._ended(report, send, Status.SENT, send.handed_at or now)
             return
         handed = send.handed_at.isoformat() if send.handed_at else now.isoformat()
         what = what or f"handed to the mail server at {handed} by a process that stopped before recording it"
@@ -266,15 +299,16 @@ class Dispatcher:
             when = decide.resend_at(send, now, self.delivery)
             reason = f"outcome unknown ({what}): sending again at {when.isoformat()}"
             if self.ledger.record(send.key, send.attempt_id, moves.Retry(reason, when), now):
-                log.warning("send %s: %s", send.key, reason)
+                log.warning("send %s: %s", send.key, reason, extra={"send_key": send.key})
             return
         reason = (
             f"outcome unknown: {what}. Check whether it arrived, then run "
             f"`followthrough resolve {send.key} sent` or `... resend`"
         )
         if self.ledger.record(send.key, send.attempt_id, moves.Unknown(reason), now):
-            log.error("send %s: %s", send.key, reason)
+            log.error("send %s: %s", send.key, reason, extra={"send_key": send.key})
             report.unknown.append((send, reason))
+            self._ended(report, send, Status.UNKNOWN, now)
 
     def unsubscribe_uri(self, to: Sequence[Person]) -> str:
         """The one-click link that stops the mail to everyone it goes to, or else a mailto to a person."""
@@ -305,7 +339,9 @@ class Dispatcher:
         if not self.ledger.record(send.key, send.attempt_id, moves.Held(reason, until), now):
             return
         if tried:
-            log.warning("send %s held until %s: %s", send.key, until.isoformat(), reason)
+            log.warning(
+                "send %s held until %s: %s", send.key, until.isoformat(), reason, extra={"send_key": send.key}
+            )
             report.held.append((send, reason))
         else:
             report.waiting += 1
@@ -334,7 +370,7 @@ class Dispatcher:
             return
         reason = f"will retry at {when.isoformat()}: sent to the others; the server put off {answers}"
         if self.ledger.record(send.key, send.attempt_id, moves.PutOff(reason, when, delivered), now):
-            log.warning("send %s: %s", send.key, reason)
+            log.warning("send %s: %s", send.key, reason, extra={"send_key": send.key})
             report.retrying.append((send, reason))
 
     def _give_up(
@@ -350,9 +386,11 @@ class Dispatcher:
         reason = gave_up(delivered.refused if delivered else send.refused, why)
         assert send.attempt_id is not None
         if self.ledger.record(send.key, send.attempt_id, moves.Sent(reason, delivered), now):
-            log.error("send %s: %s", send.key, reason)
+            log.error("send %s: %s", send.key, reason, extra={"send_key": send.key})
             report.sent.append(send)
             report.failed.append((send, reason))
+            first = send.sent_at or (delivered.at if delivered else now)
+            self._ended(report, send, Status.SENT, first)
 
     def _retry_or_fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
         assert send.attempt_id is not None
@@ -369,6 +407,7 @@ class Dispatcher:
             send.attempts,
             when.isoformat(),
             reason,
+            extra={"send_key": send.key},
         )
         report.retrying.append((send, reason))
 
@@ -383,14 +422,23 @@ class Dispatcher:
         if not self.ledger.record(send.key, send.attempt_id, move, now):
             return
         skipped = isinstance(move, moves.Skipped)
-        log.info("send %s %s: %s", send.key, "skipped" if skipped else "stopped", move.reason)
+        log.info(
+            "send %s %s: %s",
+            send.key,
+            "skipped" if skipped else "stopped",
+            move.reason,
+            extra={"send_key": send.key},
+        )
         (report.skipped if skipped else report.stopped).append((send, move.reason))
+        self._ended(report, send, Status.SKIPPED if skipped else Status.STOPPED, now)
 
     def _fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
         if send.sent_at is not None:  # it went to some recipients already: it can only end sent
             self._give_up(send, now, reason, report)
             return
         assert send.attempt_id is not None
-        self.ledger.record(send.key, send.attempt_id, moves.Failed(reason), now)
-        log.error("send %s failed: %s", send.key, reason)
+        recorded = self.ledger.record(send.key, send.attempt_id, moves.Failed(reason), now)
+        log.error("send %s failed: %s", send.key, reason, extra={"send_key": send.key})
         report.failed.append((send, reason))
+        if recorded:
+            self._ended(report, send, Status.FAILED, now)

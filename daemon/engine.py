@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from daemon.model import CalendarEvent, EventStatus, Kind, Outcome
 from daemon.operations import TEMPLATES_META
 from daemon.playbook import Policy, classify, customer_domains, event_kind, plan, tagged_outcome
 from daemon.preview import load_templates, sample_policy, template_problems, templates_note
+from daemon.progress import Progress
 from daemon.render import Facts, Renderer
 from daemon.sources import CalendarSource
 
@@ -45,6 +47,7 @@ class CalendarReport:
     gone: int = 0
     problems: list[str] = field(default_factory=list)
     unusable: list[str] = field(default_factory=list)  # events that could not be read or planned
+    seconds: float = 0.0  # how long its sync took
 
 
 @dataclass
@@ -93,6 +96,7 @@ class Engine:
         self.policy = settings.policy()
         self.ledger = ledger or open_ledger(settings.store_url, settings.store.busy_timeout)
         self.instance = instance_id()
+        self.progress = Progress()  # `tick` and `demo` on a terminal show the pass as it goes
         self._last_error: dict[str, str] = {}
         templates = load_templates(settings)
         links = settings.links()
@@ -122,12 +126,16 @@ class Engine:
     # -- one pass -------------------------------------------------------------------------
     def tick(self, now: datetime) -> PassReport:
         report = PassReport()
-        if self.watch_templates:
-            self.reload_templates(now)
-        self.settle_interrupted(now, report)
-        report.replanned += self.replan_if_rules_changed(now)
-        for source in self.sources:
-            report.calendars.append(self.sync(source, now, report))
+        try:
+            if self.watch_templates:
+                self.reload_templates(now)
+            self.settle_interrupted(now, report)
+            report.replanned += self.replan_if_rules_changed(now)
+            for index, source in enumerate(self.sources, 1):
+                self.progress.calendar(source.name, index, len(self.sources))
+                report.calendars.append(self.sync(source, now, report))
+        finally:
+            self.progress.done()
         report.dispatch = self.dispatcher.dispatch_due(now)
         return report
 
@@ -157,6 +165,7 @@ class Engine:
     def sync(self, source: CalendarSource, now: datetime, report: PassReport) -> CalendarReport:
         """Sync one calendar; its failure is reported and never stops the others."""
         result = CalendarReport(source.name)
+        started = time.monotonic()
         if not self.ledger.take_sync_lease(source.name, self.instance, now, SYNC_LEASE):
             holder = self.ledger.sync_lease_owner(source.name)
             if not (
@@ -167,11 +176,15 @@ class Engine:
                 result.busy = True
                 return result
             log.warning(
-                "calendar %s: took over the sync from %s, which is no longer running", source.name, holder
+                "calendar %s: took over the sync from %s, which is no longer running",
+                source.name,
+                holder,
+                extra={"calendar": source.name},
             )
         try:
             return self._sync(source, now, report, result)
         finally:
+            result.seconds = time.monotonic() - started
             self.ledger.release_sync_lease(source.name, self.instance)
 
     def _sync(
@@ -183,24 +196,25 @@ class Engine:
             result.error = str(exc)
             # Said once while it lasts: a revoked grant must not fill the log at every poll.
             if self._last_error.get(source.name) != result.error:
-                log.error("calendar %s: %s", source.name, exc)
+                log.error("calendar %s: %s", source.name, exc, extra={"calendar": source.name})
             self._last_error[source.name] = result.error
             return result
         except LedgerError:
             raise  # not this calendar's fault: the whole pass stops and says why
         except Exception as exc:  # a bug or a surprise in one calendar must not stop the rest
             result.error = f"calendar {source.name!r}: unexpected error: {type(exc).__name__}: {exc}"
-            log.exception("calendar %s: unexpected error", source.name)
+            log.exception("calendar %s: unexpected error", source.name, extra={"calendar": source.name})
             return result
         if self._last_error.pop(source.name, None):
-            log.info("calendar %s: readable again", source.name)
+            log.info("calendar %s: readable again", source.name, extra={"calendar": source.name})
         result.problems = batch.problems
         result.unusable = batch.unusable
         for problem in batch.problems:
-            log.warning("calendar %s: %s", source.name, problem)
+            log.warning("calendar %s: %s", source.name, problem, extra={"calendar": source.name})
         if batch.unchanged:
             result.unchanged = True
             return result
+        self.progress.read(len(batch.upserted))
         deals, domains = {}, {}
         for ev in batch.upserted:
             c = classify(ev, self.policy)
@@ -213,7 +227,14 @@ class Engine:
         unplanned = self.settle_many([*new, *changed, *gone], by_id, now, report)
         result.problems += list(unplanned.values())
         result.unusable += list(unplanned)
-        log.info("calendar %s: %d new, %d changed, %d gone", source.name, len(new), len(changed), len(gone))
+        log.info(
+            "calendar %s: %d new, %d changed, %d gone",
+            source.name,
+            len(new),
+            len(changed),
+            len(gone),
+            extra={"calendar": source.name},
+        )
         return result
 
     def settle(self, event_id: str, now: datetime, report: PassReport) -> str | None:
@@ -235,7 +256,7 @@ class Engine:
         except LedgerError:
             raise
         except Exception as exc:  # one event's surprise must not stop the others
-            log.exception("event %s: cannot be planned", event_id)
+            log.exception("event %s: cannot be planned", event_id, extra={"event_id": event_id})
             return f"event {event_id}: cannot be planned: {type(exc).__name__}: {exc}"
         return None
 
@@ -248,7 +269,8 @@ class Engine:
         involved = self.ledger.with_sends_or_outcome(event_ids)
         problems: dict[str, str] = {}  # event id -> why it cannot be planned
         quiet: list[str] = []
-        for event_id in event_ids:
+        for done, event_id in enumerate(event_ids):
+            self.progress.planning(done, len(event_ids))
             event = events.get(event_id)
             if event_id in involved or (
                 event is not None
@@ -260,6 +282,7 @@ class Engine:
             else:
                 quiet.append(event_id)
         self.ledger.mark_settled(quiet)  # their plan is up to date: there is nothing to plan
+        self.progress.planning(len(event_ids), len(event_ids))
         report.replanned += len(quiet)
         # A meeting with a customer whose lost deal has follow-ups pending: asked once for all, then
         # looked at closely only for the meetings that share a domain with such a deal.
@@ -302,9 +325,11 @@ class Engine:
         outcome = tagged_outcome(event, self.policy.tags)
         if outcome is not None:
             if self.ledger.record_outcome(event.id, outcome, "tag", now):
-                log.info("event %s: outcome %s seen in its tags", event.id, outcome)
+                log.info(
+                    "event %s: outcome %s seen in its tags", event.id, outcome, extra={"event_id": event.id}
+                )
         elif self.ledger.clear_outcome(event.id, "tag"):
-            log.info("event %s: outcome tag removed", event.id)
+            log.info("event %s: outcome tag removed", event.id, extra={"event_id": event.id})
 
     def _replan_for_kickoff(self, event: CalendarEvent, now: datetime) -> int:
         """A kickoff tells where the customer is: the deal's closing calls that do not say so
@@ -339,7 +364,12 @@ class Engine:
                 continue  # known before the loss, or learned in the same pass: not news
             reason = f"customer re-engaged: new event {event.title!r} ({event.id})"
             if self.ledger.stop_sequence(send.key, reason, now):
-                log.info("send %s stopped: %s", send.key, reason)
+                log.info(
+                    "send %s stopped: %s",
+                    send.key,
+                    reason,
+                    extra={"send_key": send.key, "event_id": send.event_id},
+                )
                 stopped.append((send.key, reason))
         return stopped
 

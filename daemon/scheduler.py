@@ -11,9 +11,11 @@ import os
 import random
 import signal
 import threading
-from collections.abc import Callable
-from datetime import UTC, timedelta
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from types import FrameType
+from typing import TYPE_CHECKING, Protocol
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.jobstores.memory import MemoryJobStore
@@ -21,20 +23,36 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from daemon import clock
-from daemon.engine import Engine, PassReport
+from daemon.engine import SYNC_LEASE, Engine, PassReport
 from daemon.errors import ExitCode
+
+if TYPE_CHECKING:
+    from daemon.systemd import Systemd
 
 log = logging.getLogger(__name__)
 
 SYNC_JOB = "sync"
 WAKE_JOB = "wake-up"
+# A job running longer than this is stuck: by then another instance may take over its calendars' sync.
+STUCK_AFTER = SYNC_LEASE
+
+
+class Observer(Protocol):
+    """Told of every job's pass, in the scheduler's thread: the metrics, the health check, systemd."""
+
+    def passed(self, report: PassReport, at: datetime) -> None:
+        """A pass that started at `at` ended with this report (a sync, or a wake-up's dispatch alone)."""
+
+    def failed(self, error: str, at: datetime) -> None:
+        """A pass that started at `at` stopped on an error (the ledger's, usually)."""
 
 
 class Daemon:
     """The long-running form of `tick`: the same engine, driven by the clock."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, observers: Sequence[Observer] = ()) -> None:
         self.engine = engine
+        self.observers = list(observers)
         schedule = engine.settings.schedule
         self.interval = schedule.poll_interval
         self.jitter = schedule.jitter  # each poll comes after interval × (1 ± jitter), at random
@@ -50,6 +68,7 @@ class Daemon:
         # and none starts once stopping is set.
         self._job_lock = threading.Lock()
         self._stopping = False
+        self._job_started: float | None = None  # time.monotonic() when the running job began
 
     def start(self) -> None:
         self.scheduler.add_job(self.sync_job, DateTrigger(run_date=clock.now(), timezone=UTC), id=SYNC_JOB)
@@ -90,12 +109,15 @@ class Daemon:
         worker.start()
         worker.join(timeout)
 
+    def healthy(self) -> bool:
+        """The scheduler runs, is not stopping, and no job has been running for longer than a job may:
+        what the systemd watchdog pings for."""
+        started = self._job_started
+        stuck = started is not None and time.monotonic() - started > STUCK_AFTER.total_seconds()
+        return self.scheduler.running and not self._stopping and not stuck
+
     def sync_job(self) -> None:
-        self._run(
-            lambda: self.engine.tick(clock.now()),
-            "sync pass failed; the next one will try again",
-            poll_again=True,
-        )
+        self._run(self.engine.tick, "sync pass failed; the next one will try again", poll_again=True)
 
     def next_poll(self) -> timedelta:
         """The wait before the next poll: many calendars and instances must not poll in step."""
@@ -103,21 +125,29 @@ class Daemon:
 
     def wake_job(self) -> None:
         self._run(
-            lambda: PassReport(dispatch=self.engine.dispatcher.dispatch_due(clock.now())),
+            lambda now: PassReport(dispatch=self.engine.dispatcher.dispatch_due(now)),
             "dispatch failed; the next wake-up will try again",
         )
 
-    def _run(self, work: Callable[[], PassReport], failure: str, poll_again: bool = False) -> None:
-        """One job: do the work, then arm the wake-up for whatever the ledger says is due next, and
-        after a sync, the next sync."""
+    def _run(self, work: Callable[[datetime], PassReport], failure: str, poll_again: bool = False) -> None:
+        """One job: do the work, tell the observers, then arm the wake-up for whatever the ledger says
+        is due next, and after a sync, the next sync."""
         with self._job_lock:
             if self._stopping:
                 return
+            now = clock.now()
+            self._job_started = time.monotonic()
             try:
-                self._log(work())
-            except Exception:
+                report = work(now)
+            except Exception as exc:
                 log.exception(failure)
+                error = f"{type(exc).__name__}: {exc}"
+                self._tell(lambda o: o.failed(error, now))
+            else:
+                self._log(report)
+                self._tell(lambda o: o.passed(report, now))
             finally:
+                self._job_started = None
                 self._arm_wakeup()
                 if poll_again:
                     self.scheduler.add_job(
@@ -126,6 +156,13 @@ class Daemon:
                         id=SYNC_JOB,
                         replace_existing=True,
                     )
+
+    def _tell(self, what: Callable[[Observer], None]) -> None:
+        for observer in self.observers:
+            try:
+                what(observer)
+            except Exception:  # watching the daemon must never stop it
+                log.exception("%s failed to take note of a pass", type(observer).__name__)
 
     def _arm_wakeup(self) -> None:
         due = self.engine.ledger.next_due()
@@ -157,9 +194,10 @@ class Daemon:
             )
 
 
-def serve(daemon: Daemon) -> None:
+def serve(daemon: Daemon, systemd: Systemd | None = None) -> None:
     """Run the daemon until SIGTERM or SIGINT. The first signal lets the message in flight finish and
-    stops; a second releases the claims not yet handed over and exits at once (ExitCode.KILLED)."""
+    stops; a second releases the claims not yet handed over and exits at once (ExitCode.KILLED).
+    Under systemd (Type=notify), it is told of each pass, pinged while healthy, and told of the stop."""
     stop = threading.Event()
     signals = {"count": 0}
 
@@ -175,9 +213,14 @@ def serve(daemon: Daemon) -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if systemd is not None:
+        daemon.observers.append(systemd)
+        systemd.start()
     daemon.start()
     try:
         while not stop.wait(1.0):
             pass
     finally:
+        if systemd is not None:
+            systemd.stopping()
         daemon.stop(wait=True)

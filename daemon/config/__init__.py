@@ -39,7 +39,9 @@ from daemon.config.sections import (
     GoogleCalendar,
     GoogleConfig,
     IcsCalendar,
+    LoggingConfig,
     MailConfig,
+    MetricsConfig,
     MicrosoftCalendar,
     MicrosoftConfig,
     RuleConfig,
@@ -75,6 +77,8 @@ NOT_SETTINGS = frozenset(
         "WEB_SECRET_FILE",
         "MICROSOFT_CLIENT_SECRET",
         "MICROSOFT_CLIENT_SECRET_FILE",
+        "METRICS_TOKEN",
+        "METRICS_TOKEN_FILE",
         "VENV",
     )
 )
@@ -83,6 +87,7 @@ _SECRET_KEYS = {"password", "secret", "token", "admin_token", "api_key", "client
 _SECRET_VARIABLES = {
     "web": "FOLLOWTHROUGH_WEB_ADMIN_TOKEN or FOLLOWTHROUGH_WEB_SECRET",
     "microsoft": "FOLLOWTHROUGH_MICROSOFT_CLIENT_SECRET",
+    "metrics": "FOLLOWTHROUGH_METRICS_TOKEN",
 }
 
 
@@ -104,6 +109,8 @@ class Settings(BaseModel):
     microsoft: MicrosoftConfig | None = None
     customers: dict[str, CustomerConfig] = {}
     web: WebConfig | None = None  # the console; `run` serves it only when the file has this table
+    metrics: MetricsConfig | None = None  # probes and metrics; without [web], `run` serves them here
+    logging: LoggingConfig = LoggingConfig()
 
     @field_validator("customers")
     @classmethod
@@ -245,6 +252,10 @@ class Settings(BaseModel):
         if self.web is None or self.web.base_url is None:
             return None
         return Links(self.web.base_url, secrets.link_keys(), self.web.link_expiry)
+
+    def metrics_token(self) -> str | None:
+        """The scrapers' token for /metrics, from FOLLOWTHROUGH_METRICS_TOKEN or _FILE; None when unset."""
+        return secrets.metrics_token()
 
     def web_listen(self) -> tuple[str, int]:
         """Where the console listens: [web] listen, or its default without the table."""

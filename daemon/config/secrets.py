@@ -12,7 +12,7 @@ from pathlib import Path
 from daemon.errors import ConfigError
 
 ENV_PREFIX = "FOLLOWTHROUGH_"
-SECRETS = ("SMTP_PASSWORD", "WEB_ADMIN_TOKEN", "WEB_SECRET")
+SECRETS = ("SMTP_PASSWORD", "WEB_ADMIN_TOKEN", "WEB_SECRET", "METRICS_TOKEN")
 # The console's admin token and the links' keys must not be guessable: `openssl rand -hex 16` gives 32.
 MIN_LENGTH = 16
 
@@ -34,10 +34,19 @@ def secret(name: str) -> tuple[str | None, str]:
 
 def admin_token() -> str | None:
     """The console's admin token; None when it is not set."""
-    token, variable = secret("WEB_ADMIN_TOKEN")
+    return _token("WEB_ADMIN_TOKEN", "the admin token")
+
+
+def metrics_token() -> str | None:
+    """The token scrapers send for /metrics (read-only: it opens nothing else); None when not set."""
+    return _token("METRICS_TOKEN", "the metrics token")
+
+
+def _token(name: str, what: str) -> str | None:
+    token, variable = secret(name)
     if token is not None and (len(token) < MIN_LENGTH or token != token.strip()):
         raise ConfigError(
-            f"{variable}: the admin token must be at least {MIN_LENGTH} characters, without "
+            f"{variable}: {what} must be at least {MIN_LENGTH} characters, without "
             "spaces around it (make one with `openssl rand -hex 16`)"
         )
     return token

@@ -526,3 +526,23 @@ class WebConfig(Section):
     @classmethod
     def _expiry(cls, value: timedelta) -> timedelta:
         return _at_least(value, timedelta(hours=1))
+
+
+class LoggingConfig(Section):
+    """How the log reads: "text", one readable line an event, or "json", one object a line for log
+    shippers (the command line's --log-format wins over it)."""
+
+    format: Literal["text", "json"] = "text"
+
+
+class MetricsConfig(Section):
+    """`run` serves /metrics, /livez and /readyz here when the console is off (with [web], on its port).
+    Beyond loopback it needs FOLLOWTHROUGH_METRICS_TOKEN (or _FILE), which scrapers send as a bearer."""
+
+    listen: str = "127.0.0.1:9325"
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen(value)
+        return value.strip()

@@ -249,6 +249,11 @@ class Ledger(ABC):
         """The playbook's sends (never a test), earliest due first."""
 
     @abstractmethod
+    def counts(self) -> dict[Status, int]:
+        """How many of the playbook's sends are in each state (never a test; a state none is in is left
+        out): one cheap query, for the metrics and the health check."""
+
+    @abstractmethod
     def transitions(self, key: str | None = None) -> list[Transition]: ...
 
     @abstractmethod

@@ -11,7 +11,7 @@ import logging
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from daemon.ledger.abc import Transition
@@ -166,6 +166,11 @@ class SendStore(Base):
             query = query.where(sends.c.event_id == event_id)
         with self._read() as conn:
             return [record(r) for r in conn.execute(query)]
+
+    def counts(self) -> dict[Status, int]:
+        query = select(sends.c.status, func.count()).where(PLAYBOOK).group_by(sends.c.status)
+        with self._read() as conn:
+            return {Status(status): int(n) for status, n in conn.execute(query)}
 
     def sent_count(self, sender: str, since: datetime, service_sender: str) -> int:
         """How many messages went out from `sender` since a moment: for per-sender daily limits."""

@@ -23,7 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from daemon.config import Settings
 from daemon.ledger import Ledger, open_ledger
-from daemon.web import api, links, pages
+from daemon.web import api, links, pages, probes
 from daemon.web.security import SecurityHeaders, TokenGuard, login_routes
 
 HERE = Path(__file__).resolve().parent
@@ -70,9 +70,16 @@ class Console:
         return HTMLResponse(body, status)
 
 
-def create_app(settings: Settings, token: str | None = None) -> Starlette:
-    """The console for these settings; with a token, every page and API call needs it."""
+def create_app(
+    settings: Settings,
+    token: str | None = None,
+    watch: probes.Probes | None = None,
+    metrics_token: str | None = None,
+) -> Starlette:
+    """The console for these settings; with a token, every page and API call needs it. `watch`: the
+    metrics and health of the daemon beside it in `run` (see probes.py)."""
     console = Console(settings, token)
+    watch = watch or probes.Probes.without_daemon(settings)
 
     def login_page(request: Request, message: str | None, status: int, target: str) -> Response:
         return console.page(request, "login.html", status, message=message, next=target)
@@ -100,11 +107,15 @@ def create_app(settings: Settings, token: str | None = None) -> Starlette:
         Route("/api/test-send", api.test_send(console), methods=["POST"]),
         Route("/outcome/{token}", links.outcome(console), methods=["GET", "POST"]),
         Route("/unsubscribe/{token}", links.unsubscribe(console), methods=["GET", "POST"]),
+        *probes.routes(watch, console.ledger),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SecurityHeaders), Middleware(TokenGuard, token=token)],
+        middleware=[
+            Middleware(SecurityHeaders),
+            Middleware(TokenGuard, token=token, metrics_token=metrics_token),
+        ],
         exception_handlers={404: api.not_found, 405: api.not_allowed},
         lifespan=lifespan,
     )

@@ -36,6 +36,8 @@ SECURITY_HEADERS = {
 }
 OPEN_PATHS = ("/login", "/static/")  # what an anonymous visitor may fetch: the login form and its CSS
 PUBLIC_PATHS = ("/outcome/", "/unsubscribe/", "/static/")  # reached from outside, through the company's proxy
+PROBE_PATHS = ("/livez", "/readyz")  # for probes: they say ok or not ready, and name calendars at most
+METRICS_PATH = "/metrics"
 
 
 def is_loopback(host: str) -> bool:
@@ -83,11 +85,13 @@ class SecurityHeaders:
 class TokenGuard:
     """Lets a request through with the admin token (`Authorization: Bearer`, or the login cookie), or
     without one when none is set: then only under a loopback host name, so that a web page whose
-    name was pointed at 127.0.0.1 (DNS rebinding) cannot use the console."""
+    name was pointed at 127.0.0.1 (DNS rebinding) cannot use the console. /livez and /readyz are open;
+    /metrics takes the metrics token too, and needs it (or the admin token) once there is one."""
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, metrics_token: str | None = None) -> None:
         self.app = app
         self.token = token
+        self.metrics_token = metrics_token
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -104,6 +108,14 @@ class TokenGuard:
         path = request.url.path
         if path.startswith(PUBLIC_PATHS):  # the links in emails: their token is their permission
             return None
+        if path in PROBE_PATHS:
+            return None
+        if path == METRICS_PATH and self.metrics_token is not None:
+            if bearer(request.headers, self.metrics_token) or (
+                self.token is not None and self.allowed(request.headers)
+            ):
+                return None
+            return unauthorized("the metrics token is missing or wrong (Authorization: Bearer <token>)")
         if self.token is None:
             host = (request.url.hostname or "").lower()
             if not is_loopback(host):
@@ -113,12 +125,8 @@ class TokenGuard:
             return None
         if path.startswith(OPEN_PATHS) or self.allowed(request.headers):
             return None
-        if path.startswith("/api/"):
-            return JSONResponse(
-                {"error": "the admin token is missing or wrong (Authorization: Bearer <token>)"},
-                401,
-                headers={"www-authenticate": 'Bearer realm="followthrough"'},
-            )
+        if path.startswith("/api/") or path == METRICS_PATH:
+            return unauthorized("the admin token is missing or wrong (Authorization: Bearer <token>)")
         return RedirectResponse(f"/login?next={urllib.parse.quote(path)}", 303)
 
     def allowed(self, headers: Headers) -> bool:
@@ -128,6 +136,16 @@ class TokenGuard:
             return same(given.strip(), self.token)
         cookie = Request({"type": "http", "headers": headers.raw}).cookies.get(COOKIE)
         return cookie is not None and same(cookie, session_value(self.token))
+
+
+def bearer(headers: Headers, token: str) -> bool:
+    """The request carries `Authorization: Bearer <token>` (compared in constant time)."""
+    scheme, _, given = headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and bool(given) and same(given.strip(), token)
+
+
+def unauthorized(message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, 401, headers={"www-authenticate": 'Bearer realm="followthrough"'})
 
 
 def safe_next(value: str | None) -> str:

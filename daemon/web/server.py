@@ -1,7 +1,8 @@
-"""Serving the console with uvicorn, in a thread: beside the daemon in `run`, or alone in `followthrough web`.
+"""Serving the console with uvicorn, in a thread: beside the daemon in `run`, or alone in `followthrough web`;
+and, in `run` without the console, the probes and metrics on a server of their own.
 
 The socket is bound here, before anything else starts, so a taken port, or an address beyond loopback
-without an admin token, stops start-up with a message that names the key.
+without its token, stops start-up with a message that names the key.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import socket
 import threading
 import time
 from types import FrameType
+from typing import Self
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from daemon.config import Settings
-from daemon.config.sections import parse_listen
+from daemon.config.sections import MetricsConfig, parse_listen
 from daemon.errors import ConfigError, UserError
 from daemon.web.app import create_app
 from daemon.web.links import HideTokens
+from daemon.web.probes import Probes, probes_app
 from daemon.web.security import is_loopback
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,21 @@ def console_access(settings: Settings, listen: str | None = None) -> tuple[str, 
     return host, port, token
 
 
-def bind(host: str, port: int) -> socket.socket:
+def metrics_access(settings: Settings) -> tuple[str, int, str | None]:
+    """Where the probes' own server listens and the metrics token; ConfigError when bound beyond
+    loopback without one."""
+    listen = (settings.metrics or MetricsConfig()).listen
+    host, port = parse_listen(listen)
+    token = settings.metrics_token()
+    if token is None and not is_loopback(host):
+        raise ConfigError(
+            f"metrics.listen = {listen!r} reaches beyond this machine, so /metrics needs a token: set "
+            "FOLLOWTHROUGH_METRICS_TOKEN or FOLLOWTHROUGH_METRICS_TOKEN_FILE, or listen on 127.0.0.1"
+        )
+    return host, port, token
+
+
+def bind(host: str, port: int, what: str = "the console") -> socket.socket:
     """A listening TCP socket; UserError naming the address when it cannot be had."""
     try:
         family, kind, proto, _, address = socket.getaddrinfo(
@@ -62,24 +80,24 @@ def bind(host: str, port: int) -> socket.socket:
         )[0]
         sock = socket.socket(family, kind, proto)
     except OSError as exc:
-        raise UserError(f"the console cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise UserError(f"{what} cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
         sock.listen(128)
     except OSError as exc:
         sock.close()
-        raise UserError(f"the console cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        raise UserError(f"{what} cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     return sock
 
 
-class ConsoleServer:
-    """The console on a uvicorn server of its own, in a daemon thread; `start` returns once it answers."""
+class ThreadedServer:
+    """An ASGI app on a uvicorn server of its own, in a daemon thread; `start` returns once it answers."""
 
-    def __init__(self, settings: Settings, listen: str | None = None) -> None:
-        host, port, token = console_access(settings, listen)
-        self.secured = token is not None
-        self.socket = bind(host, port)
+    what = "the server"
+
+    def __init__(self, app: ASGIApp, host: str, port: int) -> None:
+        self.socket = bind(host, port, self.what)
         self.port = int(self.socket.getsockname()[1])  # the one given, or the free one for port 0
         self.host = host
         access = logging.getLogger("uvicorn.access")
@@ -88,7 +106,7 @@ class ConsoleServer:
         if not log.isEnabledFor(logging.DEBUG):  # uvicorn's start and stop lines: -vv only
             logging.getLogger("uvicorn.error").setLevel(logging.WARNING)
         config = uvicorn.Config(
-            create_app(settings, token),
+            app,
             log_config=None,  # our logging, set up by the CLI
             access_log=log.isEnabledFor(logging.DEBUG),  # the preview polls every 1.5 s: -vv only
             lifespan="on",
@@ -96,7 +114,7 @@ class ConsoleServer:
             timeout_graceful_shutdown=int(STOP_TIMEOUT / 2),
         )
         self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self._run, name="console", daemon=True)
+        self.thread = threading.Thread(target=self._run, name=self.what, daemon=True)
 
     @property
     def url(self) -> str:
@@ -107,18 +125,21 @@ class ConsoleServer:
         try:
             self.server.run(sockets=[self.socket])
         except BaseException:  # uvicorn exits on a failed start-up: say so, the thread ends
-            log.exception("the console stopped")
+            log.exception("%s stopped", self.what)
 
-    def start(self) -> ConsoleServer:
+    def start(self) -> Self:
         self.thread.start()
         deadline = time.monotonic() + START_TIMEOUT
         while not self.server.started:
             if not self.thread.is_alive() or time.monotonic() > deadline:
                 self.stop()
-                raise UserError(f"the console did not start on {self.url} (see the log above)")
+                raise UserError(f"{self.what} did not start on {self.url} (see the log above)")
             time.sleep(0.02)
-        log.info("console at %s%s", self.url, " (admin token required)" if self.secured else "")
+        self.started()
         return self
+
+    def started(self) -> None:
+        """Say where it listens."""
 
     @property
     def running(self) -> bool:
@@ -129,7 +150,36 @@ class ConsoleServer:
         if self.thread.is_alive():
             self.thread.join(STOP_TIMEOUT)
         self.socket.close()
-        log.info("console stopped")
+        log.info("%s stopped", self.what)
+
+
+class ConsoleServer(ThreadedServer):
+    """The console; in `run`, `watch` holds the daemon's metrics and health for its probes."""
+
+    what = "the console"
+
+    def __init__(self, settings: Settings, listen: str | None = None, watch: Probes | None = None) -> None:
+        host, port, token = console_access(settings, listen)
+        self.secured = token is not None
+        super().__init__(create_app(settings, token, watch, settings.metrics_token()), host, port)
+
+    def started(self) -> None:
+        log.info("console at %s%s", self.url, " (admin token required)" if self.secured else "")
+
+
+class ProbeServer(ThreadedServer):
+    """/livez, /readyz and /metrics alone, at [metrics] listen: `run` without the console."""
+
+    what = "the metrics server"
+
+    def __init__(self, settings: Settings, watch: Probes) -> None:
+        host, port, token = metrics_access(settings)
+        self.secured = token is not None
+        super().__init__(probes_app(settings, watch, token), host, port)
+
+    def started(self) -> None:
+        secured = " (metrics token required)" if self.secured else ""
+        log.info("metrics at %smetrics, probes at /livez and /readyz%s", self.url, secured)
 
 
 def serve_console(console: ConsoleServer) -> None:

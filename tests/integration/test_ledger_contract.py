@@ -910,3 +910,20 @@ def test_outcomes_are_logged_with_where_they_came_from(open_ledger: OpenLedger) 
     # and a tag that is gone does not take away an outcome a person recorded
     assert not ledger.clear_outcome("call-1", "tag")
     assert ledger.outcome_log("other") == []
+
+
+def test_counts_are_the_playbooks_sends_by_state_never_a_test(open_ledger: OpenLedger) -> None:
+    ledger = open_ledger()
+    # Given nothing yet: no state is counted
+    assert ledger.counts() == {}
+    # Given two calls' prompts planned, one prep sent and one claimed, and a test send
+    ledger.reconcile(EventPlan("call-1", [*call_plan("call-1", T).values()]), T - 30 * H)
+    ledger.reconcile(EventPlan("call-2", [*call_plan("call-2", T + H).values()]), T - 30 * H)
+    deliver(ledger, "closing-prep:call-1", T - 24 * H)
+    assert [s.key for s in ledger.claim_due(T - 23 * H, CLAIM)] == ["closing-prep:call-2"]
+    at = T - 20 * H
+    test = trial_send("call-1", at)
+    sent = Sent(None, Delivered(at, "[TEST] Prep", "<t@acme.example>", {}))
+    ledger.record_test(test, "[TEST] Prep", sent, at)
+    # Then the counts are the playbook's, by state, the test left out
+    assert ledger.counts() == {Status.PLANNED: 4, Status.CLAIMED: 1, Status.SENT: 1}

@@ -74,10 +74,11 @@ class Daemon:
     out: IO[bytes]
 
     @classmethod
-    def start(cls, config: Path, log: Path, *options: str) -> Daemon:
-        """`followthrough [OPTIONS] run`; `-vv` logs each pass's end ("next wake-up at")."""
+    def start(cls, config: Path, log: Path, *options: str, env: dict[str, str] | None = None) -> Daemon:
+        """`followthrough [OPTIONS] run`; `-vv` logs each pass's end ("next wake-up at"); `env`: its
+        environment (default: this one without FOLLOWTHROUGH_* variables)."""
         out = log.open("wb")
-        process = popen(*options, "run", config=config, stdout=out, stderr=subprocess.STDOUT)
+        process = popen(*options, "run", config=config, env=env, stdout=out, stderr=subprocess.STDOUT)
         return cls(process, log, out)
 
     def output(self) -> str:
