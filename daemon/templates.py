@@ -316,16 +316,14 @@ class Templates:
         digests = {f: hashlib.sha256((on_disk.get(f) or "").encode()).hexdigest() for f in changed}
         if all(f in self._refused and self._refused[f][0] == digests[f] for f in changed):
             return []  # nothing new since the last refusal (or no change at all)
-        baseline = set(self.problems)
-        if self._take(check, changed, on_disk, baseline):
+        if not self._take(check, changed, on_disk):
             return []
         refused_now: list[Problem] = []
         for file in changed:
-            if self._take(check, [file], on_disk, set(self.problems)):
+            new = self._take(check, [file], on_disk)
+            if not new:
                 continue
-            candidate = self._with(on_disk, [file])
-            new = [p for p in check(Templates(self.directory, self.defaults, candidate)) if p not in baseline]
-            problem = new[0] if new else Problem(file, None, "refused with the other edits")
+            problem = new[0]
             if self._refused.get(file) != (digests[file], problem):
                 refused_now.append(problem)
                 log.error("template %s refused, the last good version stays in use: %s", file, problem)
@@ -342,21 +340,20 @@ class Templates:
         return candidate
 
     def _take(
-        self, check: Callable[[Templates], list[Problem]], files: list[str], on_disk: dict[str, str],
-        baseline: set[Problem],
-    ) -> bool:  # fmt: skip
-        """Adopt these files' edits if the check finds nothing new with them."""
+        self, check: Callable[[Templates], list[Problem]], files: list[str], on_disk: dict[str, str]
+    ) -> list[Problem]:
+        """Adopt these files' edits if the check finds nothing new with them; else what it found."""
         candidate = self._with(on_disk, files)
-        trial = Templates(self.directory, self.defaults, candidate)
-        problems = check(trial)
-        if any(p not in baseline for p in problems):
-            return False
+        problems = check(Templates(self.directory, self.defaults, candidate))
+        new = [p for p in problems if p not in set(self.problems or [])]
+        if new:
+            return new
         self._adopt(candidate)
         self.problems = problems
         for file in files:
             self._refused.pop(file, None)
             log.info("template %s %s", file, "reloaded" if file in on_disk else "removed")
-        return True
+        return []
 
     def stale(self) -> dict[str, Problem]:
         """The files whose edit was refused: they run on their last good version."""
