@@ -44,6 +44,7 @@ def console_access(settings: Settings, listen: str | None = None) -> tuple[str, 
         host, port = settings.web_listen()
         where = f"web.listen = {(settings.web.listen if settings.web else '127.0.0.1:8025')!r}"
     token = settings.web_admin_token()
+    settings.links()  # the links' keys, when base_url is set: missing ones stop start-up, not a click
     if token is None and settings.web is not None and settings.web.base_url is not None:
         # Reached from outside through a proxy, whose requests all come from this machine.
         raise ConfigError(
