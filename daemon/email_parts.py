@@ -53,6 +53,7 @@ def escape(value: Any) -> str:
 
 
 def unlink(text: str) -> str:
+    """A word joiner after `://` and `www.`: the text reads the same, and no client links it."""
     return _UNLINK.sub("\\1\u2060", text)
 
 
@@ -61,12 +62,12 @@ def unlink(text: str) -> str:
 
 def bullets(items: Iterable[Any]) -> MarkdownSafe:
     """`- item` lines, each item escaped."""
-    return MarkdownSafe("\n".join(f"- {escape(item)}" for item in items))
+    return MarkdownSafe("\n".join(f"- {escape(str(item).strip())}" for item in items))
 
 
 def quote(text: Any) -> MarkdownSafe:
     """Text (the rep's notes) as a quoted block, its line breaks kept."""
-    lines = [escape(line) for line in str(text or "").splitlines() if line.strip()]
+    lines = [escape(line.strip()) for line in str(text or "").splitlines() if line.strip()]
     return MarkdownSafe(
         "\n".join(f"> {line}" + ("\\" if i < len(lines) - 1 else "") for i, line in enumerate(lines))
     )
