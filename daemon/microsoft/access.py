@@ -12,12 +12,14 @@ import base64
 import email.utils
 import json
 import logging
+import re
 import ssl
 import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -97,6 +99,8 @@ class _MsalHttp:
     def post(
         self, url: str, params: Any = None, data: Any = None, headers: Any = None, **_: Any
     ) -> httpx.Response:
+        if isinstance(data, Mapping):  # MSAL's client assertion is bytes: httpx would send "b'…'"
+            data = {k: v.decode("ascii") if isinstance(v, bytes) else v for k, v in data.items()}
         return self.client.post(url, params=params, data=data, headers=headers)
 
     def close(self) -> None:
@@ -139,27 +143,15 @@ class MicrosoftAccess:
     # -- tokens -------------------------------------------------------------------------------
 
     def client_credential(self) -> str | dict[str, str]:
-        """The certificate's private key, or the client secret from the environment."""
+        """The certificate's private key (with its thumbprint, or the certificate), or the client
+        secret from the environment. Raises ConfigError naming the key when either is unusable."""
         if self.config.certificate_file is not None:
-            try:
-                pem = self.config.certificate_file.read_text(encoding="utf-8")
-            except OSError as exc:
-                raise ConfigError(
-                    f"microsoft.certificate_file: cannot read {self.config.certificate_file}: {exc.strerror}"
-                ) from None
-            if self.config.certificate_thumbprint:
-                return {"private_key": pem, "thumbprint": self.config.certificate_thumbprint}
-            if "BEGIN CERTIFICATE" not in pem:
-                raise ConfigError(
-                    "microsoft.certificate_file: holds no certificate; add it to the file, or set "
-                    "certificate_thumbprint"
-                )
-            return {"private_key": pem, "public_certificate": pem}
+            return certificate_credential(self.config.certificate_file, self.config.certificate_thumbprint)
         value, _ = secret(SECRET)
         if value is None:
             raise ConfigError(
                 f"[microsoft] needs a credential: set FOLLOWTHROUGH_{SECRET} or FOLLOWTHROUGH_{SECRET}_FILE, "
-                "or microsoft.certificate_file"
+                "or [microsoft] certificate_file"
             )
         return value
 
@@ -181,10 +173,13 @@ class MicrosoftAccess:
 
     @property
     def fix(self) -> str:
-        return (
-            f"check the app registration {self.config.client_id} in tenant {self.config.tenant_id} "
-            f"(its client secret in FOLLOWTHROUGH_{SECRET}, or certificate) and its admin consent"
-        )
+        where = f"check the app registration {self.config.client_id} in tenant {self.config.tenant_id}"
+        if self.config.certificate_file is not None:
+            return (
+                f"{where}: the certificate of [microsoft] certificate_file ({self.config.certificate_file}) "
+                "must be among its Certificates & secrets, and its admin consent granted"
+            )
+        return f"{where} (its client secret in FOLLOWTHROUGH_{SECRET}) and its admin consent"
 
     def token(self) -> str:
         """An app-only access token for Graph; MSAL keeps it until shortly before it expires.
@@ -193,6 +188,8 @@ class MicrosoftAccess:
         be reached."""
         try:
             result = self._application().acquire_token_for_client(scopes=[self.scope])
+        except ConfigError:
+            raise
         except ValueError as exc:  # MSAL's answer to a malformed key or an unusable authority
             raise GrantError(f"Microsoft sign-in failed: {exc}; {self.fix}") from None
         except httpx.TransportError:
@@ -271,6 +268,63 @@ class MicrosoftAccess:
             if self._http is not None:
                 self._http.close()
                 self._http = None
+
+
+_KEY = re.compile(
+    rb"-----BEGIN (?:RSA |EC |ENCRYPTED )?PRIVATE KEY-----.+?-----END [A-Z ]*PRIVATE KEY-----", re.S
+)
+_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def certificate_credential(path: Path, thumbprint: str | None) -> dict[str, str]:
+    """MSAL's client credential from a PEM file holding an unencrypted RSA private key and, unless
+    `thumbprint` (SHA-1, hex) is given, its certificate. When both are there the thumbprint must be the
+    certificate's and the key must be the certificate's: Entra ID would refuse either with AADSTS700027."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    name = "[microsoft] certificate_file"
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror or exc}") from None
+    found = _KEY.search(data)
+    if found is None:
+        raise ConfigError(f"{name}: {path} holds no PEM private key (-----BEGIN PRIVATE KEY-----)")
+    try:
+        key = serialization.load_pem_private_key(found.group(0), password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{name}: cannot read the private key in {path} ({exc}); it must be an unencrypted PEM key"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ConfigError(f"{name}: the private key in {path} is not an RSA key, which Entra ID needs")
+    try:
+        certificates = [x509.load_pem_x509_certificate(block) for block in _CERT.findall(data)]
+    except ValueError as exc:
+        raise ConfigError(f"{name}: cannot read the certificate in {path} ({exc})") from None
+    public = key.public_key().public_numbers()
+    own = next((c for c in certificates if c.public_key().public_numbers() == public), None)  # type: ignore[union-attr]
+    if certificates and own is None:
+        raise ConfigError(f"{name}: the private key in {path} belongs to none of the certificates in it")
+    key_pem = found.group(0).decode("ascii")
+    if own is not None:
+        actual = own.fingerprint(hashes.SHA1()).hex().upper()  # Entra ID's thumbprint is SHA-1
+        if thumbprint and thumbprint.upper() != actual:
+            raise ConfigError(
+                f"[microsoft] certificate_thumbprint {thumbprint} is not the thumbprint of the certificate "
+                f"in {path} ({actual}); correct it, or leave it out"
+            )
+        if not thumbprint:
+            cert_pem = own.public_bytes(serialization.Encoding.PEM).decode("ascii")
+            return {"private_key": key_pem, "public_certificate": cert_pem}
+    if not thumbprint:
+        raise ConfigError(
+            f"{name}: {path} holds no certificate; add it to the file, "
+            "or set [microsoft] certificate_thumbprint"
+        )
+    return {"private_key": key_pem, "thumbprint": thumbprint.upper()}
 
 
 def error_of(response: httpx.Response) -> tuple[str, str]:

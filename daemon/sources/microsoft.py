@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from daemon.errors import GrantError, SourceError
+from daemon.errors import ConfigError, GrantError, SourceError
 from daemon.microsoft.access import MicrosoftAccess, Throttled, error_of
 from daemon.model import CalendarEvent, EventStatus, clean_line
 from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
@@ -105,7 +105,7 @@ class MicrosoftCalendarSource(CalendarSource):
         for _ in range(MAX_PAGES):
             try:
                 response = self.access.get(url, params=query, prefer=PREFER)
-            except GrantError as exc:
+            except (GrantError, ConfigError) as exc:  # ConfigError: the certificate file is unusable
                 raise self._grant_error(str(exc)) from None
             except Throttled as exc:
                 raise SourceError(

@@ -4,8 +4,11 @@ The real MSAL and httpx talk to it through `[microsoft] authority`, `graph_endpo
 throwaway CA from private_ca.py), so discovery, token requests, paging and errors go through their code.
 
 - `/{tenant}/v2.0/.well-known/openid-configuration` and `/{tenant}/oauth2/v2.0/token`: client
-  credentials by secret or by certificate assertion (a JWT; its signature is not checked, its `x5t`
-  header must be there); the access token is an unsigned JWT whose `roles` are the app's permissions.
+  credentials by secret, or by certificate assertion: a JWT whose `x5t` (SHA-1) or `x5t#S256` header
+  names one of `certificates` (the app registration's), signed with that certificate's key (RS256 or
+  PS256), `aud` the token endpoint, `iss` and `sub` the client id, not expired; else 401 `invalid_client`
+  as Entra ID answers (AADSTS700027 for an unknown key or a bad signature). The access token is an
+  unsigned JWT whose `roles` are the app's permissions.
 - `/v1.0/users/{id}/calendarView/delta`: a mailbox's events in a window, `@odata.nextLink` pages (and
   empty ones, on request), a `@odata.deltaLink` whose next round returns only what changed since, as
   full events or `{"id", "@removed"}` (deleted, or moved out of the window); `expire_delta_tokens`
@@ -38,11 +41,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
 from tests.support.private_ca import PrivateCa, make_private_ca
 
 TENANT = "contoso-tenant"
 CLIENT_ID = "11111111-2222-3333-4444-555555555555"
 CLIENT_SECRET = "fake-client-secret-value"
+ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ROLES = ("Calendars.Read", "Mail.Send", "Mail.ReadBasic.All")
 
 
@@ -85,6 +93,10 @@ def _jwt(claims: dict[str, Any]) -> str:
     return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}.sig"
 
 
+def _b64(digest: bytes) -> str:
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 def _claims(token: str) -> dict[str, Any]:
     head, payload = token.split(".")[:2]
     return {
@@ -111,6 +123,8 @@ class FakeGraph:
         self.roles: set[str] = set(ROLES)
         self.scope: set[str] | None = None  # None: every mailbox (a tenant-wide consent)
         self.secret = CLIENT_SECRET
+        self.certificates: list[x509.Certificate] = []  # the app registration's uploaded certificates
+        self.assertions: list[dict[str, Any]] = []  # the verified client assertions' headers and claims
         self.empty_pages = 0  # empty pages put before the last page of every round
         self.duplicate_changes = False
         self.token_requests = 0
@@ -283,8 +297,9 @@ class FakeGraph:
             return 400, {}, {"error": "unauthorized_client", "error_description": "AADSTS700016: unknown app"}
         assertion = form.get("client_assertion")
         if assertion:
-            if "x5t" not in _claims(assertion)["header"] and "x5t#S256" not in _claims(assertion)["header"]:
-                return 401, {}, {"error": "invalid_client", "error_description": "AADSTS700027: no x5t"}
+            refused = self._refuse_assertion(form, assertion)
+            if refused:
+                return 401, {}, {"error": "invalid_client", "error_description": refused}
         elif form.get("client_secret") != self.secret:
             return (
                 401,
@@ -300,6 +315,48 @@ class FakeGraph:
         with self.lock:
             self.tokens.add(token)
         return 200, {}, {"token_type": "Bearer", "expires_in": 3599, "access_token": token}
+
+    def _refuse_assertion(self, form: dict[str, str], assertion: str) -> str | None:
+        """Why Entra ID would refuse this client assertion, or None when it is good."""
+        if form.get("client_assertion_type") != ASSERTION_TYPE:
+            return "AADSTS50027: client_assertion_type must be " + ASSERTION_TYPE
+        try:
+            header = jwt.get_unverified_header(assertion)
+        except jwt.PyJWTError as exc:
+            return f"AADSTS50027: JWT token is invalid or malformed ({exc})"
+        by_sha1 = {_b64(c.fingerprint(hashes.SHA1())): c for c in self.certificates}
+        by_sha256 = {_b64(c.fingerprint(hashes.SHA256())): c for c in self.certificates}
+        # base64url; MSAL keeps the padding, which Entra ID accepts
+        named = {k: str(header.get(k, "")).rstrip("=") for k in ("x5t", "x5t#S256")}
+        cert = by_sha256.get(named["x5t#S256"]) or by_sha1.get(named["x5t"])
+        if cert is None:
+            return (
+                "AADSTS700027: Client assertion failed signature validation. [Reason - The key was not "
+                f"found., Thumbprint of key used by client: '{header.get('x5t') or header.get('x5t#S256')}']"
+            )
+        try:
+            claims = jwt.decode(
+                assertion,
+                key=cert.public_key(),  # type: ignore[arg-type]
+                algorithms=["RS256", "PS256"],
+                audience=f"{self.authority}/oauth2/v2.0/token",
+                issuer=CLIENT_ID,
+                options={"require": ["exp", "aud", "iss", "sub"]},
+            )
+        except jwt.InvalidSignatureError:
+            return (
+                "AADSTS700027: Client assertion failed signature validation. [Reason - The provided "
+                "signature value did not match the expected signature value.]"
+            )
+        except jwt.ExpiredSignatureError:
+            return "AADSTS700024: Client assertion is not within its valid time range."
+        except jwt.PyJWTError as exc:
+            return f"AADSTS700027: Client assertion is invalid ({type(exc).__name__}: {exc})"
+        if claims["sub"] != CLIENT_ID:
+            return "AADSTS700021: Client assertion application identifier doesn't match 'client_id'."
+        with self.lock:
+            self.assertions.append({"header": header, "claims": claims})
+        return None
 
     def _delta(
         self, user: str, query: dict[str, str], headers: dict[str, str]
