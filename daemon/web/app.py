@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from daemon.config import Settings
-from daemon.ledger import Ledger, open_ledger
+from daemon.ledger import Ledger
 from daemon.web import api, links, pages, probes
 from daemon.web.security import SecurityHeaders, TokenGuard, login_routes
 
@@ -38,11 +37,11 @@ class Console:
     token: str | None = None
     zone: ZoneInfo = field(init=False)
     html: Environment = field(init=False)
-    _ledger: Ledger | None = field(default=None, init=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _ledger: probes.SharedLedger = field(init=False)
 
     def __post_init__(self) -> None:
         self.zone = ZoneInfo(self.settings.company.timezone)
+        self._ledger = probes.SharedLedger(self.settings)
         self.html = Environment(
             loader=FileSystemLoader(str(HERE / "pages")),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -51,16 +50,10 @@ class Console:
         )
 
     def ledger(self) -> Ledger:
-        with self._lock:
-            if self._ledger is None:
-                self._ledger = open_ledger(self.settings.store_url, self.settings.store.busy_timeout)
-            return self._ledger
+        return self._ledger()
 
     def close(self) -> None:
-        with self._lock:
-            if self._ledger is not None:
-                self._ledger.close()
-                self._ledger = None
+        self._ledger.close()
 
     def page(self, request: Request, name: str, status: int = 200, **values: Any) -> HTMLResponse:
         body = self.html.get_template(name).render(
