@@ -22,6 +22,7 @@ from starlette.staticfiles import StaticFiles
 
 from daemon.config import Settings
 from daemon.ledger import Ledger
+from daemon.links import Links
 from daemon.web import api, links, pages, probes
 from daemon.web.security import SecurityHeaders, TokenGuard, login_routes
 
@@ -37,11 +38,13 @@ class Console:
     token: str | None = None
     zone: ZoneInfo = field(init=False)
     html: Environment = field(init=False)
+    links: Links | None = field(init=False)  # the links in emails this server reads, if it serves them
     _ledger: probes.SharedLedger = field(init=False)
 
     def __post_init__(self) -> None:
         self.zone = ZoneInfo(self.settings.company.timezone)
         self._ledger = probes.SharedLedger(self.settings)
+        self.links = self.settings.links()
         self.html = Environment(
             loader=FileSystemLoader(str(HERE / "pages")),
             autoescape=select_autoescape(default=True, default_for_string=True),

@@ -18,7 +18,7 @@ from starlette.responses import Response
 
 from daemon import clock, display, operations
 from daemon.errors import FollowthroughError
-from daemon.links import LinkError, Links, OutcomeLink
+from daemon.links import LinkError, OutcomeLink
 from daemon.model import Outcome, Status
 from daemon.playbook import classify
 from daemon.web.security import capped_body
@@ -63,15 +63,11 @@ def refused(console: Console, request: Request, error: LinkError) -> Response:
     return page(console, request, error.status, title="This link does not work", message=str(error))
 
 
-def _links(console: Console) -> Links | None:
-    return console.settings.links()
-
-
 def outcome(console: Console) -> Callable[[Request], Any]:
     """`/outcome/<token>`: GET and HEAD show what the click would record; POST records it."""
 
     async def endpoint(request: Request) -> Response:
-        links = _links(console)
+        links = console.links
         if links is None:
             return page(console, request, 404, title="Not found", message="This server serves no links.")
         try:
@@ -93,10 +89,11 @@ def _seen(console: Console, link: OutcomeLink) -> Seen | None:
     stored = ledger.event(link.event_id)
     if stored is None:
         return None
-    c = classify(stored.event, console.settings.policy())
+    policy = console.settings.policy()
+    c = classify(stored.event, policy)
     current = ledger.outcome(link.event_id)
     return Seen(
-        title=console.settings.policy().tags.strip(stored.event.title) or "(no title)",
+        title=policy.tags.strip(stored.event.title) or "(no title)",
         company=c.deal.company if c else "",
         when=display.local(stored.event.start, console.zone),
         outcome=link.outcome,
@@ -157,7 +154,7 @@ def unsubscribe(console: Console) -> Callable[[Request], Any]:
     suppresses the addresses at once and answers 200, with no cookie, login or redirect."""
 
     async def endpoint(request: Request) -> Response:
-        links = _links(console)
+        links = console.links
         if links is None:
             return page(console, request, 404, title="Not found", message="This server serves no links.")
         try:
