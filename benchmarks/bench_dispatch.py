@@ -1,0 +1,535 @@
+"""Benchmark: dispatching N due sends over SMTP, against raw smtplib sending the same messages.
+
+Run `python -m benchmarks.bench_dispatch [--sends 1000]`; docs/benchmarks.md explains the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import json
+import multiprocessing
+import os
+import pstats
+import shutil
+import smtplib
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+
+from daemon.config import load
+from daemon.engine import Engine, PassReport
+from daemon.ledger import Ledger
+from daemon.mail import Transport
+from daemon.model import Status
+
+H = timedelta(hours=1)
+D = timedelta(days=1)
+TARGET = 0.9  # followthrough's throughput over raw smtplib's, at least
+REP = ("alice@acme.example", "Alice Moreno")
+REPS = (REP, ("bob@acme.example", "Bob Lindqvist"), ("carla@acme.example", "Carla Okafor"))
+NOTES = (
+    "Homework: send the DPA; confirm data residency in the EU\\n"
+    "Promised: a sandbox with their last quarter's data\\n"
+    "Decision expected by the end of the month; legal review takes two weeks on their side."
+)
+
+
+# -- the SMTP server, in a process of its own -------------------------------------------------------
+
+
+class _Counting:
+    """An aiosmtpd handler that takes every message and counts it, keeping nothing."""
+
+    def __init__(self, count: Any) -> None:
+        self.count = count
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.count.get_lock():
+            self.count.value += 1
+        return "250 OK"
+
+
+def _serve(port: Any, count: Any, ready: Any) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    async def main() -> None:
+        handler = _Counting(count)
+        server = await asyncio.get_running_loop().create_server(
+            lambda: SMTP(handler, hostname="bench.example"), "127.0.0.1", 0
+        )
+        port.value = server.sockets[0].getsockname()[1]
+        ready.set()
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+@dataclass
+class Server:
+    process: Any
+    port: int
+    count: Any
+
+    def received(self) -> int:
+        return int(self.count.value)
+
+    def cpu(self) -> float:
+        """The server process's CPU seconds so far (user + system)."""
+        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def smtp_server() -> Iterator[Server]:
+    """aiosmtpd on 127.0.0.1 in a spawned process: it never shares a GIL with the client measured."""
+    spawn = multiprocessing.get_context("spawn")
+    port, count, ready = spawn.Value("i", 0), spawn.Value("l", 0), spawn.Event()
+    process = spawn.Process(target=_serve, args=(port, count, ready), daemon=True)
+    process.start()
+    try:
+        if not ready.wait(30):
+            raise RuntimeError("the SMTP server did not start")
+        yield Server(process, int(port.value), count)
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+# -- the calendar and the ledger ------------------------------------------------------------------
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _vevent(
+    uid: str, start: datetime, summary: str, rep: tuple[str, str], customers: int, domain: str
+) -> str:
+    people = [rep] + [
+        (f"buyer{j}@{domain}", f"Buyer {j} {domain.split('.')[0].title()}") for j in range(customers)
+    ]
+    lines = [
+        "BEGIN:VEVENT",
+        f"UID:{uid}",
+        "DTSTAMP:20260101T000000Z",
+        f"DTSTART:{_stamp(start)}",
+        f"DTEND:{_stamp(start + H)}",
+        f"SUMMARY:{summary}",
+        f"DESCRIPTION:{NOTES}",
+        f"ORGANIZER;CN={rep[1]}:mailto:{rep[0]}",
+        *(f"ATTENDEE;CN={name};PARTSTAT=ACCEPTED:mailto:{address}" for address, name in people),
+        "END:VEVENT",
+    ]
+    return "\r\n".join(lines) + "\r\n"
+
+
+# What one deal of each kind has due `now`, planned an hour earlier, by the default rules.
+KINDS: dict[str, tuple[str, ...]] = {
+    "soon": ("closing-prep", "closing-final"),  # a closing call in 30 minutes: both prompts to the rep
+    "tomorrow": ("closing-prep",),  # a closing call in 20 hours: the prep prompt
+    "ended": ("outcome-nudge",),  # a closing call that ended 3 hours ago, no outcome yet
+    "won": ("implementation-intro", "handoff-brief"),  # won: the customer's intro, the team's brief
+    "lost": ("lost-thank-you",),  # lost two days ago: the thank-you to the customer
+    "kickoff": ("kickoff-prep",),  # a kickoff tomorrow: the prep to the rep and the team
+}
+MIX = ("soon", "tomorrow", "ended", "won", "lost", "kickoff", "won", "tomorrow")
+
+
+def calendar(sends: int, now: datetime) -> tuple[str, int]:
+    """An ICS calendar whose deals have `sends` sends due at `now`, planned at `now - 1h`."""
+    events: list[str] = []
+    due = 0
+    i = 0
+    while due < sends:
+        kind = MIX[i % len(MIX)]
+        if due + len(KINDS[kind]) > sends:
+            kind = "lost"
+        domain = f"deal{i}.example"
+        rep = REPS[i % len(REPS)]
+        customers = 1 + i % 3
+        name = f"Deal {i}"
+        start = {
+            "soon": now + H / 2,
+            "tomorrow": now + 20 * H,
+            "ended": now - 4 * H,
+            "won": now - 3 * H,
+            "lost": now - 2 * D,
+            "kickoff": now + 20 * H,
+        }[kind]
+        tag = {"won": "#closing #won", "lost": "#closing #lost", "kickoff": "#kickoff"}.get(kind, "#closing")
+        events.append(_vevent(f"{kind}-{i}", start, f"{name} terms {tag}", rep, customers, domain))
+        if kind in ("won", "lost", "ended"):  # the deal's kickoff, earlier: rendering reads the deal's events
+            events.append(
+                _vevent(f"kick-{i}", start - 20 * D, f"{name} kickoff #kickoff", rep, customers, domain)
+            )
+        due += len(KINDS[kind])
+        i += 1
+    text = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//followthrough bench//EN\r\n" + "".join(events)
+    return text + "END:VCALENDAR\r\n", due
+
+
+CONFIG = """\
+[company]
+name = "Acme Analytics"
+domains = ["acme.example"]
+timezone = "Europe/Berlin"
+
+[[calendars]]
+name = "sales"
+source = "ics"
+path = "calendar.ics"
+owner = "alice@acme.example"
+
+[mail]
+transport = "smtp"
+from = "Followthrough <ft@acme.example>"
+
+[mail.smtp]
+host = "127.0.0.1"
+port = {port}
+starttls = false
+timeout = 30
+
+[store]
+url = "{store}"
+
+[team]
+implementation = ["Ivy Chen <ivy@acme.example>", "Raj Patel <raj@acme.example>"]
+
+[schedule]
+business_hours = "00:00-24:00"
+business_days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+"""
+
+
+@dataclass
+class Workdir:
+    path: Path
+    now: datetime
+    due: int
+    sqlite: bool
+
+    @property
+    def config(self) -> Path:
+        return self.path / "followthrough.toml"
+
+    @property
+    def ledger(self) -> Path:
+        return self.path / "followthrough.db"
+
+    @property
+    def planned(self) -> Path:
+        return self.path / "planned.db"
+
+
+def prepare(path: Path, sends: int, port: int, store: str | None = None) -> Workdir:
+    """The config, calendar and a ledger with `sends` sends due now, planned as a sync would."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    text, due = calendar(sends, now)
+    (path / "calendar.ics").write_text(text, encoding="utf-8")
+    (path / "followthrough.toml").write_text(
+        CONFIG.format(port=port, store=store or "sqlite:///followthrough.db"), encoding="utf-8"
+    )
+    work = Workdir(path, now, due, store is None)
+    plan(work)
+    if work.sqlite:
+        shutil.copyfile(work.ledger, work.planned)
+    return work
+
+
+def plan(work: Workdir) -> None:
+    """Sync the calendar an hour before `now`: what the ledger holds when the sends fall due."""
+    engine = Engine(load(work.config))
+    try:
+        if not work.sqlite:
+            _empty(engine.ledger)
+            engine.close()
+            engine = Engine(load(work.config))
+        for source in engine.sources:
+            engine.sync(source, work.now - H, PassReport())
+        due = [s for s in engine.ledger.sends([Status.PLANNED]) if s.due <= work.now]
+        if len(due) != work.due:
+            raise RuntimeError(f"planned {len(due)} due sends, expected {work.due}")
+    finally:
+        engine.close()
+
+
+def _empty(ledger: Ledger) -> None:
+    from daemon.ledger.schema import metadata
+
+    engine = ledger.engine  # type: ignore[attr-defined]
+    metadata.drop_all(engine)
+
+
+def fresh_ledger(work: Workdir) -> None:
+    """The planned ledger as it was before any dispatch."""
+    if work.sqlite:
+        for suffix in ("-wal", "-shm"):
+            Path(f"{work.ledger}{suffix}").unlink(missing_ok=True)
+        shutil.copyfile(work.planned, work.ledger)
+    else:
+        plan(work)
+
+
+# -- the two contenders ---------------------------------------------------------------------------
+
+
+@dataclass
+class Wire:
+    """One message as smtplib puts it on the wire, with its envelope."""
+
+    data: bytes
+    sender: str
+    recipients: tuple[str, ...]
+
+
+class Capture(Transport):
+    """Keeps each message's bytes and envelope, sending nothing: the baseline's input."""
+
+    def __init__(self) -> None:
+        self.wires: list[Wire] = []
+
+    def deliver(self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> dict[str, str]:
+        # As smtplib.send_message flattens it: the message's policy with CRLF line ends.
+        data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
+        self.wires.append(Wire(data, envelope_from, tuple(recipients)))
+        return {}
+
+
+def messages(work: Workdir) -> list[Wire]:
+    """The messages followthrough sends for the due sends, captured from a dispatch of a ledger copy."""
+    fresh_ledger(work)
+    capture = Capture()
+    engine = Engine(load(work.config), transport=capture)
+    try:
+        report = engine.dispatcher.dispatch_due(work.now)
+    finally:
+        engine.close()
+    if len(report.sent) != work.due:
+        raise RuntimeError(f"captured {len(report.sent)} messages, expected {work.due}: {report}")
+    return capture.wires
+
+
+@dataclass
+class Figures:
+    name: str
+    messages: int
+    wall: float
+    cpu: float
+    server_cpu: float
+    commits: int = 0
+    reads: int = 0
+    transactions: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.messages / self.wall
+
+    def per_send(self, value: float) -> float:
+        return value / self.messages
+
+
+def raw_smtplib(server: Server, wires: list[Wire]) -> Figures:
+    """The baseline: the same bytes and envelopes through one smtplib connection, nothing else."""
+    before, server_before = server.received(), server.cpu()
+    wall, cpu = time.perf_counter(), time.process_time()
+    smtp = smtplib.SMTP("127.0.0.1", server.port, timeout=30)
+    try:
+        for wire in wires:
+            refused = smtp.sendmail(wire.sender, list(wire.recipients), wire.data)
+            if refused:
+                raise RuntimeError(f"the server refused {refused}")
+    finally:
+        smtp.quit()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    _arrived(server, before, len(wires))
+    return Figures("raw smtplib", len(wires), wall, cpu, server.cpu() - server_before)
+
+
+@dataclass
+class Counts:
+    commits: int = 0
+    reads: int = 0
+    transactions: int = 0
+
+
+def count_transactions(ledger: Ledger) -> Counts:
+    """Transactions the ledger's engine opens from now on: commits, and reads (rolled back)."""
+    counts = Counts()
+    engine = ledger.engine  # type: ignore[attr-defined]
+
+    def begun(conn: Any) -> None:
+        counts.transactions += 1
+        if conn.info.get("reading"):
+            counts.reads += 1
+
+    def committed(conn: Any) -> None:
+        counts.commits += 1
+
+    event.listen(engine, "begin", begun)
+    event.listen(engine, "commit", committed)
+    return counts
+
+
+def followthrough(server: Server, work: Workdir, profile: Path | None = None) -> Figures:
+    """The dispatcher's pass over the due sends, through the SMTP transport's one connection."""
+    fresh_ledger(work)
+    engine = Engine(load(work.config))
+    counts = count_transactions(engine.ledger)
+    before, server_before = server.received(), server.cpu()
+    profiler = cProfile.Profile() if profile else None
+    try:
+        wall, cpu = time.perf_counter(), time.process_time()
+        if profiler:
+            profiler.enable()
+        report = engine.dispatcher.dispatch_due(work.now)
+        if profiler:
+            profiler.disable()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    finally:
+        engine.close()
+    if profiler and profile:
+        profiler.dump_stats(profile)
+    if len(report.sent) != work.due or report.trouble:
+        raise RuntimeError(f"sent {len(report.sent)} of {work.due}: {report}")
+    _arrived(server, before, work.due)
+    return Figures(
+        "followthrough",
+        work.due,
+        wall,
+        cpu,
+        server.cpu() - server_before,
+        counts.commits,
+        counts.reads,
+        counts.transactions,
+    )
+
+
+def _arrived(server: Server, before: int, expected: int) -> None:
+    deadline = time.monotonic() + 10
+    while server.received() - before < expected and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if server.received() - before != expected:
+        raise RuntimeError(f"the server got {server.received() - before} messages, expected {expected}")
+
+
+# -- the run ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Result:
+    sends: int
+    rounds: int
+    store: str
+    baseline: list[Figures] = field(default_factory=list)
+    ours: list[Figures] = field(default_factory=list)
+
+    def ratios(self) -> list[float]:
+        return [o.rate / b.rate for b, o in zip(self.baseline, self.ours, strict=True)]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios())
+
+    def summary(self) -> dict[str, Any]:
+        def median(figures: list[Figures], value: Callable[[Figures], float]) -> float:
+            return statistics.median(value(f) for f in figures)
+
+        summary: dict[str, Any] = {"sends": self.sends, "rounds": self.rounds, "store": self.store}
+        for name, figures in (("smtplib", self.baseline), ("followthrough", self.ours)):
+            summary[name] = {
+                "msg_per_s": median(figures, lambda f: f.rate),
+                "cpu_ms_per_send": median(figures, lambda f: 1000 * f.per_send(f.cpu)),
+                "server_cpu_ms_per_send": median(figures, lambda f: 1000 * f.per_send(f.server_cpu)),
+                "commits_per_send": median(figures, lambda f: f.per_send(f.commits)),
+                "reads_per_send": median(figures, lambda f: f.per_send(f.reads)),
+            }
+        summary["ratio"] = self.ratio
+        summary["ratios"] = self.ratios()
+        summary["target"] = TARGET
+        summary["runs"] = [asdict(f) for f in (*self.baseline, *self.ours)]
+        return summary
+
+
+def table(result: Result) -> str:
+    s = result.summary()
+    rows = [
+        "| | raw smtplib | followthrough |",
+        "| --- | ---: | ---: |",
+        f"| messages per second (median of {result.rounds}) "
+        f"| {s['smtplib']['msg_per_s']:.0f} | {s['followthrough']['msg_per_s']:.0f} |",
+        f"| CPU per send, client | {s['smtplib']['cpu_ms_per_send']:.2f} ms "
+        f"| {s['followthrough']['cpu_ms_per_send']:.2f} ms |",
+        f"| CPU per send, SMTP server | {s['smtplib']['server_cpu_ms_per_send']:.2f} ms "
+        f"| {s['followthrough']['server_cpu_ms_per_send']:.2f} ms |",
+        f"| commits per send | | {s['followthrough']['commits_per_send']:.2f} |",
+        f"| read transactions per send | | {s['followthrough']['reads_per_send']:.2f} |",
+    ]
+    ratios = ", ".join(f"{r:.2f}" for r in result.ratios())
+    verdict = "PASS" if result.ratio >= TARGET else "MISS"
+    rows.append("")
+    rows.append(
+        f"throughput ratio (followthrough / smtplib): {result.ratio:.2f} (rounds: {ratios}); "
+        f"target >= {TARGET}: {verdict}"
+    )
+    return "\n".join(rows)
+
+
+def run(sends: int, rounds: int, store: str | None, profile: Path | None, keep: bool) -> Result:
+    path = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+    try:
+        with smtp_server() as server:
+            work = prepare(path, sends, server.port, store)
+            wires = messages(work)
+            result = Result(work.due, rounds, "sqlite" if work.sqlite else "postgresql")
+            for n in range(rounds):
+                result.baseline.append(raw_smtplib(server, wires))
+                result.ours.append(followthrough(server, work, profile if n == rounds - 1 else None))
+                print(
+                    f"round {n + 1}: smtplib {result.baseline[-1].rate:.0f} msg/s, "
+                    f"followthrough {result.ours[-1].rate:.0f} msg/s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            return result
+    finally:
+        if keep:
+            print(f"kept {path}", file=sys.stderr)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--sends", type=int, default=1000, help="due sends to dispatch (default 1000)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of both contenders (default 3)")
+    parser.add_argument("--store", help="a PostgreSQL url to use instead of SQLite (emptied first)")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument("--profile", type=Path, help="cProfile the last followthrough round into this file")
+    parser.add_argument("--strict", action="store_true", help=f"exit 1 if the ratio is under {TARGET}")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (config, calendar, ledger)")
+    args = parser.parse_args(argv)
+    result = run(args.sends, args.rounds, args.store, args.profile, args.keep)
+    print(table(result))
+    print("BENCH-RESULT " + json.dumps(result.summary()), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(result.summary(), indent=2) + "\n", encoding="utf-8")
+    if args.profile:
+        pstats.Stats(str(args.profile)).sort_stats("cumulative").print_stats(25)
+    return 1 if args.strict and result.ratio < TARGET else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
