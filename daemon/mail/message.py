@@ -74,7 +74,10 @@ def build(
 def _check(message: EmailMessage, addresses: dict[str, set[str]], key: str) -> None:
     """Read the serialized headers back and compare: the last line of defence against a value that
     the standard library's folding turns into a header line of its own (CVE-2024-6923 and kin)."""
-    head = message.as_bytes().split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
+    # The header block exactly as the generator writes it (each header folded by the message's policy),
+    # without serializing the body: the transport does that once, when it sends.
+    policy = message.policy
+    head = b"".join(policy.fold_binary(name, value) for name, value in message.raw_items()) + b"\r\n"
     parsed = BytesHeaderParser().parsebytes(head)
     wanted = [name.lower() for name in message]
     found = [name.lower() for name in parsed]
