@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from email.message import EmailMessage
 
 from daemon import clock
 from daemon import delivery as decide
@@ -25,7 +27,7 @@ from daemon.errors import (
     UnknownDeliveryError,
     UnsafeMessageError,
 )
-from daemon.ledger import ClaimTerms, Ledger, gave_up, moves
+from daemon.ledger import ClaimTerms, Handing, Known, Ledger, Record, gave_up, moves
 from daemon.links import Links
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
@@ -34,6 +36,27 @@ from daemon.model import Audience, Person, SendRecord, Status
 from daemon.render import Facts, Renderer
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A claimed send whose message is built, waiting for its turn to be handed over."""
+
+    send: SendRecord
+    message: EmailMessage
+    sender: Person
+    recipients: list[str]
+    later: set[str]  # those put off at an earlier try: only they get it now
+    blocked: set[str]  # left out, suppressed
+    subject: str
+
+
+@dataclass(frozen=True)
+class _Result:
+    """A delivered send's result, committed with the next hand-over or at the batch's end."""
+
+    send: SendRecord
+    record: Record
 
 
 class Dispatcher:
@@ -65,6 +88,7 @@ class Dispatcher:
         self._refusals = 0  # passes in a row in which the server refused our account: for the wait
         self._hold_until: datetime | None = None  # this pass's wait for sends held by such a refusal
         self._refused_senders: dict[str, str] = {}  # this pass: envelope senders the server refused
+        self._results: list[_Result] = []  # delivered, recorded with the next hand-over or the batch's end
 
     def dispatch_due(self, now: datetime) -> DispatchReport:
         report = DispatchReport()
@@ -88,18 +112,17 @@ class Dispatcher:
                 batch = self.ledger.claim_due(moment, terms)
                 if not batch:
                     break
-                for send in batch:
-                    if self._stop.is_set():
-                        break  # stopping: the message in flight was the last one
-                    if report.halted is not None:  # not tried: back to pending, as it was
-                        self._hold(send, moment, report.halted, report, self._until(moment), tried=False)
-                        continue
-                    self._one(send, max(moment, clock.now()), report)
+                self._batch(batch, moment, report)
                 if report.halted is not None:
                     # One refused login a pass: the other due sends wait, unclaimed, with the reason.
                     report.waiting += self.ledger.hold_due(moment, self._until(moment), report.halted)
                     break
         finally:
+            if self._results:  # an error cut the batch short: what went out is still recorded
+                try:
+                    self._record_results(report)
+                except LedgerError as exc:
+                    log.error("results not recorded (their sends will be looked at as unknown): %s", exc)
             # Claims of this pass not handed over (stopping, or an error) go back at once, not when
             # their lease runs out; the ledger leaves alone any that were finished or handed over.
             if batch:
@@ -148,35 +171,63 @@ class Dispatcher:
             log.warning("taking over the claims of %s, which is no longer running", owner)
         return dead
 
-    def _one(self, send: SendRecord, now: datetime, report: DispatchReport) -> None:
+    def _batch(self, batch: list[SendRecord], moment: datetime, report: DispatchReport) -> None:
+        """Write every message of a claimed batch from one read of the ledger, then hand them over one by
+        one. Each message's result is committed with the next one's hand-over: one commit a message,
+        and still claim, hand-over and result durable in that order for each send."""
+        known = self.ledger.known(batch)  # the data of now: read once for the batch
+        ready = [r for s in batch if (r := self._prepare(s, max(moment, clock.now()), known, report))]
+        for item in ready:
+            if self._stop.is_set():
+                break  # stopping: the message in flight was the last one
+            send, now = item.send, max(moment, clock.now())
+            if report.halted is not None:  # not tried: back to pending, as it was
+                self._hold(send, now, report.halted, report, self._until(now), tried=False)
+                continue
+            refused_sender = self._refused_senders.get(item.sender.email)
+            if refused_sender is not None:  # the server refused this sender earlier in the pass
+                self._hold(send, now, refused_sender, report, self._until(now), tried=False)
+                continue
+            rule = self.policy.rule(send.rule)
+            late = decide.too_late(send, now, before_call=rule is not None and rule.before_call)
+            if late is not None:  # its moment passed while the batch was being sent
+                self._end_unsent(send, now, moves.Skipped(late), report)
+                continue
+            self._send(item, now, report)
+        self._record_results(report)
+
+    def _prepare(
+        self, send: SendRecord, now: datetime, known: Known, report: DispatchReport
+    ) -> _Ready | None:
+        """The send's message, ready to hand over; or None, when the send ended or waits (recorded)."""
         assert send.attempt_id is not None
         rule = self.policy.rule(send.rule)
         late = decide.too_late(send, now, before_call=rule is not None and rule.before_call)
         if late is not None:
             self._end_unsent(send, now, moves.Skipped(late), report)
-            return
-        blocked = self.ledger.is_suppressed(p.email for p in (*send.to, *send.cc))
+            return None
+        blocked = known.blocked(p.email for p in (*send.to, *send.cc))
         to = tuple(p for p in send.to if p.email not in blocked)
         cc = tuple(p for p in send.cc if p.email not in blocked)
         if not to:
             self._end_unsent(send, now, moves.Stopped(decide.suppressed(blocked)), report)
-            return
-        refused_sender = self._refused_senders.get((send.sender or self.service_sender).email)
+            return None
+        sender = send.sender or self.service_sender
+        refused_sender = self._refused_senders.get(sender.email)
         if refused_sender is not None:  # the server refused this sender earlier in the pass
             self._hold(send, now, refused_sender, report, self._until(now), tried=False)
-            return
+            return None
         # Those the server put off (4xx, 5.7.x) when the message went to the others: only they get it now.
         later = {r.lower() for r in decide.earlier_refusals(send)[0]}
         crowded = None if later else decide.too_many(send, to, cc, self.policy, self.delivery.max_recipients)
         if crowded is not None:
             self._hold(send, now, crowded, report, now + decide.HOLD_RECHECK)
-            return
+            return None
         try:
-            rendered = self.renderer.email(send, Facts.stored(self.ledger, send), now)  # the data of now
+            rendered = self.renderer.email(send, Facts.known(known, send), now)
         except TemplateError as exc:
             self._retry_or_fail(send, now, f"template error: {exc}", report)
-            return
-        sender = send.sender or self.service_sender
+            return None
         try:
             message = build_message(
                 key=send.key,
@@ -192,14 +243,21 @@ class Dispatcher:
             )
         except UnsafeMessageError as exc:
             self._fail(send, now, str(exc), report)
-            return
+            return None
         recipients = [p.email for p in (*to, *cc)]
         if later:
             recipients, why = decide.retry_recipients(recipients, later, blocked)
             if why is not None:  # not one of them may be written to now
                 self._give_up(send, now, why, report)
-                return
-        if not self.ledger.mark_handed(send.key, send.attempt_id, now, self.delivery.lease):
+                return None
+        return _Ready(send, message, sender, recipients, later, blocked, rendered.subject)
+
+    def _send(self, item: _Ready, now: datetime, report: DispatchReport) -> None:
+        send, sender, recipients = item.send, item.sender, item.recipients
+        assert send.attempt_id is not None
+        # The hand-over is committed before the transport sees the message, with the results waiting.
+        handing = Handing(send.key, send.attempt_id, now, self.delivery.lease)
+        if not self._record_results(report, handing):
             log.warning(
                 "send %s: claim lost to another process before sending; left to it",
                 send.key,
@@ -207,19 +265,21 @@ class Dispatcher:
             )
             return
         try:
-            refused = self.transport.deliver(message, sender.email, recipients)
+            refused = self.transport.deliver(item.message, sender.email, recipients)
         except DeliveryError as exc:
             report.transport_errors.append(error_kind(exc))
-            self._after_error(send, exc, now, later, rendered.subject, sender, report)
+            self._after_error(send, exc, now, item.later, item.subject, sender, report)
             return
         self._refusals = 0
         now_put_off, final = decide.after_delivery(send, refused)
         if now_put_off:
-            self._put_off(send, now, now_put_off, final, rendered.subject, sender.domain, report)
+            self._put_off(send, now, now_put_off, final, item.subject, sender.domain, report)
             return
-        note = decide.sent_note(final, blocked)
-        delivered = moves.Delivered(now, rendered.subject, message_id(send.key, sender.domain), final)
-        recorded = self.ledger.record(send.key, send.attempt_id, moves.Sent(note, delivered), now)
+        note = decide.sent_note(final, item.blocked)
+        delivered = moves.Delivered(now, item.subject, message_id(send.key, sender.domain), final)
+        self._results.append(
+            _Result(send, Record(send.key, send.attempt_id, moves.Sent(note, delivered), now))
+        )
         log.info(
             "send %s sent to %s%s",
             send.key,
@@ -228,8 +288,19 @@ class Dispatcher:
             extra={"send_key": send.key},
         )
         report.sent.append(send)
-        if recorded:
-            self._ended(report, send, Status.SENT, send.sent_at or now)
+
+    def _record_results(self, report: DispatchReport, handing: Handing | None = None) -> bool:
+        """Commit the results waiting, and the hand-over of `handing` if any, in one transaction;
+        whether the hand-over was made."""
+        results, self._results = self._results, []
+        if not results and handing is None:
+            return False
+        made, handed = self.ledger.record_and_hand([r.record for r in results], handing)
+        for result, recorded in zip(results, made, strict=True):
+            if recorded:
+                send = result.send
+                self._ended(report, send, Status.SENT, send.sent_at or result.record.at)
+        return handed
 
     def _after_error(
         self,

@@ -13,7 +13,7 @@ from typing import Any
 from daemon.context import build
 from daemon.email_parts import MarkdownSafe
 from daemon.errors import TemplateError
-from daemon.ledger import Ledger
+from daemon.ledger import Known, Ledger
 from daemon.links import Links
 from daemon.model import Audience, CalendarEvent, Kind, Outcome, PlannedSend
 from daemon.playbook import OutcomeRecord, Policy, event_kind
@@ -36,6 +36,16 @@ class Facts:
             raise TemplateError(f"send {send.key}: its event {send.event_id} is not in the ledger")
         deal_events = ledger.events_of_deal(send.deal) if send.deal else []
         return cls(stored.event, deal_events, ledger.outcome(send.event_id))
+
+    @classmethod
+    def known(cls, known: Known, send: PlannedSend) -> Facts:
+        """As a batch's read of the ledger found them (`Ledger.known`). Raises TemplateError when the
+        send's event is not there."""
+        event = known.events.get(send.event_id)
+        if event is None:
+            raise TemplateError(f"send {send.key}: its event {send.event_id} is not in the ledger")
+        deal_events = known.deal_events.get(send.deal, ()) if send.deal else ()
+        return cls(event, deal_events, known.outcomes.get(send.event_id))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,17 @@ Callers use the interface (`Ledger`, in `abc.py`) and open one with `open_ledger
 from __future__ import annotations
 
 from daemon.ledger import moves
-from daemon.ledger.abc import CalendarChanges, ClaimTerms, Ledger, OutcomeEntry, StoredEvent, Transition
+from daemon.ledger.abc import (
+    CalendarChanges,
+    ClaimTerms,
+    Handing,
+    Known,
+    Ledger,
+    OutcomeEntry,
+    Record,
+    StoredEvent,
+    Transition,
+)
 from daemon.ledger.moves import gave_up, put_off
 from daemon.ledger.reconcile import EventPlan
 from daemon.ledger.schema import SCHEMA_VERSION
@@ -18,8 +28,11 @@ __all__ = [
     "CalendarChanges",
     "ClaimTerms",
     "EventPlan",
+    "Handing",
+    "Known",
     "Ledger",
     "OutcomeEntry",
+    "Record",
     "SendRecord",
     "StoredEvent",
     "Transition",

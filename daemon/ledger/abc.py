@@ -6,7 +6,7 @@ Every method is one transaction. The SQLAlchemy store implements it (`store.py`)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -69,6 +69,47 @@ class ClaimTerms:
     limit: int = 100
     owner: str | None = None
     from_dead: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Known:
+    """What rendering a batch of claimed sends needs from the ledger, read at once: their events, their
+    deals' live events (earliest first), the events' outcomes, and the suppressed addresses and domains
+    among their recipients."""
+
+    events: Mapping[str, CalendarEvent] = field(default_factory=dict)  # by event id, deleted ones too
+    deal_events: Mapping[str, Sequence[CalendarEvent]] = field(default_factory=dict)  # by deal
+    outcomes: Mapping[str, OutcomeRecord] = field(default_factory=dict)  # by event id
+    listed: frozenset[str] = frozenset()  # on the suppression list: addresses and domains
+
+    def blocked(self, addresses: Iterable[str]) -> set[str]:
+        """Which of these addresses, or their domains, asked not to be written to."""
+        return suppressed_among(addresses, self.listed)
+
+
+def suppressed_among(addresses: Iterable[str], listed: Collection[str]) -> set[str]:
+    """The addresses that are on the suppression list `listed`, themselves or by their domain."""
+    return {a for a in addresses if a in listed or a.rsplit("@", 1)[-1] in listed}
+
+
+@dataclass(frozen=True)
+class Record:
+    """An attempt's move to record: the send's key, its claim's attempt id, the move and its time."""
+
+    key: str
+    attempt_id: str
+    move: Move
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Handing:
+    """An attempt about to hand its message to the transport, and the lease it keeps meanwhile."""
+
+    key: str
+    attempt_id: str
+    at: datetime
+    lease: timedelta
 
 
 class Ledger(ABC):
@@ -196,6 +237,18 @@ class Ledger(ABC):
     @abstractmethod
     def record(self, key: str, attempt_id: str, move: Move, at: datetime) -> bool:
         """End this attempt's claim with `move`; False if the claim is no longer ours."""
+
+    @abstractmethod
+    def record_and_hand(
+        self, records: Sequence[Record], handing: Handing | None = None
+    ) -> tuple[list[bool], bool]:
+        """In one transaction: each of `records` as `record` makes it, then the hand-over of `handing` as
+        `mark_handed` commits it. Whether each record was made, and whether the hand-over was (False
+        without one): a dispatcher records one message's result with the next one's hand-over."""
+
+    @abstractmethod
+    def known(self, sends: Sequence[SendRecord]) -> Known:
+        """What rendering these sends needs (see `Known`), in one read."""
 
     @abstractmethod
     def release_claims(

@@ -5,7 +5,7 @@ The parts of the store (events, sends, claims) build on this; `store.py` puts th
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -81,6 +81,19 @@ class Base(Ledger):
                 key=key, from_status=old, to_status=new.value, at=at, reason=reason
             )
         )
+
+    def _moves(
+        self, conn: Connection, moves: Sequence[tuple[str, str | None, str | None]], new: Status, at: datetime
+    ) -> None:
+        """Write several sends' moves to `new` at once: (key, old status, reason) each."""
+        if moves:
+            conn.execute(
+                insert(schema.transitions),
+                [
+                    {"key": k, "from_status": o, "to_status": new.value, "at": at, "reason": r}
+                    for k, o, r in moves
+                ],
+            )
 
 
 def chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:

@@ -6,17 +6,19 @@ A claim is a lease with a fresh attempt id; every later write of the attempt is 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, or_, select, update
+from sqlalchemy import and_, bindparam, case, func, or_, select, update
+from sqlalchemy.engine import Connection
 
-from daemon.ledger.abc import ClaimTerms
+from daemon.ledger.abc import ClaimTerms, Known
 from daemon.ledger.base import Base, chunks
 from daemon.ledger.moves import HELD
-from daemon.ledger.schema import record, sends
-from daemon.model import SendRecord, Status
+from daemon.ledger.schema import events, outcomes, record, sends, suppressions
+from daemon.model import CalendarEvent, Outcome, SendRecord, Status
+from daemon.playbook import OutcomeRecord
 
 # A claim given back without trying to send: it does not count as an attempt.
 UNCOUNTED = case((sends.c.attempts > 0, sends.c.attempts - 1), else_=0)
@@ -64,29 +66,46 @@ class ClaimStore(Base):
                 .order_by(sends.c.due)
                 .limit(terms.limit)
             )
-            for row in conn.execute(self.caps.claimable(query)).all():
-                attempt = uuid.uuid4().hex
-                result = conn.execute(
-                    update(sends)
-                    .where(sends.c.key == row.key, sends.c.status == row.status)
-                    .values(
-                        status=Status.CLAIMED.value,
-                        attempt_id=attempt,
-                        lease_until=now + terms.lease,
-                        claimed_by=owner,
-                        attempts=sends.c.attempts + 1,
-                        updated_at=now,
+            rows = conn.execute(self.caps.claimable(query)).all()
+            if not rows:
+                return []
+            attempts = {row.key: uuid.uuid4().hex for row in rows}
+            # One statement for the batch: each row still only if it is in the state it was read in.
+            conn.execute(
+                update(sends)
+                .where(sends.c.key == bindparam("k"), sends.c.status == bindparam("was"))
+                .values(
+                    status=Status.CLAIMED.value,
+                    attempt_id=bindparam("attempt"),
+                    lease_until=now + terms.lease,
+                    claimed_by=owner,
+                    attempts=sends.c.attempts + 1,
+                    updated_at=now,
+                ),
+                [{"k": row.key, "was": row.status, "attempt": attempts[row.key]} for row in rows],
+            )
+            # Ours are those that carry our attempt id now (rowcounts of a batch differ by driver).
+            taken = {
+                r.key: record(r)
+                for r in conn.execute(
+                    select(sends).where(
+                        sends.c.key.in_(list(attempts)), sends.c.attempt_id.in_(list(attempts.values()))
                     )
                 )
-                if result.rowcount:
-                    if row.status == Status.PLANNED.value:
-                        why = "claimed"
-                    elif row.claimed_by in dead:
-                        why = f"claimed again: {row.claimed_by} is no longer running"
-                    else:
-                        why = "claimed again: lease expired"
-                    self._move(conn, row.key, row.status, Status.CLAIMED, now, why)
-                    claimed.append(record(conn.execute(select(sends).where(sends.c.key == row.key)).one()))
+            }
+            moves = []
+            for row in rows:
+                if row.key not in taken:
+                    continue
+                if row.status == Status.PLANNED.value:
+                    why = "claimed"
+                elif row.claimed_by in dead:
+                    why = f"claimed again: {row.claimed_by} is no longer running"
+                else:
+                    why = "claimed again: lease expired"
+                moves.append((row.key, row.status, why))
+                claimed.append(taken[row.key])
+            self._moves(conn, moves, Status.CLAIMED, now)
         return claimed
 
     def claim_owners(self) -> set[str]:
@@ -152,16 +171,44 @@ class ClaimStore(Base):
         False if the claim is no longer ours (its lease ran out and another process took it).
         """
         with self._tx() as conn:
-            result = conn.execute(
-                update(sends)
-                .where(
-                    sends.c.key == key,
-                    sends.c.attempt_id == attempt_id,
-                    sends.c.status == Status.CLAIMED.value,
+            return hand(conn, key, attempt_id, at, lease)
+
+    def known(self, batch: Sequence[SendRecord]) -> Known:
+        if not batch:
+            return Known()
+        event_ids = sorted({s.event_id for s in batch})
+        deals = sorted({s.deal for s in batch if s.deal})
+        addresses = {p.email for s in batch for p in (*s.to, *s.cc)}
+        candidates = sorted(addresses | {a.rsplit("@", 1)[-1] for a in addresses})
+        found: dict[str, CalendarEvent] = {}
+        by_deal: dict[str, list[CalendarEvent]] = {deal: [] for deal in deals}
+        outcome: dict[str, OutcomeRecord] = {}
+        listed: set[str] = set()
+        with self._read() as conn:
+            for chunk in chunks(event_ids):
+                rows = conn.execute(select(events.c.id, events.c.data).where(events.c.id.in_(chunk)))
+                found.update((row.id, CalendarEvent.from_dict(row.data)) for row in rows)
+                rows = conn.execute(select(outcomes).where(outcomes.c.event_id.in_(chunk)))
+                outcome.update(
+                    (r.event_id, OutcomeRecord(Outcome(r.outcome), r.recorded_at, r.source)) for r in rows
                 )
-                .values(handed_at=at, lease_until=at + lease, updated_at=at)
-            )
-            return bool(result.rowcount)
+            for chunk in chunks(deals):
+                rows = conn.execute(
+                    select(events.c.id, events.c.deal, events.c.data)
+                    .where(events.c.deal.in_(chunk), events.c.deleted.is_(False))
+                    .order_by(events.c.start)
+                )
+                for row in rows:
+                    # A send's own event is parsed once.
+                    event = found.get(row.id) or CalendarEvent.from_dict(row.data)
+                    by_deal[row.deal].append(event)
+            for chunk in chunks(candidates):
+                listed.update(
+                    conn.execute(
+                        select(suppressions.c.address).where(suppressions.c.address.in_(chunk))
+                    ).scalars()
+                )
+        return Known(found, by_deal, outcome, frozenset(listed))
 
     def orphans(self, now: datetime, from_dead: Iterable[str] = ()) -> list[SendRecord]:
         """Sends handed to the transport by a process that stopped before recording the result: its
@@ -223,3 +270,13 @@ class ClaimStore(Base):
             ).scalar()
         times = [t for t in (due, lease) if t is not None]
         return min(times) if times else None
+
+
+def hand(conn: Connection, key: str, attempt_id: str, at: datetime, lease: timedelta) -> bool:
+    """In `conn`'s transaction: this attempt hands its message over now; False if the claim is gone."""
+    result = conn.execute(
+        update(sends)
+        .where(sends.c.key == key, sends.c.attempt_id == attempt_id, sends.c.status == Status.CLAIMED.value)
+        .values(handed_at=at, lease_until=at + lease, updated_at=at)
+    )
+    return bool(result.rowcount)

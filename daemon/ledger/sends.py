@@ -8,14 +8,15 @@ see them.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from daemon.ledger.abc import Transition
+from daemon.ledger.abc import Handing, Record, Transition, suppressed_among
 from daemon.ledger.base import Base
+from daemon.ledger.claims import hand
 from daemon.ledger.moves import UNSENT, Arrived, Current, Failed, Move, Resend, Sent, Stopped, Unknown, settle
 from daemon.ledger.reconcile import Cancel, EndSent, EventPlan, Insert, Replan, reconcile
 from daemon.ledger.schema import event_domains, events, plan_values, record, sends, suppressions, transitions
@@ -86,6 +87,16 @@ class SendStore(Base):
     def record(self, key: str, attempt_id: str, move: Move, at: datetime) -> bool:
         with self._tx() as conn:
             return self._apply(conn, key, move, at, (Status.CLAIMED,), attempt_id)
+
+    def record_and_hand(
+        self, records: Sequence[Record], handing: Handing | None = None
+    ) -> tuple[list[bool], bool]:
+        with self._tx() as conn:
+            made = [self._apply(conn, r.key, r.move, r.at, (Status.CLAIMED,), r.attempt_id) for r in records]
+            handed = handing is not None and hand(
+                conn, handing.key, handing.attempt_id, handing.at, handing.lease
+            )
+        return made, handed
 
     def stop_sequence(self, key: str, reason: str, at: datetime) -> bool:
         return self._move_one(key, Stopped(reason), at, (Status.PLANNED,))
@@ -245,4 +256,4 @@ class SendStore(Base):
                     )
                 ).scalars()
             )
-        return {a for a in addresses if a in listed or a.rsplit("@", 1)[-1] in listed}
+        return suppressed_among(addresses, listed)
