@@ -1,0 +1,26 @@
+"""The dispatch benchmark at 30 sends: its calendar plans what it says, and both contenders send it all.
+
+The figures are not checked here (too small and too noisy); `python -m benchmarks.bench_dispatch` is.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from benchmarks.bench_dispatch import KINDS, calendar, run
+
+
+def test_the_calendar_has_the_sends_asked_for_of_every_kind() -> None:
+    text, due = calendar(30, datetime(2026, 11, 24, 12, tzinfo=UTC))
+    assert due == 30
+    for kind in KINDS:
+        assert f"UID:{kind}-" in text
+
+
+def test_a_round_sends_every_message_through_both_contenders() -> None:
+    result = run(30, rounds=1, store=None, profile=None, keep=False)
+    (baseline,), (ours,) = result.baseline, result.ours
+    assert baseline.messages == ours.messages == 30  # and the server got each of them (checked by run)
+    # The ledger's transactions are counted: about one commit a send, a read a batch of ten
+    assert 30 <= ours.commits <= 30 + 2 * 3 + 3
+    assert 1 <= ours.reads <= 3 + 4
