@@ -13,6 +13,11 @@ throwaway CA from private_ca.py), so discovery, token requests, paging and error
   empty ones, on request), a `@odata.deltaLink` whose next round returns only what changed since, as
   full events or `{"id", "@removed"}` (deleted, or moved out of the window); `expire_delta_tokens`
   makes old links answer 410 `syncStateNotFound`; `duplicate_changes` sends each change twice.
+- Series (`put_series`): a `seriesMaster`, which no calendar view lists but `/v1.0/users/{id}/events/{id}`
+  answers, and its `occurrence`s: each with the master's `seriesMasterId`, `originalStart` (UTC, `Z`) and
+  an `iCalUId` of its own, as Graph v1.0 documents ("different for each occurrence in a recurring
+  series"; the series-wide `uid` is beta's, so the fake gives none). `move_occurrence` makes one an
+  `exception` at another time, its `originalStart` kept.
 - `/v1.0/users/{id}/sendMail` (base64 MIME, `text/plain`): 202, the message then in the sender's Sent
   Items; `/v1.0/users/{id}/mailFolders/sentitems/messages?$filter=internetMessageId eq '…'`.
 - `fail(status, times, path, retry_after)`: the next matching requests answer that status (429 and 503
@@ -35,11 +40,12 @@ import tempfile
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jwt
 from cryptography import x509
@@ -84,6 +90,19 @@ class Mailbox:
 def graph_time(moment: datetime) -> dict[str, str]:
     """A Graph dateTimeTimeZone in UTC, as Graph answers with `Prefer: outlook.timezone="UTC"`."""
     return {"dateTime": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"}
+
+
+GOID_PREFIX = "040000008200E00074C5B7101A82E008"  # Exchange's global object ids (MS-OXOCAL)
+
+
+def occurrence_uid(series_uid: str, original_start: datetime) -> str:
+    """An occurrence's own iCalUId: in a global object id, the instance's date where the series' has
+    zeros (MS-OXOCAL, PidLidGlobalObjectId); otherwise the date appended. Either way not the series'."""
+    day = original_start.astimezone(UTC)
+    if series_uid.upper().startswith(GOID_PREFIX) and len(series_uid) >= 40:
+        stamp = f"{day.year:04X}{day.month:02X}{day.day:02X}"
+        return series_uid[:32] + stamp + series_uid[40:]
+    return f"{series_uid}:{day:%Y%m%d}"
 
 
 def _jwt(claims: dict[str, Any]) -> str:
@@ -202,6 +221,64 @@ class FakeGraph:
             box.deleted.pop(stored["id"], None)
             return stored
 
+    def put_series(
+        self,
+        mailbox: str,
+        ical_uid: str,
+        first: datetime,
+        count: int,
+        *,
+        every: timedelta = timedelta(days=7),
+        length: timedelta = timedelta(hours=1),
+        zone: str = "UTC",
+        **fields: Any,
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """A recurring meeting: its master's Graph id, and its `count` occurrences, `every` apart on the
+        wall clock of `zone` (an IANA name: 10:00 stays 10:00 across a change to summer time)."""
+        master = self.put_event(
+            mailbox,
+            {
+                "iCalUId": ical_uid,
+                "start": graph_time(first),
+                "end": graph_time(first + length),
+                **fields,
+                "type": "seriesMaster",
+                "recurrence": {"pattern": {"type": "daily", "interval": every.days or 1}},
+            },
+        )
+        occurrences = []
+        local = first.astimezone(ZoneInfo(zone))
+        for n in range(count):
+            start = (local + n * every).astimezone(UTC)
+            occurrences.append(
+                self.put_event(
+                    mailbox,
+                    {
+                        **fields,
+                        "iCalUId": occurrence_uid(ical_uid, start),
+                        "start": graph_time(start),
+                        "end": graph_time(start + length),
+                        "type": "occurrence",
+                        "seriesMasterId": master["id"],
+                        "originalStart": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    },
+                )
+            )
+        return master["id"], occurrences
+
+    def move_occurrence(self, mailbox: str, event_id: str, start: datetime, **fields: Any) -> dict[str, Any]:
+        """One occurrence moved (and edited): an `exception` now, whose `originalStart` stays."""
+        event = self.mailbox(mailbox).events[event_id]
+        length = _moment(event["end"]) - _moment(event["start"])
+        return self.update_event(
+            mailbox,
+            event_id,
+            type="exception",
+            start=graph_time(start),
+            end=graph_time(start + length),
+            **fields,
+        )
+
     def update_event(self, mailbox: str, event_id: str, **fields: Any) -> dict[str, Any]:
         with self.lock:
             return self.put_event(mailbox, {**self.mailbox(mailbox).events[event_id], **fields})
@@ -285,6 +362,8 @@ class FakeGraph:
             return 403, {}, _error("ErrorAccessDenied", "Access to OData is disabled: RBAC scope.")
         if rest == "calendarView/delta" and method == "GET":
             return self._delta(user, query, headers)
+        if rest.startswith("events/") and method == "GET":
+            return self._event(user, urllib.parse.unquote(rest.removeprefix("events/")))
         if rest == "sendMail" and method == "POST":
             return self._send(user, headers, body)
         if rest == "mailFolders/sentitems/messages" and method == "GET":
@@ -403,13 +482,25 @@ class FakeGraph:
                 answer["@odata.deltaLink"] = f"{base}?$deltatoken={token}"
             return 200, {}, answer
 
+    def _event(self, user: str, event_id: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+        with self.lock:
+            event = self.mailbox(user).events.get(event_id)
+        if event is None:
+            return 404, {}, _error("ErrorItemNotFound", "The specified object was not found in the store.")
+        return 200, {}, event
+
     @staticmethod
     def _since(box: Mailbox) -> int:
         return max([0, *box.changed.values(), *box.deleted.values()])
 
     @staticmethod
     def _in(event: dict[str, Any], low: float, high: float) -> bool:
-        return _moment(event["start"]).timestamp() < high and _moment(event["end"]).timestamp() > low
+        """In a calendar view: in the window, and not a series master (views list its instances)."""
+        return (
+            event.get("type") != "seriesMaster"
+            and _moment(event["start"]).timestamp() < high
+            and _moment(event["end"]).timestamp() > low
+        )
 
     def _events_in(self, box: Mailbox, low: float, high: float) -> list[dict[str, Any]]:
         return [e for e in box.events.values() if self._in(e, low, high) and not e.get("isCancelled")]
@@ -420,6 +511,8 @@ class FakeGraph:
             if seq <= since:
                 continue
             event = box.events[gid]
+            if event.get("type") == "seriesMaster":
+                continue  # a view tracks the instances, which change with it
             if self._in(event, low, high) and not event.get("isCancelled"):
                 changes.append((seq, event))
             else:  # moved out of the window, or cancelled: removed from the view
