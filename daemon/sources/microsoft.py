@@ -150,7 +150,8 @@ class MicrosoftCalendarSource(CalendarSource):
         if status == 403:
             return self._grant_error(
                 f"Graph refused to read this mailbox's calendar ({answer}): grant the app Calendars.Read "
-                "and include the mailbox in its Exchange RBAC scope"
+                "(Entra ID), or the Exchange RBAC role Application Calendars.Read, with the mailbox in "
+                "its scope"
             )
         if status == 404:
             return SourceError(f"{self.where}: Graph has no mailbox {self.mailbox} ({answer})")

@@ -144,16 +144,30 @@ def test_a_wrong_client_secret_keeps_the_send_waiting(graph: FakeGraph) -> None:
     assert graph.sends() == []
 
 
-def test_check_names_a_missing_mail_send_permission_and_a_mailbox_outside_the_scope(graph: FakeGraph) -> None:
+def test_check_names_a_missing_permission_and_a_mailbox_outside_the_scope(graph: FakeGraph) -> None:
     # Given an app with every permission, then the app and each mailbox are ready
     ready = GraphTransport(access_for(graph)).check([REP.email])
-    assert all(r.problem is None for r in ready) and len(ready) == 2, ready
+    assert all(r.problem is None and r.warning is None for r in ready) and len(ready) == 2, ready
     # Given a mailbox outside the RBAC scope, then it is named with the fix
     graph.scope = set()
     [_, outside] = GraphTransport(access_for(graph)).check([REP.email])
-    assert outside.problem and "RBAC" in outside.problem
-    # Given no Mail.Send, then the app is not ready
-    graph.roles = {"Calendars.Read"}
-    [app] = GraphTransport(access_for(graph)).check([REP.email])
-    assert app.problem and "Mail.Send" in app.problem
+    assert outside.problem and "New-ManagementScope" in outside.problem
+    # Given no permission to read mail, then the mailbox's line names it
+    graph.scope, graph.roles = None, {"Calendars.Read", "Mail.Send"}
+    [_, unread] = GraphTransport(access_for(graph)).check([REP.email])
+    assert unread.problem and "Mail.ReadBasic.All" in unread.problem
+    # Given no Mail.Send in the token, then that is said, not failed: an RBAC role would not show
+    graph.roles = {"Calendars.Read", "Mail.ReadBasic.All"}
+    [app, mailbox] = GraphTransport(access_for(graph)).check([REP.email])
+    assert app.problem is None and app.warning and "Application Mail.Send" in app.warning
+    assert mailbox.problem is None
     assert graph.sends() == []
+
+
+def test_check_of_an_app_granted_only_through_exchange_rbac_finds_it_ready(graph: FakeGraph) -> None:
+    # Given an app whose permissions are Exchange RBAC role assignments only: its token carries none
+    graph.roles, graph.rbac_roles = set(), {"Mail.Send", "Mail.ReadBasic"}
+    # Then the mailbox is reached and its Sent Items read; only Mail.Send is left unproven
+    [app, mailbox] = GraphTransport(access_for(graph)).check([REP.email])
+    assert app.problem is None and app.warning is not None
+    assert mailbox.problem is None and "Sent Items readable" in mailbox.found

@@ -23,6 +23,10 @@ throwaway CA from private_ca.py), so discovery, token requests, paging and error
 - `fail(status, times, path, retry_after)`: the next matching requests answer that status (429 and 503
   with `Retry-After`). `answers`: scripted answers for the next sends (None: the connection drops after
   the request was read). `scope`: the mailboxes the app may use (Exchange RBAC); others get 403.
+- Permissions: `roles` are the app's Entra ID application permissions, carried in its token;
+  `rbac_roles` those granted by Exchange RBAC for Applications role assignments, which no token shows.
+  Either allows: calendars need Calendars.Read, sendMail Mail.Send, Sent Items Mail.ReadBasic(.All) or
+  Mail.Read; without, 403 `ErrorAccessDenied`.
 Every request is logged in `requests`.
 """
 
@@ -140,6 +144,7 @@ class FakeGraph:
         self.failures: list[Failure] = []
         self.answers: list[tuple[int, dict[str, Any]] | None] = []
         self.roles: set[str] = set(ROLES)
+        self.rbac_roles: set[str] = set()
         self.scope: set[str] | None = None  # None: every mailbox (a tenant-wide consent)
         self.secret = CLIENT_SECRET
         self.certificates: list[x509.Certificate] = []  # the app registration's uploaded certificates
@@ -360,6 +365,10 @@ class FakeGraph:
         user, rest = urllib.parse.unquote(match.group(1)).lower(), match.group(2)
         if self.scope is not None and user not in self.scope:
             return 403, {}, _error("ErrorAccessDenied", "Access to OData is disabled: RBAC scope.")
+        if rest.startswith(("calendarView/", "events/")) and not self._granted(
+            "Calendars.Read", "Calendars.ReadBasic", "Calendars.ReadWrite"
+        ):
+            return 403, {}, _denied()
         if rest == "calendarView/delta" and method == "GET":
             return self._delta(user, query, headers)
         if rest.startswith("events/") and method == "GET":
@@ -369,6 +378,10 @@ class FakeGraph:
         if rest == "mailFolders/sentitems/messages" and method == "GET":
             return self._sent_items(user, query)
         return 404, {}, _error("ResourceNotFound", f"the fake does not serve {method} {path}")
+
+    def _granted(self, *permissions: str) -> bool:
+        """Whether the app holds one of `permissions`, by consent in Entra ID or by an RBAC role."""
+        return bool((self.roles | self.rbac_roles) & set(permissions))
 
     def _token(self, form: dict[str, str]) -> tuple[int, dict[str, str], dict[str, Any]]:
         self.token_requests += 1
@@ -525,8 +538,8 @@ class FakeGraph:
     def _send(
         self, user: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], dict[str, Any] | None]:
-        if "Mail.Send" not in self.roles:
-            return 403, {}, _error("ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+        if not self._granted("Mail.Send"):
+            return 403, {}, _denied()
         if not headers.get("Content-Type", "").startswith("text/plain"):
             return 415, {}, _error("ErrorInvalidRequest", "MIME content must be sent as text/plain")
         try:
@@ -555,8 +568,8 @@ class FakeGraph:
             self.mailbox(user).sent.append(message)
 
     def _sent_items(self, user: str, query: dict[str, str]) -> tuple[int, dict[str, str], dict[str, Any]]:
-        if not self.roles & {"Mail.ReadBasic.All", "Mail.Read"}:
-            return 403, {}, _error("ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+        if not self._granted("Mail.ReadBasic.All", "Mail.ReadBasic", "Mail.Read", "Mail.ReadWrite"):
+            return 403, {}, _denied()
         wanted = re.fullmatch(r"internetMessageId eq '(.*)'", query.get("$filter", ""))
         with self.lock:
             sent = list(self.mailbox(user).sent)
@@ -583,6 +596,10 @@ class _Drop(Exception):
 
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
+
+
+def _denied() -> dict[str, Any]:
+    return _error("ErrorAccessDenied", "Access is denied. Check credentials and try again.")
 
 
 class _Handler(BaseHTTPRequestHandler):
