@@ -81,7 +81,6 @@ class GraphTransport(Transport):
         self._lock = threading.Lock()
         self._sent: dict[str, deque[tuple[datetime, int]]] = {}  # sender -> (when, recipients)
         self._paused: dict[str, tuple[datetime, str]] = {}
-        self._no_lookup: set[str] = set()
 
     @classmethod
     def from_config(cls, wiring: Wiring) -> GraphTransport:
@@ -280,8 +279,8 @@ class GraphTransport(Transport):
 
     def find(self, message_id: str, sender: str) -> bool | None:
         """Whether `sender`'s Sent Items hold a message with this Message-ID: a send whose outcome was
-        unknown did go out. None when it cannot tell (looking is off, or the app may not read mail:
-        logged once per sender). Raises TransientDeliveryError when the search failed."""
+        unknown did go out. None when looking is off. Raises TransientDeliveryError when the search
+        failed, PermanentDeliveryError naming the permission when Graph refuses it (403)."""
         if not self.lookup:
             return None
         wanted = message_id.strip()
@@ -300,33 +299,22 @@ class GraphTransport(Transport):
                 f"cannot reach Microsoft Graph to search {sender}'s Sent Items: {exc or type(exc).__name__}"
             ) from None
         if response.status_code == 403:
-            self._cannot_look(sender, " ".join(error_of(response)))
-            return None
+            code, text = error_of(response)
+            raise PermanentDeliveryError(
+                f"Graph refused to search {sender}'s Sent Items ({code}: {text}): the app needs "
+                f"{LOOKUP_GRANT} for this mailbox to tell whether a send went out"
+            )
         if response.status_code != 200:
             code, text = error_of(response)
             raise TransientDeliveryError(
                 f"cannot search {sender}'s Sent Items for {wanted}: {response.status_code} {code} {text}"
             )
-        with self._lock:
-            self._no_lookup.discard(sender)
         try:
             return bool(response.json().get("value"))
         except (ValueError, AttributeError):
             raise TransientDeliveryError(
                 f"Graph's answer to the search of {sender}'s Sent Items is unreadable"
             ) from None
-
-    def _cannot_look(self, sender: str, why: str) -> None:
-        with self._lock:
-            first = sender not in self._no_lookup
-            self._no_lookup.add(sender)
-        if first:
-            log.warning(
-                "cannot look up sends in %s's Sent Items (%s): grant the app Mail.ReadBasic.All, or a send "
-                "whose outcome is unknown needs a person to check it",
-                sender,
-                why,
-            )
 
     def close(self) -> None:
         """Nothing to end: the one-shot sends close their own connections, and the shared Graph client
