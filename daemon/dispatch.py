@@ -351,6 +351,7 @@ class Dispatcher:
         handed it to the transport stopped before recording the result; or `what` says why."""
         assert send.attempt_id is not None
         sender = send.sender or self.service_sender
+        unsearched = ""  # why the sent mail could not tell, said in the reason a person reads
         try:
             found = self.transport.find(message_id(send.key, sender.domain), sender.email)
         except DeliveryError as exc:
@@ -358,6 +359,7 @@ class Dispatcher:
                 "send %s: cannot check whether it was sent: %s", send.key, exc, extra={"send_key": send.key}
             )
             found = None
+            unsearched = f"; its sent mail could not be searched: {exc}"
         if found:
             reason = "outcome unknown after a crash, then found in the sender's sent mail: sent"
             if self.ledger.record(send.key, send.attempt_id, moves.Arrived(reason), now):
@@ -373,7 +375,7 @@ class Dispatcher:
                 log.warning("send %s: %s", send.key, reason, extra={"send_key": send.key})
             return
         reason = (
-            f"outcome unknown: {what}. Check whether it arrived, then run "
+            f"outcome unknown: {what}{unsearched}. Check whether it arrived, then run "
             f"`followthrough resolve {send.key} sent` or `... resend`"
         )
         if self.ledger.record(send.key, send.attempt_id, moves.Unknown(reason), now):

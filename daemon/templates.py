@@ -75,7 +75,7 @@ class Templates:
     def _adopt(self, files: dict[str, str]) -> None:
         self.files = files
         self._front: dict[str, FrontMatter] = {}
-        self._subjects: dict[str, Template] = {}  # each file's compiled subject line: compiled once
+        self._subjects: dict[str, Template] = {}  # each file's subject line, compiled once
         self._plain = self._environment(autoescape=False)
         self._html = self._environment(autoescape=True)
         self._markdown = self._environment(autoescape=False, finalize=email_parts.escape)

@@ -49,7 +49,9 @@ MINUTE = timedelta(minutes=1)
 DAY = timedelta(hours=24)
 RATE_PAUSE = timedelta(minutes=1)  # after a 429 that names no time to wait until
 MAX_RECIPIENTS = 500  # Exchange Online's limit for one message, To, Cc and Bcc together
-LOOKUP_ROLES = frozenset({"Mail.ReadBasic.All", "Mail.Read", "Mail.ReadWrite"})
+# What to grant, in Entra ID or (scoped to the mailboxes) as Exchange RBAC for Applications roles.
+SEND_GRANT = "Mail.Send (Entra ID), or the Exchange RBAC role Application Mail.Send"
+LOOKUP_GRANT = "Mail.ReadBasic.All (Entra ID), or the Exchange RBAC role Application Mail.ReadBasic"
 
 
 def _user(address: str) -> str:
@@ -79,7 +81,6 @@ class GraphTransport(Transport):
         self._lock = threading.Lock()
         self._sent: dict[str, deque[tuple[datetime, int]]] = {}  # sender -> (when, recipients)
         self._paused: dict[str, tuple[datetime, str]] = {}
-        self._no_lookup: set[str] = set()
 
     @classmethod
     def from_config(cls, wiring: Wiring) -> GraphTransport:
@@ -197,8 +198,8 @@ class GraphTransport(Transport):
             return TransientDeliveryError(f"Microsoft Graph answered {answer} to {sender}'s send")
         if status in (401, 403):
             return TransientDeliveryError(
-                f"Microsoft Graph refused to send as {sender} ({answer}): grant the app Mail.Send and "
-                "include the mailbox in its Exchange RBAC scope. The send waits in the ledger"
+                f"Microsoft Graph refused to send as {sender} ({answer}): grant the app {SEND_GRANT}, "
+                "with the mailbox in its scope. The send waits in the ledger"
             )
         if status == 404:
             return TransientDeliveryError(
@@ -209,8 +210,10 @@ class GraphTransport(Transport):
     # -- checking -------------------------------------------------------------------------------
 
     def check(self, senders: Sequence[str]) -> list[Readiness]:
-        """The app's token (its secret or certificate, its consent, Mail.Send among its permissions), then
-        each sender's mailbox reached through its Sent Items: nothing is sent."""
+        """The app's token (its secret or certificate, its consent), what it says of Mail.Send, then each
+        sender's mailbox reached through its Sent Items, as the never-send-twice lookup reads it: nothing
+        is sent. Exchange RBAC for Applications grants appear in no token: without Mail.Send in it, that
+        permission cannot be checked short of sending, which is said, not failed."""
         subject = f"microsoft app {self.access.config.client_id}"
         try:
             token = self.access.token()
@@ -225,43 +228,49 @@ class GraphTransport(Transport):
                     "authority, ca_file)",
                 )
             ]
-        roles = set(token_roles(token))
-        if "Mail.Send" not in roles:
-            return [
+        if "Mail.Send" in token_roles(token):
+            found = [Readiness(subject, found="token acquired; Mail.Send granted in Entra ID")]
+        else:
+            found = [
                 Readiness(
                     subject,
-                    problem="the app's token carries no Mail.Send: add the application permission Mail.Send "
-                    "in Entra ID and grant admin consent",
+                    found="token acquired; Mail.Send not in it",
+                    warning=f"sending cannot be checked without sending: grant the app {SEND_GRANT} "
+                    "(a role assignment shows in no token; Test-ServicePrincipalAuthorization lists it)",
                 )
             ]
-        found = [Readiness(subject, found="token acquired, Mail.Send granted")]
-        return found + [self._check_sender(sender, roles) for sender in dict.fromkeys(senders)]
+        return found + [self._check_sender(sender) for sender in dict.fromkeys(senders)]
 
-    def _check_sender(self, sender: str, roles: set[str]) -> Readiness:
+    def _check_sender(self, sender: str) -> Readiness:
         subject = f"microsoft {sender}"
-        if not roles & LOOKUP_ROLES:
+        if not self.lookup:
             return Readiness(
                 subject,
-                found="not checked on its own",
-                warning="without Mail.ReadBasic.All the mailbox cannot be checked without sending, and a "
-                "send whose outcome a crash left unknown needs a person to check it",
+                found="not checked ([microsoft] lookup = false)",
+                warning="a send whose outcome a crash left unknown is not looked up in Sent Items: "
+                "it waits for a person (`followthrough resolve`)",
             )
         try:
             response = self.access.get(
                 f"/users/{_user(sender)}/mailFolders/sentitems/messages",
-                params={"$top": "1", "$select": "id"},
+                params={"$top": "1", "$select": "id,internetMessageId"},
             )
-        except (httpx.HTTPError, Throttled, GrantError) as exc:
+        except (httpx.HTTPError, Throttled, GrantError, ConfigError) as exc:
             return Readiness(subject, problem=f"cannot reach {sender}'s mailbox: {exc or type(exc).__name__}")
         if response.status_code == 200:
-            return Readiness(subject, found="mailbox reached, Sent Items readable to look sends up")
+            return Readiness(subject, found="mailbox reached; Sent Items readable to look sends up")
         code, text = error_of(response)
         if response.status_code == 403:
             return Readiness(
                 subject,
-                problem=f"the app may not use {sender}'s mailbox ({code}: {text}): include it in the app's "
-                "Exchange RBAC scope (New-ManagementScope, New-ManagementRoleAssignment)",
+                problem=f"Graph refused to read {sender}'s Sent Items ({code}: {text}): grant the app "
+                f"{LOOKUP_GRANT}, and include the mailbox in the scope of its role assignments "
+                "(New-ManagementScope, New-ManagementRoleAssignment). Without it a send whose outcome "
+                "is unknown cannot be looked up and waits for a person; [microsoft] lookup = false "
+                "accepts that",
             )
+        if response.status_code == 404:
+            return Readiness(subject, problem=f"Microsoft 365 has no mailbox {sender} ({code}: {text})")
         return Readiness(
             subject, problem=f"Graph answered {response.status_code} {code}: {text} for {sender}"
         )
@@ -270,8 +279,8 @@ class GraphTransport(Transport):
 
     def find(self, message_id: str, sender: str) -> bool | None:
         """Whether `sender`'s Sent Items hold a message with this Message-ID: a send whose outcome was
-        unknown did go out. None when it cannot tell (looking is off, or the app may not read mail:
-        logged once per sender). Raises TransientDeliveryError when the search failed."""
+        unknown did go out. None when looking is off. Raises TransientDeliveryError when the search
+        failed, PermanentDeliveryError naming the permission when Graph refuses it (403)."""
         if not self.lookup:
             return None
         wanted = message_id.strip()
@@ -290,33 +299,22 @@ class GraphTransport(Transport):
                 f"cannot reach Microsoft Graph to search {sender}'s Sent Items: {exc or type(exc).__name__}"
             ) from None
         if response.status_code == 403:
-            self._cannot_look(sender, " ".join(error_of(response)))
-            return None
+            code, text = error_of(response)
+            raise PermanentDeliveryError(
+                f"Graph refused to search {sender}'s Sent Items ({code}: {text}): the app needs "
+                f"{LOOKUP_GRANT} for this mailbox to tell whether a send went out"
+            )
         if response.status_code != 200:
             code, text = error_of(response)
             raise TransientDeliveryError(
                 f"cannot search {sender}'s Sent Items for {wanted}: {response.status_code} {code} {text}"
             )
-        with self._lock:
-            self._no_lookup.discard(sender)
         try:
             return bool(response.json().get("value"))
         except (ValueError, AttributeError):
             raise TransientDeliveryError(
                 f"Graph's answer to the search of {sender}'s Sent Items is unreadable"
             ) from None
-
-    def _cannot_look(self, sender: str, why: str) -> None:
-        with self._lock:
-            first = sender not in self._no_lookup
-            self._no_lookup.add(sender)
-        if first:
-            log.warning(
-                "cannot look up sends in %s's Sent Items (%s): grant the app Mail.ReadBasic.All, or a send "
-                "whose outcome is unknown needs a person to check it",
-                sender,
-                why,
-            )
 
     def close(self) -> None:
         """Nothing to end: the one-shot sends close their own connections, and the shared Graph client

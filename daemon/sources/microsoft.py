@@ -12,7 +12,9 @@ the events we knew that it no longer has are reported removed: nothing lost, not
 are keyed by event, and the ledger never re-sends what was sent).
 
 Times are asked for in UTC (`Prefer: outlook.timezone="UTC"`); the event's own zone comes from
-`originalStartTimeZone`. Ids are the ICS source's (see microsoft_events.py).
+`originalStartTimeZone`. Ids are the ICS source's (see microsoft_events.py): an occurrence's UID is its
+series master's `iCalUId`, read once per series (`GET /users/{mailbox}/events/{seriesMasterId}`) and
+kept in the state, so a quiet poll still costs one request.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import httpx
 
 from daemon.errors import ConfigError, GrantError, SourceError
 from daemon.microsoft.access import MicrosoftAccess, Throttled, error_of
-from daemon.model import CalendarEvent, EventStatus, clean_line
+from daemon.model import CalendarEvent, EventStatus, clean_id, clean_line
 from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
 from daemon.sources.ics_events import short_error
 from daemon.sources.microsoft_events import EventMapper
@@ -98,23 +100,27 @@ class MicrosoftCalendarSource(CalendarSource):
         return f"calendar {self.name!r} (mailbox {self.mailbox})"
 
     # -- requests -------------------------------------------------------------------------
+    def _get(self, url: str, params: dict[str, str] | None, prefer: str | None = None) -> httpx.Response:
+        """One GET through the access; what keeps it from Graph as a SourceError naming the calendar."""
+        try:
+            return self.access.get(url, params=params, prefer=prefer)
+        except (GrantError, ConfigError) as exc:  # ConfigError: the certificate file is unusable
+            raise self._grant_error(str(exc)) from None
+        except Throttled as exc:
+            raise SourceError(
+                f"{self.where}: Graph is throttling: {exc}; tried again at the next poll"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise SourceError(
+                f"{self.where}: cannot reach Microsoft Graph: {type(exc).__name__}: {exc}"
+            ) from None
+
     def _pages(self, first: str, params: dict[str, str] | None) -> tuple[list[dict[str, Any]], str]:
         """Every entry of a delta round, all pages followed, and its deltaLink."""
         items: list[dict[str, Any]] = []
         url, query = first, params
         for _ in range(MAX_PAGES):
-            try:
-                response = self.access.get(url, params=query, prefer=PREFER)
-            except (GrantError, ConfigError) as exc:  # ConfigError: the certificate file is unusable
-                raise self._grant_error(str(exc)) from None
-            except Throttled as exc:
-                raise SourceError(
-                    f"{self.where}: Graph is throttling: {exc}; tried again at the next poll"
-                ) from None
-            except httpx.HTTPError as exc:
-                raise SourceError(
-                    f"{self.where}: cannot reach Microsoft Graph: {type(exc).__name__}: {exc}"
-                ) from None
+            response = self._get(url, query, PREFER)
             if response.status_code != 200:
                 raise self._http_error(response, syncing=query is None)
             try:
@@ -144,7 +150,8 @@ class MicrosoftCalendarSource(CalendarSource):
         if status == 403:
             return self._grant_error(
                 f"Graph refused to read this mailbox's calendar ({answer}): grant the app Calendars.Read "
-                "and include the mailbox in its Exchange RBAC scope"
+                "(Entra ID), or the Exchange RBAC role Application Calendars.Read, with the mailbox in "
+                "its scope"
             )
         if status == 404:
             return SourceError(f"{self.where}: Graph has no mailbox {self.mailbox} ({answer})")
@@ -157,6 +164,33 @@ class MicrosoftCalendarSource(CalendarSource):
             log.error("%s", message)
         return SourceError(message)
 
+    def _read_masters(self, items: list[dict[str, Any]], series: dict[str, str]) -> None:
+        """Adds to `series` (master id -> its iCalUId) the masters of the instances in `items` it lacks.
+
+        A master Graph no longer has (404: the series went while we paged) is left out: its instances
+        are reported unusable this poll, and their removal comes with the next round."""
+        wanted = {
+            str(item["seriesMasterId"])
+            for item in items
+            if "@removed" not in item
+            and self.mapper.is_instance(item)
+            and not self.mapper.series_uid(item)
+            and item.get("seriesMasterId")
+        }
+        for master in sorted(wanted - set(series)):
+            path = f"/users/{urllib.parse.quote(self.mailbox)}/events/{urllib.parse.quote(master, safe='')}"
+            response = self._get(path, {"$select": "iCalUId,type"})
+            if response.status_code == 404:
+                continue
+            if response.status_code != 200:
+                raise self._http_error(response, syncing=False)
+            try:
+                uid = clean_id(str(response.json().get("iCalUId") or ""), 500)
+            except (ValueError, AttributeError):
+                uid = ""
+            if uid:
+                series[master] = uid
+
     def _initial(self, low: datetime, high: datetime) -> tuple[list[dict[str, Any]], str]:
         path = f"/users/{urllib.parse.quote(self.mailbox)}/calendarView/delta"
         return self._pages(path, {"startDateTime": _iso(low), "endDateTime": _iso(high)})
@@ -167,6 +201,7 @@ class MicrosoftCalendarSource(CalendarSource):
         same = state.get("key") == self.mailbox
         known: dict[str, list[Any]] = dict(state.get("known") or {})
         unusable: dict[str, list[str]] = dict(state.get("unusable") or {}) if same else {}
+        series: dict[str, str] = dict(state.get("series") or {}) if same else {}
         low, high = now - self.window_past, now + self.window_future
         delta = state.get("delta") if same else None
         token_low, token_high = float(state.get("low") or 0.0), float(state.get("high") or 0.0)
@@ -188,6 +223,7 @@ class MicrosoftCalendarSource(CalendarSource):
         if full:
             items, delta = self._initial(low, high)
             token_low, token_high = low.timestamp(), high.timestamp()
+        self._read_masters(items, series)
         self._grant_reported = False
         batch = SyncBatch()
         seen: set[str] = set()
@@ -206,7 +242,8 @@ class MicrosoftCalendarSource(CalendarSource):
             if previous is not None and modified and len(previous) > 2 and modified < str(previous[2] or ""):
                 continue  # an older version, arriving late or twice: what we hold is newer
             unusable.pop(gid, None)
-            problem = self._apply(item, gid, modified, known, upserted, batch, low, high)
+            master = series.get(str(item.get("seriesMasterId") or ""))
+            problem = self._apply(item, gid, modified, master, known, upserted, batch, low, high)
             if problem is not None:
                 unusable[gid] = [self._label(item, gid), problem]
         if full:
@@ -216,6 +253,8 @@ class MicrosoftCalendarSource(CalendarSource):
                     batch.removed.append(event_id)
         for gid in [g for g, entry in known.items() if entry[1] < low.timestamp()]:
             del known[gid]  # slid into the past: history, not a deletion
+        uids = {entry[0].rpartition("/")[0] for entry in known.values()}
+        series = {master: uid for master, uid in series.items() if uid in uids}  # series still in view
         batch.upserted = list(upserted.values())
         batch.removed = sorted(set(batch.removed) - set(upserted))
         batch.state = {
@@ -225,6 +264,7 @@ class MicrosoftCalendarSource(CalendarSource):
             "high": token_high,
             "known": known,
             "unusable": unusable,
+            "series": series,
         }
         repeat_unusable(batch, {g: entry for g, entry in unusable.items() if g not in seen})
         if not items and not full and same and known == dict(state.get("known") or {}):
@@ -258,17 +298,19 @@ class MicrosoftCalendarSource(CalendarSource):
         item: dict[str, Any],
         gid: str,
         modified: str,
+        master: str | None,
         known: dict[str, list[Any]],
         upserted: dict[str, CalendarEvent],
         batch: SyncBatch,
         low: datetime,
         high: datetime,
     ) -> str | None:
-        """Fold one Graph event into the batch and the known map; the problem if it is unusable."""
+        """Fold one Graph event into the batch and the known map; the problem if it is unusable.
+        `master`: the iCalUId of its series master, for an instance."""
         label = self._label(item, gid)
         previous = known.get(gid)
         try:
-            event = self.mapper.event(item)
+            event = self.mapper.event(item, master)
         except Exception as exc:
             problem = f"event {label}: skipped: {short_error(exc)}"
             batch.problems.append(problem)

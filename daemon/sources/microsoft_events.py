@@ -3,6 +3,11 @@
 
 One resource at a time, shaped like the ICS source's events (the same meeting gets the same id: its
 iCalendar UID, plus the original start of an instance); syncing lives in microsoft.py.
+
+Graph v1.0 documents `iCalUId` as "different for each occurrence in a recurring series"; the series-wide
+`uid` exists only in beta. So an occurrence's or exception's UID is its series master's `iCalUId`
+(microsoft.py reads the master once), and its RECURRENCE-ID is `originalStart`, which Graph gives in UTC
+for occurrences and exceptions alike: a moved occurrence keeps the id of the slot it was moved from.
 """
 
 from __future__ import annotations
@@ -118,16 +123,31 @@ class EventMapper:
         """An all-day event's midnight: the date as Outlook wrote it, in the event's zone."""
         return datetime.combine(moment.date(), time(0), tzinfo=zone or self.zone)
 
-    def uid(self, item: dict[str, Any]) -> str:
-        """The iCalendar UID: `uid` (one for a whole series) where Graph gives it, else `iCalUId`."""
-        series = item.get("type") in _INSTANCES and item.get("uid")
-        uid = clean_id(str(series or item.get("iCalUId") or ""), 500)
+    @staticmethod
+    def is_instance(item: dict[str, Any]) -> bool:
+        """An occurrence or exception of a series: its UID is its series master's."""
+        return item.get("type") in _INSTANCES
+
+    @staticmethod
+    def series_uid(item: dict[str, Any]) -> str | None:
+        """The series-wide UID an instance carries itself: beta's `uid` (v1.0 has none)."""
+        return clean_id(str(item.get("uid") or ""), 500) or None
+
+    def uid(self, item: dict[str, Any], series_uid: str | None = None) -> str:
+        """The iCalendar UID: an instance's series' (`series_uid`, its master's iCalUId), else `iCalUId`."""
+        if self.is_instance(item):
+            uid = self.series_uid(item) or clean_id(series_uid or "", 500)
+            if not uid:
+                raise ValueError("it is an instance of a series whose master's iCalUId is unknown")
+            return uid
+        uid = clean_id(str(item.get("iCalUId") or ""), 500)
         if not uid:
             raise ValueError("it has no iCalUId")
         return uid
 
     def recurrence_id(self, item: dict[str, Any]) -> str | None:
-        if item.get("type") not in _INSTANCES:
+        """The ICS source's RECURRENCE-ID: the original start in UTC, or the original date if all-day."""
+        if not self.is_instance(item):
             return None
         original = item.get("originalStart")
         if not original:
@@ -138,13 +158,14 @@ class EventMapper:
             raise ValueError(f"its originalStart {clean_line(str(original), 40)!r} is no time") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
+        moment = moment.astimezone(UTC)
         if item.get("isAllDay"):
+            # The date Outlook shows: local midnight in UTC is read back in the event's zone; a bare
+            # UTC midnight is the date itself (either way a zone west of UTC keeps its date).
+            if moment.time() == time(0):
+                return moment.strftime("%Y%m%d")
             return moment.astimezone(self._own_zone(item) or self.zone).strftime("%Y%m%d")
-        return moment.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
-
-    def event_id(self, item: dict[str, Any]) -> str:
-        uid, rid = self.uid(item), self.recurrence_id(item)
-        return f"{uid}/{rid}" if rid else uid
+        return moment.strftime("%Y%m%dT%H%M%SZ")
 
     @staticmethod
     def _person(data: Any) -> Person | None:
@@ -156,9 +177,10 @@ class EventMapper:
             return None
         return Person(email=email, name=clean_line(str(address.get("name") or ""), 100))
 
-    def event(self, item: dict[str, Any]) -> CalendarEvent:
-        """Raises ValueError naming what is wrong when the event cannot be used."""
-        uid = self.uid(item)
+    def event(self, item: dict[str, Any], series_uid: str | None = None) -> CalendarEvent:
+        """Raises ValueError naming what is wrong when the event cannot be used. `series_uid`: an
+        instance's series master's iCalUId."""
+        uid = self.uid(item, series_uid)
         own = self._own_zone(item)
         all_day = bool(item.get("isAllDay"))
         start = _parse_moment(item.get("start"), "start")

@@ -7,14 +7,14 @@ Message-ID, Exchange's limits and throttling waiting in the ledger, RBAC refusal
 from __future__ import annotations
 
 import base64
-import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
 
+from daemon.config import load
 from daemon.errors import (
     HeldDeliveryError,
     PermanentDeliveryError,
@@ -26,7 +26,9 @@ from daemon.mail.message import build
 from daemon.model import Person
 from daemon.templates import Rendered
 from tests.support.graph_fake import FakeGraph
+from tests.support.ics import vevent
 from tests.support.microsoft import access_for
+from tests.support.world import World
 
 REP = Person("rita.rep@seller.example", "Rita Rep")
 CUSTOMER = Person("carl@customer.example", "Carl Customer")
@@ -80,15 +82,46 @@ def test_a_lost_answer_is_unknown_and_never_posted_again(graph: FakeGraph) -> No
     assert transport.find("<other@seller.example>", REP.email) is False
 
 
-def test_find_without_a_mail_read_permission_cannot_tell_and_logs_once(
-    graph: FakeGraph, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_find_without_a_mail_read_permission_says_which_permission_is_missing(graph: FakeGraph) -> None:
+    # Given an app that may send but not read mail
     graph.roles = {"Mail.Send"}
-    transport = GraphTransport(access_for(graph))
-    with caplog.at_level(logging.WARNING):
-        assert transport.find("<a@b>", REP.email) is None
-        assert transport.find("<a@b>", REP.email) is None
-    assert sum("Mail.ReadBasic.All" in r.getMessage() for r in caplog.records) == 1
+    # When a send is looked up, then the search's refusal names the permission to grant
+    with pytest.raises(PermanentDeliveryError, match=r"Mail\.ReadBasic\.All .*Application Mail\.ReadBasic"):
+        GraphTransport(access_for(graph)).find("<a@b>", REP.email)
+
+
+def test_an_unknown_outcome_that_cannot_be_looked_up_waits_for_a_person_naming_the_permission(
+    graph: FakeGraph, tmp_path: Path
+) -> None:
+    # Given the Microsoft transport for an app without Mail.ReadBasic.All, and a lost deal whose
+    # thank-you Graph takes from the rep's mailbox, then the answer is lost on the way back
+    from daemon.engine import Engine
+    from daemon.model import Status
+
+    graph.roles = {"Calendars.Read", "Mail.Send"}
+    extra = (
+        '[schedule]\nbusiness_hours = "00:00-24:00"\nclaim_lease = "2m"\n'
+        'business_days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\n' + graph.toml()
+    )
+    world = World(tmp_path, extra=extra)
+    config = tmp_path / "followthrough.toml"
+    config.write_text(config.read_text().replace('transport = "outbox"', 'transport = "microsoft"'))
+    now = datetime.now(UTC)
+    world.write(vevent("lost", now - timedelta(hours=26), now - timedelta(hours=25), "Globex #closing #lost"))
+    graph.answers.append(None)
+    engine = Engine(load(config))
+    try:
+        engine.tick(now)
+        # When its lease has run out and the dispatcher looks it up
+        engine.dispatcher.dispatch_due(now + timedelta(minutes=3))
+        done = engine.ledger.send("lost-thank-you:lost")
+    finally:
+        engine.close()
+    # Then it is not sent again: it waits for a person, the reason naming the missing permission
+    assert done is not None and done.status is Status.UNKNOWN, done
+    reason = done.reason or ""
+    assert "Mail.ReadBasic.All" in reason and "followthrough resolve lost-thank-you:lost" in reason
+    assert len(graph.sends()) == 1
 
 
 def test_a_429_with_retry_after_keeps_the_send_waiting_and_pauses_the_sender(graph: FakeGraph) -> None:
@@ -144,16 +177,30 @@ def test_a_wrong_client_secret_keeps_the_send_waiting(graph: FakeGraph) -> None:
     assert graph.sends() == []
 
 
-def test_check_names_a_missing_mail_send_permission_and_a_mailbox_outside_the_scope(graph: FakeGraph) -> None:
+def test_check_names_a_missing_permission_and_a_mailbox_outside_the_scope(graph: FakeGraph) -> None:
     # Given an app with every permission, then the app and each mailbox are ready
     ready = GraphTransport(access_for(graph)).check([REP.email])
-    assert all(r.problem is None for r in ready) and len(ready) == 2, ready
+    assert all(r.problem is None and r.warning is None for r in ready) and len(ready) == 2, ready
     # Given a mailbox outside the RBAC scope, then it is named with the fix
     graph.scope = set()
     [_, outside] = GraphTransport(access_for(graph)).check([REP.email])
-    assert outside.problem and "RBAC" in outside.problem
-    # Given no Mail.Send, then the app is not ready
-    graph.roles = {"Calendars.Read"}
-    [app] = GraphTransport(access_for(graph)).check([REP.email])
-    assert app.problem and "Mail.Send" in app.problem
+    assert outside.problem and "New-ManagementScope" in outside.problem
+    # Given no permission to read mail, then the mailbox's line names it
+    graph.scope, graph.roles = None, {"Calendars.Read", "Mail.Send"}
+    [_, unread] = GraphTransport(access_for(graph)).check([REP.email])
+    assert unread.problem and "Mail.ReadBasic.All" in unread.problem
+    # Given no Mail.Send in the token, then that is said, not failed: an RBAC role would not show
+    graph.roles = {"Calendars.Read", "Mail.ReadBasic.All"}
+    [app, mailbox] = GraphTransport(access_for(graph)).check([REP.email])
+    assert app.problem is None and app.warning and "Application Mail.Send" in app.warning
+    assert mailbox.problem is None
     assert graph.sends() == []
+
+
+def test_check_of_an_app_granted_only_through_exchange_rbac_finds_it_ready(graph: FakeGraph) -> None:
+    # Given an app whose permissions are Exchange RBAC role assignments only: its token carries none
+    graph.roles, graph.rbac_roles = set(), {"Mail.Send", "Mail.ReadBasic"}
+    # Then the mailbox is reached and its Sent Items read; only Mail.Send is left unproven
+    [app, mailbox] = GraphTransport(access_for(graph)).check([REP.email])
+    assert app.problem is None and app.warning is not None
+    assert mailbox.problem is None and "Sent Items readable" in mailbox.found

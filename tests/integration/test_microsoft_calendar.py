@@ -15,6 +15,7 @@ from daemon.errors import SourceError
 from daemon.model import Outcome
 from daemon.playbook import Policy, Tags, classify, tagged_outcome
 from daemon.sources.microsoft import MicrosoftCalendarSource
+from daemon.sources.microsoft_events import EventMapper
 from tests.support.graph_fake import FakeGraph, graph_time
 from tests.support.microsoft import access_for
 
@@ -185,7 +186,10 @@ def test_categories_count_as_tags_and_the_events_zone_is_kept(graph: FakeGraph) 
     assert tagged_outcome(event, Tags()) is Outcome.WON
 
 
-def test_an_instance_of_a_series_gets_the_ics_id(graph: FakeGraph) -> None:
+def test_an_instance_carrying_betas_series_uid_gets_the_ics_id_without_reading_its_master(
+    graph: FakeGraph,
+) -> None:
+    # Given an occurrence as Graph's beta endpoint gives it: with `uid`, the series' own
     start = NOW + timedelta(days=1)
     graph.put_event(
         REP,
@@ -194,11 +198,53 @@ def test_an_instance_of_a_series_gets_the_ics_id(graph: FakeGraph) -> None:
             start,
             type="occurrence",
             uid="series-uid@acme.example",
+            seriesMasterId="AAMk-master",
             originalStart=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
         ),
     )
+    # Then its id is that UID and its original start, and no master is asked for
     [event] = source(graph).sync(None, NOW).upserted
     assert event.id == f"series-uid@acme.example/{start:%Y%m%dT%H%M%SZ}"
+    assert graph.calls("/events/") == []
+
+
+def test_an_instance_whose_master_is_gone_is_named_unusable(graph: FakeGraph) -> None:
+    # Given an occurrence whose series master Graph no longer has
+    start = NOW + timedelta(days=1)
+    graph.put_event(
+        REP,
+        meeting(
+            "040000008200E001",
+            start,
+            type="occurrence",
+            seriesMasterId="AAMk-gone",
+            originalStart=start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        ),
+    )
+    # Then it is reported unusable, saying why, and nothing is upserted under a wrong id
+    batch = source(graph).sync(None, NOW)
+    assert batch.upserted == [] and batch.unusable == ["040000008200E001"]
+    assert "master's iCalUId is unknown" in batch.problems[0]
+
+
+def test_an_all_day_occurrence_gets_the_date_outlook_shows() -> None:
+    # Given all-day occurrences whose originalStart is local midnight in UTC, east and west of Greenwich,
+    # or a bare UTC midnight
+    mapper = EventMapper("Europe/Berlin")
+
+    def rid(original: str, zone: str) -> str | None:
+        item = {
+            "type": "occurrence",
+            "isAllDay": True,
+            "originalStart": original,
+            "originalStartTimeZone": zone,
+        }
+        return mapper.recurrence_id(item)
+
+    # Then each is the ICS source's date id of 3 December
+    assert rid("2026-12-02T23:00:00Z", "W. Europe Standard Time") == "20261203"
+    assert rid("2026-12-03T05:00:00Z", "Eastern Standard Time") == "20261203"
+    assert rid("2026-12-03T00:00:00Z", "Eastern Standard Time") == "20261203"
 
 
 def test_msal_asks_only_the_authority_twice_even_with_requests_ca_bundle_set(

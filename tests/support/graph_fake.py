@@ -13,11 +13,20 @@ throwaway CA from private_ca.py), so discovery, token requests, paging and error
   empty ones, on request), a `@odata.deltaLink` whose next round returns only what changed since, as
   full events or `{"id", "@removed"}` (deleted, or moved out of the window); `expire_delta_tokens`
   makes old links answer 410 `syncStateNotFound`; `duplicate_changes` sends each change twice.
+- Series (`put_series`): a `seriesMaster`, which no calendar view lists but `/v1.0/users/{id}/events/{id}`
+  answers, and its `occurrence`s: each with the master's `seriesMasterId`, `originalStart` (UTC, `Z`) and
+  an `iCalUId` of its own, as Graph v1.0 documents ("different for each occurrence in a recurring
+  series"; the series-wide `uid` is beta's, so the fake gives none). `move_occurrence` makes one an
+  `exception` at another time, its `originalStart` kept.
 - `/v1.0/users/{id}/sendMail` (base64 MIME, `text/plain`): 202, the message then in the sender's Sent
   Items; `/v1.0/users/{id}/mailFolders/sentitems/messages?$filter=internetMessageId eq '…'`.
 - `fail(status, times, path, retry_after)`: the next matching requests answer that status (429 and 503
   with `Retry-After`). `answers`: scripted answers for the next sends (None: the connection drops after
   the request was read). `scope`: the mailboxes the app may use (Exchange RBAC); others get 403.
+- Permissions: `roles` are the app's Entra ID application permissions, carried in its token;
+  `rbac_roles` those granted by Exchange RBAC for Applications role assignments, which no token shows.
+  Either allows: calendars need Calendars.Read, sendMail Mail.Send, Sent Items Mail.ReadBasic(.All) or
+  Mail.Read; without, 403 `ErrorAccessDenied`.
 Every request is logged in `requests`.
 """
 
@@ -35,11 +44,12 @@ import tempfile
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import jwt
 from cryptography import x509
@@ -86,6 +96,19 @@ def graph_time(moment: datetime) -> dict[str, str]:
     return {"dateTime": moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.0000000"), "timeZone": "UTC"}
 
 
+GOID_PREFIX = "040000008200E00074C5B7101A82E008"  # Exchange's global object ids (MS-OXOCAL)
+
+
+def occurrence_uid(series_uid: str, original_start: datetime) -> str:
+    """An occurrence's own iCalUId: in a global object id, the instance's date where the series' has
+    zeros (MS-OXOCAL, PidLidGlobalObjectId); otherwise the date appended. Either way not the series'."""
+    day = original_start.astimezone(UTC)
+    if series_uid.upper().startswith(GOID_PREFIX) and len(series_uid) >= 40:
+        stamp = f"{day.year:04X}{day.month:02X}{day.day:02X}"
+        return series_uid[:32] + stamp + series_uid[40:]
+    return f"{series_uid}:{day:%Y%m%d}"
+
+
 def _jwt(claims: dict[str, Any]) -> str:
     def part(data: dict[str, Any]) -> str:
         return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
@@ -121,6 +144,7 @@ class FakeGraph:
         self.failures: list[Failure] = []
         self.answers: list[tuple[int, dict[str, Any]] | None] = []
         self.roles: set[str] = set(ROLES)
+        self.rbac_roles: set[str] = set()
         self.scope: set[str] | None = None  # None: every mailbox (a tenant-wide consent)
         self.secret = CLIENT_SECRET
         self.certificates: list[x509.Certificate] = []  # the app registration's uploaded certificates
@@ -201,6 +225,64 @@ class FakeGraph:
             box.changed[stored["id"]] = next(self._seq)
             box.deleted.pop(stored["id"], None)
             return stored
+
+    def put_series(
+        self,
+        mailbox: str,
+        ical_uid: str,
+        first: datetime,
+        count: int,
+        *,
+        every: timedelta = timedelta(days=7),
+        length: timedelta = timedelta(hours=1),
+        zone: str = "UTC",
+        **fields: Any,
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """A recurring meeting: its master's Graph id, and its `count` occurrences, `every` apart on the
+        wall clock of `zone` (an IANA name: 10:00 stays 10:00 across a change to summer time)."""
+        master = self.put_event(
+            mailbox,
+            {
+                "iCalUId": ical_uid,
+                "start": graph_time(first),
+                "end": graph_time(first + length),
+                **fields,
+                "type": "seriesMaster",
+                "recurrence": {"pattern": {"type": "daily", "interval": every.days or 1}},
+            },
+        )
+        occurrences = []
+        local = first.astimezone(ZoneInfo(zone))
+        for n in range(count):
+            start = (local + n * every).astimezone(UTC)
+            occurrences.append(
+                self.put_event(
+                    mailbox,
+                    {
+                        **fields,
+                        "iCalUId": occurrence_uid(ical_uid, start),
+                        "start": graph_time(start),
+                        "end": graph_time(start + length),
+                        "type": "occurrence",
+                        "seriesMasterId": master["id"],
+                        "originalStart": start.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    },
+                )
+            )
+        return master["id"], occurrences
+
+    def move_occurrence(self, mailbox: str, event_id: str, start: datetime, **fields: Any) -> dict[str, Any]:
+        """One occurrence moved (and edited): an `exception` now, whose `originalStart` stays."""
+        event = self.mailbox(mailbox).events[event_id]
+        length = _moment(event["end"]) - _moment(event["start"])
+        return self.update_event(
+            mailbox,
+            event_id,
+            type="exception",
+            start=graph_time(start),
+            end=graph_time(start + length),
+            **fields,
+        )
 
     def update_event(self, mailbox: str, event_id: str, **fields: Any) -> dict[str, Any]:
         with self.lock:
@@ -283,13 +365,23 @@ class FakeGraph:
         user, rest = urllib.parse.unquote(match.group(1)).lower(), match.group(2)
         if self.scope is not None and user not in self.scope:
             return 403, {}, _error("ErrorAccessDenied", "Access to OData is disabled: RBAC scope.")
+        if rest.startswith(("calendarView/", "events/")) and not self._granted(
+            "Calendars.Read", "Calendars.ReadBasic", "Calendars.ReadWrite"
+        ):
+            return 403, {}, _denied()
         if rest == "calendarView/delta" and method == "GET":
             return self._delta(user, query, headers)
+        if rest.startswith("events/") and method == "GET":
+            return self._event(user, urllib.parse.unquote(rest.removeprefix("events/")))
         if rest == "sendMail" and method == "POST":
             return self._send(user, headers, body)
         if rest == "mailFolders/sentitems/messages" and method == "GET":
             return self._sent_items(user, query)
         return 404, {}, _error("ResourceNotFound", f"the fake does not serve {method} {path}")
+
+    def _granted(self, *permissions: str) -> bool:
+        """Whether the app holds one of `permissions`, by consent in Entra ID or by an RBAC role."""
+        return bool((self.roles | self.rbac_roles) & set(permissions))
 
     def _token(self, form: dict[str, str]) -> tuple[int, dict[str, str], dict[str, Any]]:
         self.token_requests += 1
@@ -403,13 +495,25 @@ class FakeGraph:
                 answer["@odata.deltaLink"] = f"{base}?$deltatoken={token}"
             return 200, {}, answer
 
+    def _event(self, user: str, event_id: str) -> tuple[int, dict[str, str], dict[str, Any]]:
+        with self.lock:
+            event = self.mailbox(user).events.get(event_id)
+        if event is None:
+            return 404, {}, _error("ErrorItemNotFound", "The specified object was not found in the store.")
+        return 200, {}, event
+
     @staticmethod
     def _since(box: Mailbox) -> int:
         return max([0, *box.changed.values(), *box.deleted.values()])
 
     @staticmethod
     def _in(event: dict[str, Any], low: float, high: float) -> bool:
-        return _moment(event["start"]).timestamp() < high and _moment(event["end"]).timestamp() > low
+        """In a calendar view: in the window, and not a series master (views list its instances)."""
+        return (
+            event.get("type") != "seriesMaster"
+            and _moment(event["start"]).timestamp() < high
+            and _moment(event["end"]).timestamp() > low
+        )
 
     def _events_in(self, box: Mailbox, low: float, high: float) -> list[dict[str, Any]]:
         return [e for e in box.events.values() if self._in(e, low, high) and not e.get("isCancelled")]
@@ -420,6 +524,8 @@ class FakeGraph:
             if seq <= since:
                 continue
             event = box.events[gid]
+            if event.get("type") == "seriesMaster":
+                continue  # a view tracks the instances, which change with it
             if self._in(event, low, high) and not event.get("isCancelled"):
                 changes.append((seq, event))
             else:  # moved out of the window, or cancelled: removed from the view
@@ -432,8 +538,8 @@ class FakeGraph:
     def _send(
         self, user: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, str], dict[str, Any] | None]:
-        if "Mail.Send" not in self.roles:
-            return 403, {}, _error("ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+        if not self._granted("Mail.Send"):
+            return 403, {}, _denied()
         if not headers.get("Content-Type", "").startswith("text/plain"):
             return 415, {}, _error("ErrorInvalidRequest", "MIME content must be sent as text/plain")
         try:
@@ -462,8 +568,8 @@ class FakeGraph:
             self.mailbox(user).sent.append(message)
 
     def _sent_items(self, user: str, query: dict[str, str]) -> tuple[int, dict[str, str], dict[str, Any]]:
-        if not self.roles & {"Mail.ReadBasic.All", "Mail.Read"}:
-            return 403, {}, _error("ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+        if not self._granted("Mail.ReadBasic.All", "Mail.ReadBasic", "Mail.Read", "Mail.ReadWrite"):
+            return 403, {}, _denied()
         wanted = re.fullmatch(r"internetMessageId eq '(.*)'", query.get("$filter", ""))
         with self.lock:
             sent = list(self.mailbox(user).sent)
@@ -492,9 +598,16 @@ def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
 
 
+def _denied() -> dict[str, Any]:
+    return _error("ErrorAccessDenied", "Access is denied. Check credentials and try again.")
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    # The headers and the body go out as two writes: with Nagle's algorithm the body waits for the
+    # client's delayed ACK of the headers, 40 ms a request on Linux loopback.
+    disable_nagle_algorithm = True
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
