@@ -19,6 +19,8 @@ from daemon.ledger import dialect, schema
 from daemon.ledger.abc import Ledger
 from daemon.model import Status
 
+TRANSITION = insert(schema.transitions)  # built once: every move of every send writes one
+
 
 class Base(Ledger):
     """An open ledger: its engine, what its database can do, and one transaction at a time."""
@@ -77,9 +79,7 @@ class Base(Ledger):
     ) -> None:
         """Write one move of a send to `transitions`, in the transaction that makes it."""
         conn.execute(
-            insert(schema.transitions).values(
-                key=key, from_status=old, to_status=new.value, at=at, reason=reason
-            )
+            TRANSITION, {"key": key, "from_status": old, "to_status": new.value, "at": at, "reason": reason}
         )
 
     def _moves(
@@ -88,7 +88,7 @@ class Base(Ledger):
         """Write several sends' moves to `new` at once: (key, old status, reason) each."""
         if moves:
             conn.execute(
-                insert(schema.transitions),
+                TRANSITION,
                 [
                     {"key": k, "from_status": o, "to_status": new.value, "at": at, "reason": r}
                     for k, o, r in moves

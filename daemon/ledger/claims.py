@@ -272,11 +272,19 @@ class ClaimStore(Base):
         return min(times) if times else None
 
 
+# Built once: a message's hand-over is the dispatcher's most frequent write.
+HAND = (
+    update(sends)
+    .where(
+        sends.c.key == bindparam("k"),
+        sends.c.attempt_id == bindparam("attempt"),
+        sends.c.status == Status.CLAIMED.value,
+    )
+    .values(handed_at=bindparam("at"), lease_until=bindparam("until"), updated_at=bindparam("at"))
+)
+
+
 def hand(conn: Connection, key: str, attempt_id: str, at: datetime, lease: timedelta) -> bool:
     """In `conn`'s transaction: this attempt hands its message over now; False if the claim is gone."""
-    result = conn.execute(
-        update(sends)
-        .where(sends.c.key == key, sends.c.attempt_id == attempt_id, sends.c.status == Status.CLAIMED.value)
-        .values(handed_at=at, lease_until=at + lease, updated_at=at)
-    )
+    result = conn.execute(HAND, {"k": key, "attempt": attempt_id, "at": at, "until": at + lease})
     return bool(result.rowcount)

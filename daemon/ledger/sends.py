@@ -10,8 +10,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from daemon.ledger.abc import Handing, Record, Transition, suppressed_among
@@ -23,6 +24,18 @@ from daemon.ledger.schema import event_domains, events, plan_values, record, sen
 from daemon.model import PlannedSend, SendRecord, Status
 
 PLAYBOOK = sends.c.test.is_(False)  # the playbook's sends: every query but a test's own leaves tests out
+
+# A move of one send, if it is still where it was left (`from_`), and still this attempt's when one is
+# named: built once, with and without the attempt (the statements a dispatcher runs for every message).
+_WHERE = (sends.c.key == bindparam("k_"), sends.c.status.in_(bindparam("from_", expanding=True)), PLAYBOOK)
+_WHERES = {False: _WHERE, True: (*_WHERE, sends.c.attempt_id == bindparam("attempt_"))}
+CURRENT = {
+    mine: select(sends.c.status, sends.c.sent_at, sends.c.handed_at, sends.c.attempts, sends.c.refused).where(
+        *where
+    )
+    for mine, where in _WHERES.items()
+}
+MOVE = {mine: update(sends).where(*where) for mine, where in _WHERES.items()}
 
 log = logging.getLogger(__name__)
 
@@ -122,23 +135,25 @@ class SendStore(Base):
     ) -> bool:
         """Make `move` if the send is still where we left it; False if someone else moved it."""
         # A test send is recorded once, as it ended: nothing moves it afterwards (not `resolve` either).
-        condition = [sends.c.key == key, sends.c.status.in_([s.value for s in only_from]), PLAYBOOK]
-        if attempt_id is not None:
-            condition.append(sends.c.attempt_id == attempt_id)
-        query = select(sends.c.status, sends.c.sent_at, sends.c.handed_at, sends.c.attempts, sends.c.refused)
+        mine = attempt_id is not None
+        params: dict[str, Any] = {"k_": key, "from_": [s.value for s in only_from]}
+        if mine:
+            params["attempt_"] = attempt_id
         # Locked: no one else moves it between this read and the write.
-        row = conn.execute(self.caps.locked(query.where(*condition))).first()
+        row = conn.execute(self.caps.locked(CURRENT[mine]), params).first()
         if row is None:
             return False
         current = Current(row.sent_at, row.handed_at, row.attempts, row.refused or {})
         status, reason, values = settle(move, current, at)
-        result = conn.execute(
-            update(sends)
-            .where(*condition)
-            .values(
-                status=status.value, reason=reason, updated_at=at, lease_until=None, claimed_by=None, **values
-            )
-        )
+        # The columns to set are the parameters named after them (the statement is built once).
+        columns = {
+            "status": status.value,
+            "reason": reason,
+            "updated_at": at,
+            "lease_until": None,
+            "claimed_by": None,
+        }
+        result = conn.execute(MOVE[mine], {**params, **columns, **values})
         if not result.rowcount:
             return False
         self._move(conn, key, row.status, status, at, reason)
