@@ -208,7 +208,7 @@ class ClaimStore(Base):
                         select(suppressions.c.address).where(suppressions.c.address.in_(chunk))
                     ).scalars()
                 )
-        return Known(found, by_deal, outcome, frozenset(listed))
+        return Known(found, {d: tuple(e) for d, e in by_deal.items()}, outcome, frozenset(listed))
 
     def orphans(self, now: datetime, from_dead: Iterable[str] = ()) -> list[SendRecord]:
         """Sends handed to the transport by a process that stopped before recording the result: its
