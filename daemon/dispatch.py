@@ -256,8 +256,12 @@ class Dispatcher:
         send, sender, recipients = item.send, item.sender, item.recipients
         assert send.attempt_id is not None
         # The hand-over is committed before the transport sees the message, with the results waiting.
-        handing = Handing(send.key, send.attempt_id, now, self.delivery.lease)
-        if not self._record_results(report, handing):
+        handing = Handing(send.key, send.attempt_id, now, self.delivery.lease, tuple(recipients))
+        handed, blocked = self._record_results(report, handing)
+        if blocked:  # unsubscribed since the batch was read: written again, without them, at once
+            self._release_where("a recipient unsubscribed just before", attempt_ids=[send.attempt_id])
+            return
+        if not handed:
             log.warning(
                 "send %s: claim lost to another process before sending; left to it",
                 send.key,
@@ -289,18 +293,20 @@ class Dispatcher:
         )
         report.sent.append(send)
 
-    def _record_results(self, report: DispatchReport, handing: Handing | None = None) -> bool:
+    def _record_results(
+        self, report: DispatchReport, handing: Handing | None = None
+    ) -> tuple[bool, set[str]]:
         """Commit the results waiting, and the hand-over of `handing` if any, in one transaction;
-        whether the hand-over was made."""
+        whether the hand-over was made, and the suppressed recipients that stopped it."""
         results, self._results = self._results, []
         if not results and handing is None:
-            return False
-        made, handed = self.ledger.record_and_hand([r.record for r in results], handing)
+            return False, set()
+        made, handed, blocked = self.ledger.record_and_hand([r.record for r in results], handing)
         for result, recorded in zip(results, made, strict=True):
             if recorded:
                 send = result.send
                 self._ended(report, send, Status.SENT, send.sent_at or result.record.at)
-        return handed
+        return handed, blocked
 
     def _after_error(
         self,

@@ -110,6 +110,7 @@ class Handing:
     attempt_id: str
     at: datetime
     lease: timedelta
+    recipients: tuple[str, ...] = ()  # looked up on the suppression list in the same transaction
 
 
 class Ledger(ABC):
@@ -241,10 +242,11 @@ class Ledger(ABC):
     @abstractmethod
     def record_and_hand(
         self, records: Sequence[Record], handing: Handing | None = None
-    ) -> tuple[list[bool], bool]:
+    ) -> tuple[list[bool], bool, set[str]]:
         """In one transaction: each of `records` as `record` makes it, then the hand-over of `handing` as
-        `mark_handed` commits it. Whether each record was made, and whether the hand-over was (False
-        without one): a dispatcher records one message's result with the next one's hand-over."""
+        `mark_handed` commits it, unless one of its recipients is suppressed by now. Whether each record
+        was made, whether the hand-over was (False without one), and the suppressed recipients that
+        stopped it: a dispatcher records one message's result with the next one's hand-over."""
 
     @abstractmethod
     def known(self, sends: Sequence[SendRecord]) -> Known:

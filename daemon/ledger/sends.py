@@ -103,13 +103,15 @@ class SendStore(Base):
 
     def record_and_hand(
         self, records: Sequence[Record], handing: Handing | None = None
-    ) -> tuple[list[bool], bool]:
+    ) -> tuple[list[bool], bool, set[str]]:
         with self._tx() as conn:
             made = [self._apply(conn, r.key, r.move, r.at, (Status.CLAIMED,), r.attempt_id) for r in records]
-            handed = handing is not None and hand(
-                conn, handing.key, handing.attempt_id, handing.at, handing.lease
-            )
-        return made, handed
+            if handing is None:
+                return made, False, set()
+            # Checked again as it is handed over: an unsubscribe since the batch was read stops it.
+            blocked = _suppressed(conn, handing.recipients) if handing.recipients else set()
+            handed = not blocked and hand(conn, handing.key, handing.attempt_id, handing.at, handing.lease)
+        return made, handed, blocked
 
     def stop_sequence(self, key: str, reason: str, at: datetime) -> bool:
         return self._move_one(key, Stopped(reason), at, (Status.PLANNED,))
@@ -261,14 +263,13 @@ class SendStore(Base):
             ]
 
     def is_suppressed(self, addresses: Iterable[str]) -> set[str]:
-        addresses = list(addresses)
-        domains = {a.rsplit("@", 1)[-1] for a in addresses}
         with self._read() as conn:
-            listed = set(
-                conn.execute(
-                    select(suppressions.c.address).where(
-                        suppressions.c.address.in_(addresses + list(domains))
-                    )
-                ).scalars()
-            )
-        return suppressed_among(addresses, listed)
+            return _suppressed(conn, addresses)
+
+
+def _suppressed(conn: Connection, addresses: Iterable[str]) -> set[str]:
+    """The addresses on the suppression list, themselves or by their domain."""
+    addresses = list(addresses)
+    domains = {a.rsplit("@", 1)[-1] for a in addresses}
+    query = select(suppressions.c.address).where(suppressions.c.address.in_(addresses + list(domains)))
+    return suppressed_among(addresses, set(conn.execute(query).scalars()))

@@ -166,3 +166,41 @@ def test_a_crash_between_a_result_and_the_next_hand_over_leaves_one_unknown_and_
         assert handler.arrivals() == dict.fromkeys(calls.keys, 1)
     finally:
         engine.close()
+
+
+def test_an_unsubscribe_while_a_batch_is_sent_stops_the_messages_not_yet_handed_over(
+    tmp_path: Path, t0: datetime, store: str, server: tuple[RecordingHandler, int]
+) -> None:
+    # Given three thank-yous to customers of lost deals, due now, claimed and written as one batch
+    handler, port = server
+    calls = Calls()
+    calls.many(t0, closing=0, lost=3)
+    engine = Engine(load(planned(tmp_path, port, store, calls, t0)))
+    ledger, transport = engine.ledger, engine.dispatcher.transport
+    deliver = transport.deliver
+    unsubscribed: set[str] = set()
+
+    def unsubscribe_the_others(message: Any, sender: str, recipients: list[str]) -> Any:
+        # When, as the first goes out, the others' customers click "unsubscribe"
+        if not unsubscribed:
+            for send in ledger.sends([Status.CLAIMED]):
+                others = {p.email for p in send.to} - set(recipients)
+                for address in others:
+                    ledger.suppress(address, t0, "one-click unsubscribe")
+                unsubscribed.update(others)
+        return deliver(message, sender, recipients)
+
+    transport.deliver = unsubscribe_the_others  # type: ignore[method-assign]
+    try:
+        report = engine.dispatcher.dispatch_due(t0)
+        stopped = engine.ledger.sends([Status.STOPPED])
+    finally:
+        engine.close()
+
+    # Then only the first reached its customer; the other two were stopped, never handed over
+    assert unsubscribed
+    assert len(report.sent) == 1
+    assert sum(handler.arrivals().values()) == 1
+    assert not unsubscribed & {r.lower() for m in handler.messages() for r in m.rcpt_tos}
+    assert len(stopped) == 2
+    assert all("unsubscribe" in (s.reason or "") or "suppress" in (s.reason or "") for s in stopped)
