@@ -9,8 +9,6 @@ import argparse
 import json
 import os
 import random
-import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -23,12 +21,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from benchmarks.memory import maxrss_mb, peak_rss_mb, reset_peak_rss, status_mb
 from daemon.config import load
 from daemon.engine import Engine, PassReport
 
 Phase = Literal["first", "unchanged", "changed"]
 Run = Literal["timed", "traced"]  # traced: under tracemalloc, for memory only; each run has its own ledger
 Zone = Literal["utc", "floating", "date", "Europe/Berlin", "America/New_York"]
+Tagging = Literal["normal", "heavy"]
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)
 SEED = 20261124
@@ -37,6 +37,9 @@ RUNS: tuple[Run, ...] = ("timed", "traced")
 TARGETS: dict[Phase, float] = {"unchanged": 0.01, "changed": 0.05}  # of the first pass's time
 ROOT = Path(__file__).resolve().parent.parent
 RESULT_PREFIX = "BENCH-RESULT "
+# Shares of #closing and #kickoff calls: a sales team's calendar, and one where half the events are
+# closing calls (past ones mostly carrying #won or #lost), to see that heavy tagging has no cliff.
+TAGGING: dict[Tagging, tuple[float, float]] = {"normal": (0.025, 0.025), "heavy": (0.5, 0.025)}
 
 
 def _words(text: str) -> tuple[str, ...]:
@@ -183,8 +186,10 @@ def _company(domain: str) -> str:
     return domain.split(".")[0].replace("-", " ").title()
 
 
-def generate(count: int, seed: int = SEED, now: datetime = NOW) -> Feed:
-    """`count` VEVENTs spread from 30 days before `now` to 300 days after; deterministic for a seed."""
+def generate(count: int, seed: int = SEED, now: datetime = NOW, tagging: Tagging = "normal") -> Feed:
+    """`count` VEVENTs spread from 30 days before `now` to 300 days after; deterministic for a seed and
+    tagging (see TAGGING: the share of closing and kickoff calls)."""
+    closing, kickoff = TAGGING[tagging]
     rng = random.Random(seed)
     domains = [f"{p}-{s}.example" for p in PREFIXES for s in SUFFIXES]
     rng.shuffle(domains)
@@ -195,7 +200,7 @@ def generate(count: int, seed: int = SEED, now: datetime = NOW) -> Feed:
     events = []
     for i in range(count):
         roll = rng.random()
-        tag = "#closing" if roll < 0.01 else "#kickoff" if roll < 0.02 else ""
+        tag = "#closing" if roll < closing else "#kickoff" if roll < closing + kickoff else ""
         internal = rng.random() < (0.95 if tag else 0.6)
         customer = rng.choice(domains)
         guests = rng.sample(contacts[customer], rng.randint(1, 4))
@@ -399,10 +404,12 @@ class Workdir:
         return self.path / f"ledger-{run}.db"
 
 
-def prepare(path: Path, events: int, seed: int = SEED, now: datetime = NOW) -> Workdir:
+def prepare(
+    path: Path, events: int, seed: int = SEED, now: datetime = NOW, tagging: Tagging = "normal"
+) -> Workdir:
     """Write both exports and the configs; the second export regenerates every DTSTAMP."""
     path.mkdir(parents=True, exist_ok=True)
-    feed = generate(events, seed, now)
+    feed = generate(events, seed, now, tagging)
     work = Workdir(path, events, feed.edited)
     work.export("first").write_bytes(render(feed.events, now - timedelta(hours=1)).encode())
     work.export("changed").write_bytes(render(feed.changed, now).encode())
@@ -441,7 +448,7 @@ class PhaseResult:
     setup_seconds: float
     rss_start_mb: float  # resident memory as the pass starts: interpreter, imports, config, engine
     rss_peak_mb: float  # the highest resident memory during the pass (VmHWM, reset as it starts)
-    maxrss_mb: float  # getrusage's ru_maxrss at the end: see _peak_rss_mb for why it can be higher
+    maxrss_mb: float  # getrusage's ru_maxrss at the end: see memory.peak_rss_mb for why it can be higher
     traced_peak_mb: float | None  # tracemalloc's peak during the pass, when traced
     unchanged: bool
     new: int
@@ -459,39 +466,6 @@ class PhaseResult:
         return cls(**json.loads(text))
 
 
-def _status_mb(key: str) -> float | None:
-    """A memory figure of this process from /proc/self/status (Linux), in MiB."""
-    try:
-        status = Path("/proc/self/status").read_text(encoding="ascii")
-    except OSError:
-        return None
-    match = re.search(rf"^{key}:\s+(\d+) kB", status, re.MULTILINE)
-    return int(match.group(1)) / 1024 if match else None
-
-
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
-def _reset_peak_rss() -> bool:
-    """Start VmHWM afresh from the current RSS (Linux >= 4.0), so the next reading is this pass's peak."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
-    except OSError:
-        return False
-    return True
-
-
-def _peak_rss_mb(reset: bool) -> float:
-    """The pass's peak RSS; without a reset, the process's, which is all getrusage can give.
-
-    On Linux ru_maxrss also counts the parent's RSS at the moment of exec, so a child started by a big
-    parent reports the parent's size: VmHWM has no such inheritance.
-    """
-    hwm = _status_mb("VmHWM")
-    return hwm if reset and hwm is not None else _maxrss_mb()
-
-
 def run_phase(work: Workdir, phase: Phase, *, run: Run = "timed", now: datetime = NOW) -> PhaseResult:
     """Install the phase's feed, then time one sync of its calendar by a fresh Engine (what a pass does
     for each calendar, without sending anything); trace memory if run="traced"."""
@@ -502,8 +476,8 @@ def run_phase(work: Workdir, phase: Phase, *, run: Run = "timed", now: datetime 
     engine = Engine(load(work.config(run)))
     setup = time.perf_counter() - setup
     try:
-        rss_start = _status_mb("VmRSS") or _maxrss_mb()
-        reset = _reset_peak_rss()
+        rss_start = status_mb("VmRSS") or maxrss_mb()
+        reset = reset_peak_rss()
         if run == "traced":
             tracemalloc.start()
         load_average = os.getloadavg()[0]
@@ -515,7 +489,7 @@ def run_phase(work: Workdir, phase: Phase, *, run: Run = "timed", now: datetime 
         if run == "traced":
             traced = tracemalloc.get_traced_memory()[1] / 2**20
             tracemalloc.stop()
-        rss_peak = _peak_rss_mb(reset)
+        rss_peak = peak_rss_mb(reset)
     finally:
         engine.close()
     calendar = report.calendars[0]
@@ -530,7 +504,7 @@ def run_phase(work: Workdir, phase: Phase, *, run: Run = "timed", now: datetime 
         setup_seconds=setup,
         rss_start_mb=rss_start,
         rss_peak_mb=rss_peak,
-        maxrss_mb=_maxrss_mb(),
+        maxrss_mb=maxrss_mb(),
         traced_peak_mb=traced,
         unchanged=calendar.unchanged,
         new=calendar.new,
@@ -636,6 +610,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000, help="VEVENTs in the feed (default 100000)")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--tagging", choices=tuple(TAGGING), default="normal", help="share of tagged calls")
     parser.add_argument(
         "--tracemalloc",
         action="store_true",
@@ -657,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     path = Path(tempfile.mkdtemp(prefix="followthrough-bench-"))
     try:
         started = time.perf_counter()
-        work = prepare(path, args.events, args.seed)
+        work = prepare(path, args.events, args.seed, tagging=args.tagging)
         print(
             f"generated {args.events:,} events in {time.perf_counter() - started:.1f} s under {path}",
             flush=True,

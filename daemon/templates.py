@@ -75,6 +75,7 @@ class Templates:
     def _adopt(self, files: dict[str, str]) -> None:
         self.files = files
         self._front: dict[str, FrontMatter] = {}
+        self._subjects: dict[str, Template] = {}  # each file's subject line, compiled once
         self._plain = self._environment(autoescape=False)
         self._html = self._environment(autoescape=True)
         self._markdown = self._environment(autoescape=False, finalize=email_parts.escape)
@@ -239,7 +240,9 @@ class Templates:
     def _markdown_subject(self, file: str, context: dict[str, Any]) -> str:
         front = self.front(file)
         try:
-            text = self._plain.from_string(front.subject).render(context)
+            if file not in self._subjects:
+                self._subjects[file] = self._plain.from_string(front.subject)
+            text = self._subjects[file].render(context)
         except Exception as exc:
             message = exc.message if isinstance(exc, JinjaError) and exc.message else str(exc)
             raise TemplateError(Problem(file, front.subject_line, f"subject: {message}")) from None

@@ -1,4 +1,5 @@
-"""The ICS feed benchmark at 300 events, in-process: its feed parses, and its three passes do what they claim.
+"""The ICS feed benchmarks at 300 events, in-process: the feed parses, the passes and the baseline do what
+they claim.
 
 The figures are not checked here (too small and too noisy); `python -m benchmarks.bench_ics_feed` is.
 """
@@ -7,7 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.bench_ics_feed import generate, prepare, run_phase
+from benchmarks.bare_parse import parse
+from benchmarks.bench_first_pass import WINDOW
+from benchmarks.bench_ics_feed import Tagging, generate, prepare, run_phase
 
 
 def test_generator_is_deterministic_and_edits_one_percent() -> None:
@@ -44,3 +47,21 @@ def test_three_passes(tmp_path: Path) -> None:
     # Each edit touches one event, or a weekly series of ten moved: ten gone and ten new.
     assert 0 < touched <= 20 * work.edited
     assert changed.report.replanned == touched
+
+
+def test_tagging_mixes() -> None:
+    # Given the normal and the heavy mix, When generated, Then about 2.5% and half are closing calls.
+    mixes: tuple[tuple[Tagging, float, float], ...] = (("normal", 0.01, 0.05), ("heavy", 0.45, 0.55))
+    for tagging, low, high in mixes:
+        feed = generate(2000, tagging=tagging)
+        share = sum("#closing" in e.summary for e in feed.events) / len(feed.events)
+        assert low < share < high, (tagging, share)
+
+
+def test_bare_parse_reads_the_events_followthrough_reads(tmp_path: Path) -> None:
+    # The baseline must do the same reading: as many instances in the window as the first pass stores.
+    work = prepare(tmp_path, 300)
+    bare = parse(work.export("first"), *WINDOW)
+    first = run_phase(work, "first")
+    assert bare["instances"] == first.new > 300
+    assert bare["rss_peak_mb"] > 0
