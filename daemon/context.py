@@ -5,7 +5,7 @@ Times are already in the reader's zone: the customer's event zone for customer m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -100,7 +100,10 @@ def build(
     deal_events: Sequence[CalendarEvent] = (),
     outcome: Outcome | None = None,
     sent_at: datetime | None = None,
+    only: Collection[str] | None = None,
 ) -> dict[str, Any]:
+    """What the template sees; `only`: just these variables (those a subject line uses, when `plan`
+    renders one per send), the others not worked out at all."""
     c = classify(event, policy)
     kickoff, closing = related(event, deal_events, policy)
     zone = ZoneInfo(policy.company_timezone)
@@ -108,28 +111,30 @@ def build(
         zone = customer_zone(event, kickoff, policy)  # the zone their mail was planned in
     rep = c.rep if c else (event.organizer or Person("unknown@invalid"))
     implementation = policy.implementation_for(rep)
-    return {
-        "rule": rule,
-        "company": {"name": company},
-        "rep": person(rep),
-        "deal": {
+    variables: dict[str, Callable[[], Any]] = {
+        "rule": lambda: rule,
+        "company": lambda: {"name": company},
+        "rep": lambda: person(rep),
+        "deal": lambda: {
             "name": c.deal.name if c else "",
             "company": c.deal.company if c else "the customer",
             "domains": list(c.deal.domains) if c else [],
         },
-        "customer": attendees(c.deal.people, event) if c else [],
-        "internal": attendees(c.internal, event) if c else [],
-        "implementation": staff(implementation, policy),
-        "lead": staff(implementation[:1], policy)[0] if implementation else None,
-        "recipients": people(to),
-        "copied": people(cc),
-        "event": event_view(event, policy, zone, c),
-        "kickoff": event_view(kickoff, policy, zone) if kickoff else None,
-        "closing": event_view(closing, policy, zone) if closing else None,
-        "outcome": outcome.value if outcome else None,
-        "zone": zone.key,
-        "now": sent_at.astimezone(zone) if sent_at else None,
+        "customer": lambda: attendees(c.deal.people, event) if c else [],
+        "internal": lambda: attendees(c.internal, event) if c else [],
+        "implementation": lambda: staff(implementation, policy),
+        "lead": lambda: staff(implementation[:1], policy)[0] if implementation else None,
+        "recipients": lambda: people(to),
+        "copied": lambda: people(cc),
+        "event": lambda: event_view(event, policy, zone, c),
+        "kickoff": lambda: event_view(kickoff, policy, zone) if kickoff else None,
+        "closing": lambda: event_view(closing, policy, zone) if closing else None,
+        "outcome": lambda: outcome.value if outcome else None,
+        "zone": lambda: zone.key,
+        "now": lambda: sent_at.astimezone(zone) if sent_at else None,
     }
+    names = variables if only is None else [name for name in variables if name in only]
+    return {name: variables[name]() for name in names}
 
 
 # Every variable a template can use, with what it is: `templates vars` and the README show this table,

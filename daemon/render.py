@@ -5,7 +5,7 @@ The one path for `plan` (the subject, from the events in memory), the dispatcher
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -55,10 +55,15 @@ class Renderer:
 
     def subject(self, send: PlannedSend, facts: Facts, at: datetime) -> str:
         """Only the subject: what `plan` shows, at a fraction of the cost. Raises TemplateError."""
-        context = self.context(send, facts, at)
-        return self.templates.render_subject(send.template, context, rep=context["rep"]["email"])
+        rep = self.context(send, facts, at, only=("rep",))["rep"]["email"]  # whose template it is
+        names = self.templates.subject_names(send.template, rep)
+        context = self.context(send, facts, at, only=None if names is None else {"rep", *names})
+        return self.templates.render_subject(send.template, context, rep=rep)
 
-    def context(self, send: PlannedSend, facts: Facts, at: datetime) -> dict[str, Any]:
+    def context(
+        self, send: PlannedSend, facts: Facts, at: datetime, only: Collection[str] | None = None
+    ) -> dict[str, Any]:
+        """What the template sees; `only`: just these variables."""
         outcome = facts.outcome.outcome if facts.outcome else None
         context = build(
             rule=send.rule,
@@ -71,8 +76,10 @@ class Renderer:
             outcome=outcome,
             policy=self.policy,
             company=self.company,
+            only=only,
         )
-        context["links"] = outcome_links(self.links, send.rule, send.audience, facts.event, self.policy)
+        if only is None or "links" in only:
+            context["links"] = outcome_links(self.links, send.rule, send.audience, facts.event, self.policy)
         return context
 
 
