@@ -5,12 +5,12 @@ The one path for `plan` (the subject, from the events in memory), the dispatcher
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from daemon.context import build
+from daemon.context import Variables, variables
 from daemon.email_parts import MarkdownSafe
 from daemon.errors import TemplateError
 from daemon.ledger import Ledger
@@ -55,17 +55,17 @@ class Renderer:
 
     def subject(self, send: PlannedSend, facts: Facts, at: datetime) -> str:
         """Only the subject: what `plan` shows, at a fraction of the cost. Raises TemplateError."""
-        rep = self.context(send, facts, at, only=("rep",))["rep"]["email"]  # whose template it is
+        known = self.variables(send, facts, at)
+        rep = known["rep"]["email"]  # whose template it is
         names = self.templates.subject_names(send.template, rep)
-        context = self.context(send, facts, at, only=None if names is None else {"rep", *names})
-        return self.templates.render_subject(send.template, context, rep=rep)
+        return self.templates.render_subject(send.template, known.pick(names), rep=rep)
 
-    def context(
-        self, send: PlannedSend, facts: Facts, at: datetime, only: Collection[str] | None = None
-    ) -> dict[str, Any]:
-        """What the template sees; `only`: just these variables."""
+    def context(self, send: PlannedSend, facts: Facts, at: datetime) -> dict[str, Any]:
+        return self.variables(send, facts, at).pick()
+
+    def variables(self, send: PlannedSend, facts: Facts, at: datetime) -> Variables:
         outcome = facts.outcome.outcome if facts.outcome else None
-        context = build(
+        found = variables(
             rule=send.rule,
             audience=send.audience,
             to=send.to,
@@ -76,11 +76,11 @@ class Renderer:
             outcome=outcome,
             policy=self.policy,
             company=self.company,
-            only=only,
         )
-        if only is None or "links" in only:
-            context["links"] = outcome_links(self.links, send.rule, send.audience, facts.event, self.policy)
-        return context
+        found.add(
+            "links", lambda: outcome_links(self.links, send.rule, send.audience, facts.event, self.policy)
+        )
+        return found
 
 
 def outcome_links(
