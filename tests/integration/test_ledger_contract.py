@@ -530,7 +530,9 @@ def test_pending_sequences_are_found_by_the_customers_domain(open_ledger: OpenLe
     ledger.reconcile(EventPlan("call-1", [thank_you, nudge]), T + 2 * H)
     # When Globex meets us again, then its sequence is found under its domain, and only that
     found = ledger.pending_sequences(["globex.com", "initech.com"])
-    assert {domain: [s.key for s in sends] for domain, sends in found.items()} == {"globex.com": [thank_you.key]}
+    assert {domain: [s.key for s in sends] for domain, sends in found.items()} == {
+        "globex.com": [thank_you.key]
+    }
     assert ledger.pending_sequences(["initech.com"]) == {}
     # And once stopped, it is no longer pending
     assert ledger.stop_sequence(thank_you.key, "customer re-engaged", T + 3 * H)
