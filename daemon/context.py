@@ -5,7 +5,7 @@ Times are already in the reader's zone: the customer's event zone for customer m
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -88,6 +88,26 @@ def event_view(
     }
 
 
+class Variables:
+    """What a template sees, each variable worked out when first read: a subject line reads a few."""
+
+    def __init__(self, ways: dict[str, Callable[[], Any]]) -> None:
+        self._ways = ways
+        self._values: dict[str, Any] = {}
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self._values:
+            self._values[name] = self._ways[name]()
+        return self._values[name]
+
+    def add(self, name: str, way: Callable[[], Any]) -> None:
+        self._ways[name] = way
+
+    def pick(self, names: Collection[str] | None = None) -> dict[str, Any]:
+        """These variables (known ones; all of them for None), as the template's context."""
+        return {name: self[name] for name in self._ways if names is None or name in names}
+
+
 def build(
     *,
     rule: str,
@@ -101,6 +121,35 @@ def build(
     outcome: Outcome | None = None,
     sent_at: datetime | None = None,
 ) -> dict[str, Any]:
+    """Every variable, for the whole email."""
+    found = variables(
+        rule=rule,
+        event=event,
+        policy=policy,
+        company=company,
+        audience=audience,
+        to=to,
+        cc=cc,
+        deal_events=deal_events,
+        outcome=outcome,
+        sent_at=sent_at,
+    )
+    return found.pick()
+
+
+def variables(
+    *,
+    rule: str,
+    event: CalendarEvent,
+    policy: Policy,
+    company: str,
+    audience: Audience,
+    to: Sequence[Person],
+    cc: Sequence[Person] = (),
+    deal_events: Sequence[CalendarEvent] = (),
+    outcome: Outcome | None = None,
+    sent_at: datetime | None = None,
+) -> Variables:
     c = classify(event, policy)
     kickoff, closing = related(event, deal_events, policy)
     zone = ZoneInfo(policy.company_timezone)
@@ -108,28 +157,30 @@ def build(
         zone = customer_zone(event, kickoff, policy)  # the zone their mail was planned in
     rep = c.rep if c else (event.organizer or Person("unknown@invalid"))
     implementation = policy.implementation_for(rep)
-    return {
-        "rule": rule,
-        "company": {"name": company},
-        "rep": person(rep),
-        "deal": {
-            "name": c.deal.name if c else "",
-            "company": c.deal.company if c else "the customer",
-            "domains": list(c.deal.domains) if c else [],
-        },
-        "customer": attendees(c.deal.people, event) if c else [],
-        "internal": attendees(c.internal, event) if c else [],
-        "implementation": staff(implementation, policy),
-        "lead": staff(implementation[:1], policy)[0] if implementation else None,
-        "recipients": people(to),
-        "copied": people(cc),
-        "event": event_view(event, policy, zone, c),
-        "kickoff": event_view(kickoff, policy, zone) if kickoff else None,
-        "closing": event_view(closing, policy, zone) if closing else None,
-        "outcome": outcome.value if outcome else None,
-        "zone": zone.key,
-        "now": sent_at.astimezone(zone) if sent_at else None,
-    }
+    return Variables(
+        {
+            "rule": lambda: rule,
+            "company": lambda: {"name": company},
+            "rep": lambda: person(rep),
+            "deal": lambda: {
+                "name": c.deal.name if c else "",
+                "company": c.deal.company if c else "the customer",
+                "domains": list(c.deal.domains) if c else [],
+            },
+            "customer": lambda: attendees(c.deal.people, event) if c else [],
+            "internal": lambda: attendees(c.internal, event) if c else [],
+            "implementation": lambda: staff(implementation, policy),
+            "lead": lambda: staff(implementation[:1], policy)[0] if implementation else None,
+            "recipients": lambda: people(to),
+            "copied": lambda: people(cc),
+            "event": lambda: event_view(event, policy, zone, c),
+            "kickoff": lambda: event_view(kickoff, policy, zone) if kickoff else None,
+            "closing": lambda: event_view(closing, policy, zone) if closing else None,
+            "outcome": lambda: outcome.value if outcome else None,
+            "zone": lambda: zone.key,
+            "now": lambda: sent_at.astimezone(zone) if sent_at else None,
+        }
+    )
 
 
 # Every variable a template can use, with what it is: `templates vars` and the README show this table,

@@ -18,16 +18,17 @@ from daemon.backends import Wiring, make_sources, make_transport
 from daemon.config import Settings
 from daemon.delivery import Delivery, DispatchReport
 from daemon.dispatch import Dispatcher
-from daemon.errors import LedgerError, SourceError, TemplateError, UserError
+from daemon.errors import LedgerError, SourceError, UserError
 from daemon.instances import dead_here, instance_id
-from daemon.ledger import CalendarChanges, EventPlan, Ledger, StoredEvent, open_ledger
+from daemon.ledger import CalendarChanges, Ledger, open_ledger
 from daemon.mail import Transport
-from daemon.model import CalendarEvent, EventStatus, Kind, Outcome
+from daemon.model import CalendarEvent, Outcome
 from daemon.operations import TEMPLATES_META
-from daemon.playbook import Policy, classify, customer_domains, event_kind, plan, tagged_outcome
+from daemon.planner import Planner
+from daemon.playbook import Policy, classify, customer_domains
 from daemon.preview import load_templates, sample_policy, template_problems, templates_note
 from daemon.progress import Progress
-from daemon.render import Facts, Renderer
+from daemon.render import Renderer
 from daemon.sources import CalendarSource
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,7 @@ class Engine:
         templates = load_templates(settings)
         links = settings.links()
         self.renderer = Renderer(templates, self.policy, settings.company.name, links)
+        self.planner = Planner(self.ledger, self.policy, self.renderer, self.progress)
         wiring = Wiring(settings, self.ledger)
         self.sources = sources if sources is not None else make_sources(wiring)
         self.dispatcher = Dispatcher(
@@ -237,72 +239,16 @@ class Engine:
         )
         return result
 
-    def settle(self, event_id: str, now: datetime, report: PassReport) -> str | None:
-        """Act on a stored event that changed: its tagged outcome, its plan, a re-engagement.
-
-        The ledger marks the event until its plan is committed, so a pass cut short by a crash is
-        finished by the next one (see `settle_interrupted`). Returns the problem to report, if any.
-        """
-        try:
-            stored = self.ledger.event(event_id)
-            if stored is not None and not stored.deleted:
-                self._note_tagged_outcome(stored.event, now)
-            self.replan(event_id, now, stored)
-            report.replanned += 1
-            if stored is not None:  # a kickoff added, moved to another zone, or deleted
-                report.replanned += self._replan_for_kickoff(stored.event, now)
-            if stored is not None and not stored.deleted:
-                report.stopped += self._stop_on_reengagement(stored, now)
-        except LedgerError:
-            raise
-        except Exception as exc:  # one event's surprise must not stop the others
-            log.exception("event %s: cannot be planned", event_id, extra={"event_id": event_id})
-            return f"event {event_id}: cannot be planned: {type(exc).__name__}: {exc}"
-        return None
-
     def settle_many(
         self, event_ids: list[str], events: dict[str, CalendarEvent], now: datetime, report: PassReport
     ) -> dict[str, str]:
-        """`settle` each event, skipping the work for ordinary meetings, which are most of them: no
-        tag, no sends to move or cancel, no outcome to keep. Those are marked settled in bulk. Returns
-        the events that cannot be planned, with why."""
-        involved = self.ledger.with_sends_or_outcome(event_ids)
-        problems: dict[str, str] = {}  # event id -> why it cannot be planned
-        quiet: list[str] = []
-        for done, event_id in enumerate(event_ids):
-            self.progress.planning(done, len(event_ids))
-            event = events.get(event_id)
-            if event_id in involved or (
-                event is not None
-                and (event_kind(event, self.policy.tags) or tagged_outcome(event, self.policy.tags))
-            ):
-                problem = self.settle(event_id, now, report)
-                if problem is not None:
-                    problems[event_id] = problem
-            else:
-                quiet.append(event_id)
-        self.ledger.mark_settled(quiet)  # their plan is up to date: there is nothing to plan
-        self.progress.planning(len(event_ids), len(event_ids))
-        report.replanned += len(quiet)
-        # A meeting with a customer whose lost deal has follow-ups pending: asked once for all, then
-        # looked at closely only for the meetings that share a domain with such a deal.
-        quiet_ids = set(quiet)
-        fresh = {
-            e.id: customer_domains(e, self.policy)
-            for i, e in events.items()
-            if i in quiet_ids and e.status is not EventStatus.CANCELLED
-        }
-        domains = set().union(*fresh.values()) if fresh else set()
-        pending = self.ledger.pending_sequences(domains) if domains else []
-        lost_domains: set[str] = set()
-        for event_id in {s.event_id for s in pending}:
-            lost = self.ledger.event(event_id)
-            if lost is not None:
-                lost_domains |= customer_domains(lost.event, self.policy)
-        for event_id, its_domains in fresh.items():
-            if its_domains & lost_domains and (stored := self.ledger.event(event_id)) is not None:
-                report.stopped += self._stop_on_reengagement(stored, now)
-        return problems
+        """Act on stored events that changed, all together (see `Planner.settle`); the ledger marks each
+        until its plan is committed, so a pass cut short by a crash is finished by the next one (see
+        `settle_interrupted`). Returns the events that cannot be planned, with why."""
+        done = self.planner.settle(event_ids, events, now)
+        report.replanned += done.replanned
+        report.stopped += done.stopped
+        return done.problems
 
     def settle_interrupted(self, now: datetime, report: PassReport) -> None:
         """Plan the events a crashed pass stored but did not get to plan.
@@ -318,94 +264,8 @@ class Engine:
         unsettled = self.ledger.unsettled_events(skip_sources=busy)
         if unsettled:
             log.warning("finishing the planning of %d event(s) an earlier pass left", len(unsettled))
-            stored = {i: s.event for i in unsettled if (s := self.ledger.event(i)) and not s.deleted}
+            stored = {i: s.event for i, s in self.ledger.events_by_id(unsettled).items() if not s.deleted}
             self.settle_many(unsettled, stored, now, report)
-
-    def _note_tagged_outcome(self, event: CalendarEvent, now: datetime) -> None:
-        outcome = tagged_outcome(event, self.policy.tags)
-        if outcome is not None:
-            if self.ledger.record_outcome(event.id, outcome, "tag", now):
-                log.info(
-                    "event %s: outcome %s seen in its tags", event.id, outcome, extra={"event_id": event.id}
-                )
-        elif self.ledger.clear_outcome(event.id, "tag"):
-            log.info("event %s: outcome tag removed", event.id, extra={"event_id": event.id})
-
-    def _replan_for_kickoff(self, event: CalendarEvent, now: datetime) -> int:
-        """A kickoff tells where the customer is: the deal's closing calls that do not say so
-        themselves plan their customer mail in the kickoff's zone, so they are planned again
-        whenever a kickoff comes, goes, or changes (the zone may fall back to another source)."""
-        if event_kind(event, self.policy.tags) is not Kind.KICKOFF:
-            return 0
-        c = classify(event, self.policy)
-        if c is None:
-            return 0
-        closings = [
-            e.id
-            for e in self.ledger.events_of_deal(c.deal.name)
-            if e.id != event.id and not e.timezone and event_kind(e, self.policy.tags) is Kind.CLOSING
-        ]
-        for event_id in closings:
-            self.replan(event_id, now)
-        return len(closings)
-
-    def _stop_on_reengagement(self, stored: StoredEvent, now: datetime) -> list[tuple[str, str]]:
-        """A new meeting with a lost customer ends the follow-up sequence at once."""
-        event = stored.event
-        domains = customer_domains(event, self.policy)
-        if not domains or event.status is EventStatus.CANCELLED:
-            return []
-        stopped = []
-        for send in self.ledger.pending_sequences(domains):
-            if send.event_id == event.id:
-                continue
-            outcome = self.ledger.outcome(send.event_id)
-            if outcome is None or outcome.seen_at >= stored.first_seen:
-                continue  # known before the loss, or learned in the same pass: not news
-            reason = f"customer re-engaged: new event {event.title!r} ({event.id})"
-            if self.ledger.stop_sequence(send.key, reason, now):
-                log.info(
-                    "send %s stopped: %s",
-                    send.key,
-                    reason,
-                    extra={"send_key": send.key, "event_id": send.event_id},
-                )
-                stopped.append((send.key, reason))
-        return stopped
-
-    # -- planning -------------------------------------------------------------------------
-    def replan(self, event_id: str, now: datetime, stored: StoredEvent | None = None) -> dict[str, int]:
-        """Bring the event's sends in line with its plan; `stored`: the event as already read."""
-        stored = stored if stored is not None else self.ledger.event(event_id)
-        if stored is None or stored.deleted:
-            return self.ledger.reconcile(
-                EventPlan(event_id, cancel_all_reason="event deleted from every calendar"), now
-            )
-        event = stored.event
-        c = classify(event, self.policy)
-        outcome = self.ledger.outcome(event_id)
-        # The deal's other events tell where the customer is (their kickoff) and fill the subjects.
-        deal_events = self.ledger.events_of_deal(c.deal.name) if c and c.kind else []
-        result = plan(event, c, outcome, self.policy, deal_events)
-        # A send already past its deadline when planned is not news: note why, keep `plan` clean.
-        dropped = dict(result.dropped)
-        sends = []
-        for send in result.sends:
-            if send.expires is not None and send.expires < now:
-                dropped[send.key] = f"already too late when planned (deadline {send.expires.isoformat()})"
-            else:
-                sends.append(send)
-        # Subjects for `plan`; the whole email is rendered when it is sent, from the data of then.
-        subjects = {}
-        facts = Facts(event, deal_events, outcome)
-        for send in sends:
-            try:
-                subjects[send.key] = self.renderer.subject(send, facts, send.due)
-            except TemplateError as exc:  # shown in `plan`; the send itself retries at its time
-                subjects[send.key] = f"(template error: {exc})"
-        cancelled = "event cancelled" if event.status is EventStatus.CANCELLED else None
-        new_plan = EventPlan(event_id, sends, subjects, dropped, cancel_all_reason=cancelled)
-        return self.ledger.reconcile(new_plan, now)
 
     def replan_if_rules_changed(self, now: datetime) -> int:
         """Edited rules apply to events already known, not only to the next change."""
@@ -413,8 +273,7 @@ class Engine:
         if self.ledger.get_meta("policy") == digest:
             return 0
         ids = self.ledger.all_event_ids()
-        for event_id in ids:
-            self.replan(event_id, now)
+        self.planner.replan(ids, now)  # an event that cannot be planned is logged, and keeps its sends
         self.ledger.set_meta("policy", digest)
         return len(ids)
 
@@ -430,4 +289,4 @@ class Engine:
                 "followthrough does not act on it"
             )
         self.ledger.record_outcome(stored.event.id, outcome, source, now, detail)
-        return stored.event.id, self.replan(stored.event.id, now, stored)
+        return stored.event.id, self.planner.replan_one(stored, now)

@@ -5,6 +5,7 @@ Pure functions only: no clock, no I/O, no database. Everything they need comes i
 
 from __future__ import annotations
 
+import bisect
 import functools
 import re
 from collections import Counter
@@ -216,35 +217,52 @@ def next_business_time(moment: datetime, zone: ZoneInfo, hours: BusinessHours) -
     return moment.astimezone(UTC)  # no business days configured: send when due
 
 
+@dataclass(frozen=True)
+class DealCalls:
+    """A deal's kickoff and closing calls that are not cancelled, each earliest first: what `related`
+    looks through, classified once however many of the deal's events are planned against it."""
+
+    kickoffs: tuple[CalendarEvent, ...] = ()
+    closings: tuple[CalendarEvent, ...] = ()
+
+    @classmethod
+    def of(cls, deal_events: Iterable[CalendarEvent], policy: Policy) -> DealCalls:
+        kickoffs: list[CalendarEvent] = []
+        closings: list[CalendarEvent] = []
+        for e in deal_events:
+            kind = event_kind(e, policy.tags) if e.status is not EventStatus.CANCELLED else None
+            if kind is Kind.KICKOFF:
+                kickoffs.append(e)
+            elif kind is Kind.CLOSING:
+                closings.append(e)
+        # A stable sort: of calls at the same time, the first given comes first, as min() and max() pick.
+        return cls(tuple(sorted(kickoffs, key=_start)), tuple(sorted(closings, key=_start)))
+
+    def related(self, event: CalendarEvent) -> tuple[CalendarEvent | None, CalendarEvent | None]:
+        """The deal's next kickoff after `event`, and its latest closing call before it."""
+        after = bisect.bisect_right(self.kickoffs, event.start, key=_start)
+        kickoff = next((e for e in self.kickoffs[after:] if e.id != event.id), None)
+        last = bisect.bisect_left(self.closings, event.start, key=_start) - 1
+        while last >= 0 and self.closings[last].id == event.id:
+            last -= 1
+        if last < 0:
+            return kickoff, None
+        first = last
+        while first > 0 and self.closings[first - 1].start == self.closings[last].start:
+            first -= 1
+        closing = next(e for e in self.closings[first : last + 1] if e.id != event.id)
+        return kickoff, closing
+
+
+def _start(event: CalendarEvent) -> datetime:
+    return event.start
+
+
 def related(
     event: CalendarEvent, deal_events: Sequence[CalendarEvent], policy: Policy
 ) -> tuple[CalendarEvent | None, CalendarEvent | None]:
     """The deal's next kickoff after this event, and its latest closing call before it."""
-    kickoff = min(
-        (
-            e
-            for e in deal_events
-            if e.id != event.id
-            and e.start > event.start
-            and e.status is not EventStatus.CANCELLED
-            and event_kind(e, policy.tags) is Kind.KICKOFF
-        ),
-        key=lambda e: e.start,
-        default=None,
-    )
-    closing = max(
-        (
-            e
-            for e in deal_events
-            if e.id != event.id
-            and e.start < event.start
-            and e.status is not EventStatus.CANCELLED
-            and event_kind(e, policy.tags) is Kind.CLOSING
-        ),
-        key=lambda e: e.start,
-        default=None,
-    )
-    return kickoff, closing
+    return DealCalls.of(deal_events, policy).related(event)
 
 
 def customer_zone(event: CalendarEvent, kickoff: CalendarEvent | None, policy: Policy) -> ZoneInfo:

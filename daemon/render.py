@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from daemon.context import build
+from daemon.context import Variables, variables
 from daemon.email_parts import MarkdownSafe
 from daemon.errors import TemplateError
 from daemon.ledger import Known, Ledger
@@ -65,12 +65,17 @@ class Renderer:
 
     def subject(self, send: PlannedSend, facts: Facts, at: datetime) -> str:
         """Only the subject: what `plan` shows, at a fraction of the cost. Raises TemplateError."""
-        context = self.context(send, facts, at)
-        return self.templates.render_subject(send.template, context, rep=context["rep"]["email"])
+        known = self.variables(send, facts, at)
+        rep = known["rep"]["email"]  # whose template it is
+        names = self.templates.subject_names(send.template, rep)
+        return self.templates.render_subject(send.template, known.pick(names), rep=rep)
 
     def context(self, send: PlannedSend, facts: Facts, at: datetime) -> dict[str, Any]:
+        return self.variables(send, facts, at).pick()
+
+    def variables(self, send: PlannedSend, facts: Facts, at: datetime) -> Variables:
         outcome = facts.outcome.outcome if facts.outcome else None
-        context = build(
+        found = variables(
             rule=send.rule,
             audience=send.audience,
             to=send.to,
@@ -82,8 +87,10 @@ class Renderer:
             policy=self.policy,
             company=self.company,
         )
-        context["links"] = outcome_links(self.links, send.rule, send.audience, facts.event, self.policy)
-        return context
+        found.add(
+            "links", lambda: outcome_links(self.links, send.rule, send.audience, facts.event, self.policy)
+        )
+        return found
 
 
 def outcome_links(

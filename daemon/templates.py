@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FunctionLoader, StrictUndefined, Template, TemplateSyntaxError
+from jinja2 import FunctionLoader, StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2 import TemplateError as JinjaError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
@@ -76,6 +76,7 @@ class Templates:
         self.files = files
         self._front: dict[str, FrontMatter] = {}
         self._subjects: dict[str, Template] = {}  # each file's subject line, compiled once
+        self._subject_names: dict[str, frozenset[str] | None] = {}
         self._plain = self._environment(autoescape=False)
         self._html = self._environment(autoescape=True)
         self._markdown = self._environment(autoescape=False, finalize=email_parts.escape)
@@ -228,6 +229,30 @@ class Templates:
         if file.endswith(JINJA):
             return self._subject(file, self._blocks(file, context, ("subject",))["subject"])
         return self._markdown_subject(file, context)
+
+    def subject_names(self, name: str, rep: str | None = None) -> frozenset[str] | None:
+        """The variables a template's subject line reads, so that `plan` works out only those; None when
+        that cannot be told (it includes or extends another template, or does not parse): all of them."""
+        try:
+            file = self.find(name, rep)
+        except TemplateError:  # the rendering reports it
+            return None
+        if file is None:
+            return None
+        if file not in self._subject_names:
+            self._subject_names[file] = self._names(file)
+        return self._subject_names[file]
+
+    def _names(self, file: str) -> frozenset[str] | None:
+        try:
+            # A .jinja file's subject is one of its blocks: the whole file's variables are a safe superset.
+            source = self.files[file] if file.endswith(JINJA) else self.front(file).subject
+            tree = self._plain.parse(source)
+        except Exception:  # the rendering says what is wrong, naming the file and line
+            return None
+        if any(True for _ in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport))):
+            return None
+        return frozenset(meta.find_undeclared_variables(tree))
 
     def _file(self, name: str, rep: str | None) -> str:
         file = self.find(name, rep)

@@ -61,6 +61,15 @@ class CalendarChanges:
 
 
 @dataclass(frozen=True)
+class PlansWritten:
+    """What `write_plans` did: each event's counts of sends planned, updated and cancelled, and the
+    outcomes its tags changed (None: a tag's outcome that is gone)."""
+
+    counts: Mapping[str, Mapping[str, int]]
+    outcomes: Mapping[str, Outcome | None]
+
+
+@dataclass(frozen=True)
 class ClaimTerms:
     """How a dispatcher claims due sends: for how long, how many at once, as which instance, and
     whose claims it may take at once (instances known to be dead)."""
@@ -178,6 +187,14 @@ class Ledger(ABC):
     def event(self, event_id: str) -> StoredEvent | None: ...
 
     @abstractmethod
+    def events_by_id(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        """These events as stored, deleted ones too; an id not in the ledger is left out."""
+
+    @abstractmethod
+    def first_seen(self, event_ids: Iterable[str]) -> dict[str, datetime]:
+        """When each of these events was first stored."""
+
+    @abstractmethod
     def find_event(self, text: str) -> StoredEvent:
         """An event by its id, or by a unique prefix of it; UserError otherwise."""
 
@@ -186,10 +203,18 @@ class Ledger(ABC):
         """The deal's live events, earliest first."""
 
     @abstractmethod
+    def deal_members(self, deals: Iterable[str]) -> dict[str, list[str]]:
+        """The ids of each deal's live events, earliest first, as `events_of_deal` orders them."""
+
+    @abstractmethod
     def all_event_ids(self) -> list[str]: ...
 
     @abstractmethod
     def outcome(self, event_id: str) -> OutcomeRecord | None: ...
+
+    @abstractmethod
+    def outcomes(self, event_ids: Iterable[str]) -> dict[str, OutcomeRecord]:
+        """The outcomes known of these events; one without is left out."""
 
     @abstractmethod
     def record_outcome(
@@ -213,8 +238,15 @@ class Ledger(ABC):
         mark it settled. Counts of sends "planned", "updated" and "cancelled"."""
 
     @abstractmethod
-    def pending_sequences(self, domains: Iterable[str]) -> list[SendRecord]:
-        """Pending sends that stop when the customer re-engages, for deals with these domains."""
+    def write_plans(
+        self, plans: Sequence[EventPlan], at: datetime, tagged: Mapping[str, Outcome | None] | None = None
+    ) -> PlansWritten:
+        """`reconcile` many events at once, and first note the outcomes their tags say (`tagged`: by event,
+        as `record_outcome` from "tag" would, or `clear_outcome` of a tag's when None): all or nothing."""
+
+    @abstractmethod
+    def pending_sequences(self, domains: Iterable[str]) -> dict[str, list[SendRecord]]:
+        """By customer domain: the pending sends that stop when that customer re-engages."""
 
     @abstractmethod
     def stop_sequence(self, key: str, reason: str, at: datetime) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -209,14 +209,31 @@ class EventStore(Base):
             return list(conn.execute(query).scalars())
 
     def event(self, event_id: str) -> StoredEvent | None:
+        return self.events_by_id([event_id]).get(event_id)
+
+    def events_by_id(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        """These events as stored, deleted ones too; an id not in the ledger is left out."""
+        found: dict[str, StoredEvent] = {}
         with self._read() as conn:
-            row = conn.execute(select(events).where(events.c.id == event_id)).first()
-            if row is None:
-                return None
-            sources = conn.execute(
-                select(event_sources.c.source).where(event_sources.c.event_id == event_id)
-            ).scalars()
-            return StoredEvent(CalendarEvent.from_dict(row.data), row.first_seen, row.deleted, tuple(sources))
+            for chunk in chunks(list(dict.fromkeys(event_ids))):
+                held: dict[str, list[str]] = {}
+                for row in conn.execute(select(event_sources).where(event_sources.c.event_id.in_(chunk))):
+                    held.setdefault(row.event_id, []).append(row.source)
+                for row in conn.execute(select(events).where(events.c.id.in_(chunk))):
+                    event = CalendarEvent.from_dict(row.data)
+                    found[row.id] = StoredEvent(
+                        event, row.first_seen, row.deleted, tuple(held.get(row.id, ()))
+                    )
+        return found
+
+    def first_seen(self, event_ids: Iterable[str]) -> dict[str, datetime]:
+        """When each of these events was first stored."""
+        seen: dict[str, datetime] = {}
+        with self._read() as conn:
+            for chunk in chunks(list(dict.fromkeys(event_ids))):
+                query = select(events.c.id, events.c.first_seen).where(events.c.id.in_(chunk))
+                seen.update((row.id, row.first_seen) for row in conn.execute(query))
+        return seen
 
     def find_event(self, text: str) -> StoredEvent:
         """An event by its id, or by a unique prefix of it; UserError otherwise."""
@@ -244,18 +261,39 @@ class EventStore(Base):
             rows = conn.execute(
                 select(events.c.data)
                 .where(events.c.deal == deal, events.c.deleted.is_(False))
-                .order_by(events.c.start)
+                .order_by(events.c.start, events.c.id)
             ).scalars()
             return [CalendarEvent.from_dict(data) for data in rows]
+
+    def deal_members(self, deals: Iterable[str]) -> dict[str, list[str]]:
+        """The ids of each deal's live events, earliest first, as `events_of_deal` orders them."""
+        members: dict[str, list[str]] = {}
+        with self._read() as conn:
+            for chunk in chunks(list(dict.fromkeys(deals))):
+                rows = conn.execute(
+                    select(events.c.id, events.c.deal)
+                    .where(events.c.deal.in_(chunk), events.c.deleted.is_(False))
+                    .order_by(events.c.start, events.c.id)
+                )
+                for row in rows:
+                    members.setdefault(row.deal, []).append(row.id)
+        return members
 
     def all_event_ids(self) -> list[str]:
         with self._read() as conn:
             return list(conn.execute(select(events.c.id).where(events.c.deleted.is_(False))).scalars())
 
     def outcome(self, event_id: str) -> OutcomeRecord | None:
+        return self.outcomes([event_id]).get(event_id)
+
+    def outcomes(self, event_ids: Iterable[str]) -> dict[str, OutcomeRecord]:
+        """The outcomes known of these events; one without is left out."""
+        known: dict[str, OutcomeRecord] = {}
         with self._read() as conn:
-            row = conn.execute(select(outcomes).where(outcomes.c.event_id == event_id)).first()
-        return OutcomeRecord(Outcome(row.outcome), row.recorded_at, row.source) if row else None
+            for chunk in chunks(list(dict.fromkeys(event_ids))):
+                for row in conn.execute(select(outcomes).where(outcomes.c.event_id.in_(chunk))):
+                    known[row.event_id] = OutcomeRecord(Outcome(row.outcome), row.recorded_at, row.source)
+        return known
 
     def record_outcome(
         self, event_id: str, outcome: Outcome, source: str, at: datetime, detail: str | None = None
@@ -288,3 +326,32 @@ class EventStore(Base):
                 delete(outcomes).where(outcomes.c.event_id == event_id, outcomes.c.source == source)
             )
             return bool(result.rowcount)
+
+    def _note_tags(
+        self, conn: Connection, tagged: Mapping[str, Outcome | None], at: datetime
+    ) -> dict[str, Outcome | None]:
+        """`record_outcome` of each event's tagged outcome, or `clear_outcome` of a tag's that is gone, for
+        many events in this transaction. Returns those whose outcome changed, and to what."""
+        known: dict[str, Any] = {}
+        for chunk in chunks(list(tagged)):
+            known.update(
+                (r.event_id, r) for r in conn.execute(select(outcomes).where(outcomes.c.event_id.in_(chunk)))
+            )
+        changed: dict[str, Outcome | None] = {}
+        rows: list[dict[str, Any]] = []
+        for event_id, outcome in tagged.items():
+            row = known.get(event_id)
+            if outcome is not None and (row is None or row.outcome != outcome.value):
+                rows.append(
+                    {"event_id": event_id, "outcome": outcome.value, "source": "tag", "recorded_at": at}
+                )
+                changed[event_id] = outcome
+            elif outcome is None and row is not None and row.source == "tag":
+                changed[event_id] = None
+        gone = [event_id for event_id in changed if event_id in known]
+        for chunk in chunks(gone):
+            conn.execute(delete(outcomes).where(outcomes.c.event_id.in_(chunk)))
+        if rows:
+            conn.execute(insert(outcomes), rows)
+            conn.execute(insert(outcome_log), [{**row, "detail": None} for row in rows])
+        return changed

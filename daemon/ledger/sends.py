@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from daemon.ledger.abc import Handing, Record, Transition, suppressed_among
-from daemon.ledger.base import Base
+from daemon.ledger.base import Base, chunks
 from daemon.ledger.claims import hand
 from daemon.ledger.moves import UNSENT, Arrived, Current, Failed, Move, Resend, Sent, Stopped, Unknown, settle
 from daemon.ledger.reconcile import Cancel, EndSent, EventPlan, Insert, Replan, reconcile
@@ -44,57 +44,80 @@ class SendStore(Base):
     """Plans, moves and reads of sends, and the suppression list."""
 
     def reconcile(self, plan: EventPlan, at: datetime) -> dict[str, int]:
-        counts = {"planned": 0, "updated": 0, "cancelled": 0}
-        event_id = plan.event_id
         with self._tx() as conn:
-            existing = [
-                record(r) for r in conn.execute(select(sends).where(sends.c.event_id == event_id, PLAYBOOK))
-            ]
-            pending = sends.c.status == Status.PLANNED.value
-            for action in reconcile(existing, plan):
+            return self._reconcile(conn, [plan], at)[plan.event_id]
+
+    def _reconcile(
+        self, conn: Connection, plans: Sequence[EventPlan], at: datetime
+    ) -> dict[str, dict[str, int]]:
+        """`reconcile` many events in this transaction, a few statements for all of them: counts by event."""
+        by_event = {plan.event_id: plan for plan in plans}
+        existing: dict[str, list[SendRecord]] = {event_id: [] for event_id in by_event}
+        for chunk in chunks(list(by_event)):
+            for row in conn.execute(select(sends).where(sends.c.event_id.in_(chunk), PLAYBOOK)):
+                existing[row.event_id].append(record(row))
+        counts: dict[str, dict[str, int]] = {}
+        inserts: list[dict[str, Any]] = []
+        replans: list[dict[str, Any]] = []
+        cancels: list[dict[str, Any]] = []
+        moves: list[dict[str, Any]] = []
+
+        def move(key: str, old: str | None, new: Status, why: str) -> None:
+            moves.append({"key": key, "from_status": old, "to_status": new.value, "at": at, "reason": why})
+
+        for event_id, plan in by_event.items():
+            count = counts[event_id] = {"planned": 0, "updated": 0, "cancelled": 0}
+            for action in reconcile(existing[event_id], plan):
                 if isinstance(action, Insert):
                     send = action.send
                     values = plan_values(send, action.subject)
-                    conn.execute(
-                        insert(sends).values(
-                            key=send.key,
-                            status=Status.PLANNED.value,
-                            attempts=0,
-                            created_at=at,
-                            updated_at=at,
+                    status = Status.PLANNED.value
+                    inserts.append(
+                        {
+                            "key": send.key,
+                            "status": status,
+                            "attempts": 0,
+                            "created_at": at,
+                            "updated_at": at,
                             **values,
-                        )
+                        }
                     )
-                    self._move(conn, send.key, None, Status.PLANNED, at, f"due {send.due.isoformat()}")
-                    counts["planned"] += 1
+                    move(send.key, None, Status.PLANNED, f"due {send.due.isoformat()}")
+                    count["planned"] += 1
                 elif isinstance(action, Replan):
-                    conn.execute(
-                        update(sends)
-                        .where(sends.c.key == action.send.key, sends.c.status == action.was.value)
-                        .values(
-                            status=Status.PLANNED.value,
-                            reason=None,
-                            next_attempt=None,
-                            updated_at=at,
-                            **plan_values(action.send, action.subject),
-                        )
-                    )
-                    self._move(conn, action.send.key, action.was.value, Status.PLANNED, at, action.why)
-                    counts["updated"] += 1
+                    values = plan_values(action.send, action.subject)
+                    replans.append({"b_key": action.send.key, "b_was": action.was.value, **values})
+                    move(action.send.key, action.was.value, Status.PLANNED, action.why)
+                    count["updated"] += 1
                 elif isinstance(action, Cancel):
-                    conn.execute(
-                        update(sends)
-                        .where(sends.c.key == action.key, pending)
-                        .values(status=Status.CANCELLED.value, reason=action.why, updated_at=at)
-                    )
-                    self._move(conn, action.key, Status.PLANNED.value, Status.CANCELLED, at, action.why)
-                    counts["cancelled"] += 1
+                    cancels.append({"b_key": action.key, "reason": action.why})
+                    move(action.key, Status.PLANNED.value, Status.CANCELLED, action.why)
+                    count["cancelled"] += 1
                 elif isinstance(action, EndSent) and self._apply(
                     conn, action.key, Stopped(action.why), at, (Status.PLANNED,)
                 ):
-                    counts["cancelled"] += 1  # its retry is
-            # In the same transaction as the plan: settled means planned, never half of it.
-            conn.execute(update(events).where(events.c.id == event_id).values(unsettled=False))
+                    count["cancelled"] += 1  # its retry is
+        if inserts:
+            conn.execute(insert(sends), inserts)
+        if replans:
+            conn.execute(
+                update(sends)
+                .where(sends.c.key == bindparam("b_key"), sends.c.status == bindparam("b_was"))
+                .values(status=Status.PLANNED.value, reason=None, next_attempt=None, updated_at=at),
+                replans,
+            )
+        if cancels:
+            conn.execute(
+                update(sends)
+                .where(sends.c.key == bindparam("b_key"), sends.c.status == Status.PLANNED.value)
+                .values(status=Status.CANCELLED.value, updated_at=at),
+                cancels,
+            )
+        if moves:
+            conn.execute(insert(transitions), moves)
+        # In the same transaction as the plans: settled means planned, never half of it.
+        for chunk in chunks(list(by_event)):
+            conn.execute(update(events).where(events.c.id.in_(chunk)).values(unsettled=False))
         return counts
 
     def record(self, key: str, attempt_id: str, move: Move, at: datetime) -> bool:
@@ -163,21 +186,25 @@ class SendStore(Base):
             log.warning("send %s: %s", key, reason)
         return True
 
-    def pending_sequences(self, domains: Iterable[str]) -> list[SendRecord]:
-        """Pending sends that stop when the customer re-engages, for deals with these domains."""
-        domains = list(domains)
+    def pending_sequences(self, domains: Iterable[str]) -> dict[str, list[SendRecord]]:
+        """By customer domain: the pending sends that stop when that customer re-engages."""
+        found: dict[str, list[SendRecord]] = {}
         with self._read() as conn:
-            rows = conn.execute(
-                select(sends).where(
-                    PLAYBOOK,
-                    sends.c.status == Status.PLANNED.value,
-                    sends.c.stop_on_reengagement.is_(True),
-                    sends.c.event_id.in_(
-                        select(event_domains.c.event_id).where(event_domains.c.domain.in_(domains))
-                    ),
+            for chunk in chunks(sorted(set(domains))):
+                rows = conn.execute(
+                    select(sends, event_domains.c.domain.label("customer_domain"))
+                    .join(event_domains, event_domains.c.event_id == sends.c.event_id)
+                    .where(
+                        PLAYBOOK,
+                        sends.c.status == Status.PLANNED.value,
+                        sends.c.stop_on_reengagement.is_(True),
+                        event_domains.c.domain.in_(chunk),
+                    )
+                    .order_by(sends.c.key)
                 )
-            ).all()
-        return [record(r) for r in rows]
+                for row in rows:
+                    found.setdefault(row.customer_domain, []).append(record(row))
+        return found
 
     def send(self, key: str) -> SendRecord | None:
         with self._read() as conn:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from daemon import planner
 from tests.e2e.support import Deployment, write_config
 from tests.support.cli import Daemon, wait_for
 from tests.support.ics import H, meeting, now_utc
@@ -197,9 +198,10 @@ def test_kill_9_at_random_moments_never_sends_a_mail_twice(tmp_path: Path, slow_
 
 @pytest.mark.slow
 def test_kill_9_while_the_first_pass_plans_loses_no_send(tmp_path: Path, slow_smtp: SmtpServer) -> None:
-    # Given 200 sends due now: 100 prompts to the rep, 100 thank-yous to lost customers
+    # Given a send due now for each of twice as many calls as a pass plans at once (planner.CHUNK):
+    # prompts to the rep and thank-yous to lost customers
     ft = deploy(tmp_path, slow_smtp)
-    due = write_calls(ft, 100)
+    due = write_calls(ft, planner.CHUNK)
     db = tmp_path / "followthrough.db"
     assert isinstance(slow_smtp.handler, SlowHandler)
     slow_smtp.handler.delay = 0.0

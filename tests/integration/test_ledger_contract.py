@@ -23,7 +23,7 @@ from daemon.ledger import SCHEMA_VERSION, CalendarChanges, ClaimTerms, EventPlan
 from daemon.ledger import open_ledger as open_store
 from daemon.ledger import schema as ledger_schema
 from daemon.ledger.moves import Delivered, Failed, PutOff, Retry, Sent, Skipped, Unknown
-from daemon.model import Attendee, Audience, CalendarEvent, Person, PlannedSend, Status
+from daemon.model import Attendee, Audience, CalendarEvent, Outcome, Person, PlannedSend, Status
 
 T = datetime(2026, 12, 2, 15, 0, tzinfo=UTC)  # the call in most tests: Wednesday 2 December 2026, 15:00
 H = timedelta(hours=1)
@@ -528,12 +528,15 @@ def test_pending_sequences_are_found_by_the_customers_domain(open_ledger: OpenLe
     )
     nudge = prompt("call-1", "outcome-nudge", T + 3 * H)
     ledger.reconcile(EventPlan("call-1", [thank_you, nudge]), T + 2 * H)
-    # When Globex meets us again, then its sequence is found, and only that
-    assert [s.key for s in ledger.pending_sequences(["globex.com"])] == [thank_you.key]
-    assert ledger.pending_sequences(["initech.com"]) == []
+    # When Globex meets us again, then its sequence is found under its domain, and only that
+    found = ledger.pending_sequences(["globex.com", "initech.com"])
+    assert {domain: [s.key for s in sends] for domain, sends in found.items()} == {
+        "globex.com": [thank_you.key]
+    }
+    assert ledger.pending_sequences(["initech.com"]) == {}
     # And once stopped, it is no longer pending
     assert ledger.stop_sequence(thank_you.key, "customer re-engaged", T + 3 * H)
-    assert ledger.pending_sequences(["globex.com"]) == []
+    assert ledger.pending_sequences(["globex.com"]) == {}
     assert status(ledger, thank_you.key) is Status.STOPPED
 
 
@@ -927,3 +930,84 @@ def test_counts_are_the_playbooks_sends_by_state_never_a_test(open_ledger: OpenL
     ledger.record_test(test, "[TEST] Prep", sent, at)
     # Then the counts are the playbook's, by state, the test left out
     assert ledger.counts() == {Status.PLANNED: 4, Status.CLAIMED: 1, Status.SENT: 1}
+
+
+# -- planning many events at once ---------------------------------------------------------------
+def globex_call(event_id: str, start: datetime, title: str = "Globex terms #closing") -> CalendarEvent:
+    return CalendarEvent(
+        uid=event_id, start=start, end=start + H, title=title, organizer=ALICE, attendees=(Attendee(DANA),)
+    )
+
+
+def test_what_a_pass_plans_against_is_read_for_many_events_at_once(open_ledger: OpenLedger) -> None:
+    ledger = open_ledger()
+    # Given a Globex deal of three calls in two calendars, one of them deleted since, and an outcome
+    calls = [globex_call("call-2", T + 24 * H), globex_call("call-1", T), globex_call("call-3", T + 48 * H)]
+    deals = {c.id: "globex.com" for c in calls}
+    ledger.apply_sync(CalendarChanges("sales", calls, deals=deals), T - 48 * H)
+    ledger.apply_sync(CalendarChanges("support", calls[:1], deals=deals), T - 30 * H)
+    ledger.apply_sync(CalendarChanges("sales", [globex_call("call-4", T)], removed=["call-3"]), T - 20 * H)
+    ledger.record_outcome("call-1", Outcome.WON, "cli", T + 2 * H)
+    # When a pass reads them by id, by deal, their outcomes and when each was first seen
+    stored = ledger.events_by_id(["call-1", "call-2", "call-3", "nothing"])
+    # Then each comes as stored, deleted ones too, with every calendar that holds it
+    assert set(stored) == {"call-1", "call-2", "call-3"}
+    assert stored["call-2"].event == calls[0] and sorted(stored["call-2"].sources) == ["sales", "support"]
+    assert stored["call-3"].deleted and not stored["call-1"].deleted
+    assert stored["call-1"].first_seen == T - 48 * H
+    # And a deal's live events earliest first, as events_of_deal gives them
+    assert ledger.deal_members(["globex.com", "initech.com"]) == {"globex.com": ["call-1", "call-2"]}
+    assert [e.id for e in ledger.events_of_deal("globex.com")] == ["call-1", "call-2"]
+    outcomes = ledger.outcomes(["call-1", "call-2"])
+    assert list(outcomes) == ["call-1"] and outcomes["call-1"].outcome is Outcome.WON
+    assert ledger.first_seen(["call-2", "call-4"]) == {"call-2": T - 48 * H, "call-4": T - 20 * H}
+
+
+def test_many_events_plans_and_their_tags_outcomes_are_written_at_once(open_ledger: OpenLedger) -> None:
+    ledger = open_ledger()
+    ids = ["call-1", "call-2", "call-3"]
+    calls = [globex_call(event_id, T) for event_id in ids]
+    ledger.apply_sync(CalendarChanges("sales", calls), T - 48 * H)
+    # Given a call whose #lost tag was seen, and one whose outcome a rep recorded
+    ledger.record_outcome("call-2", Outcome.LOST, "tag", T - 40 * H)
+    ledger.record_outcome("call-3", Outcome.WON, "cli", T - 40 * H)
+    # When a pass writes the three plans, call-1 now tagged #won, the others' tags gone
+    plans = [EventPlan(event_id, [*call_plan(event_id, T).values()]) for event_id in ids]
+    tags = {"call-1": Outcome.WON, "call-2": None, "call-3": None}
+    written = ledger.write_plans(plans, T - 30 * H, tags)
+    # Then each event's sends are planned, and the outcomes are what the tags say now, not a person's
+    assert written.counts == {i: {"planned": 3, "updated": 0, "cancelled": 0} for i in ids}
+    assert dict(written.outcomes) == {"call-1": Outcome.WON, "call-2": None}
+    now_known = ledger.outcomes(ids)
+    assert {i: (o.outcome, o.source, o.seen_at) for i, o in now_known.items()} == {
+        "call-1": (Outcome.WON, "tag", T - 30 * H),
+        "call-3": (Outcome.WON, "cli", T - 40 * H),
+    }
+    assert [(e.outcome, e.source) for e in ledger.outcome_log("call-1")] == [(Outcome.WON, "tag")]
+    assert ledger.unsettled_events() == []
+    assert len(ledger.sends([Status.PLANNED])) == 9
+    # When the next pass moves call-1, drops call-2's nudge and call-3 is deleted, its tag unchanged
+    moved = call_plan("call-1", T + H)
+    kept = call_plan("call-2", T)
+    plans = [
+        EventPlan("call-1", [*moved.values()]),
+        EventPlan(
+            "call-2", [kept["closing-prep"], kept["closing-final"]], dropped={"outcome-nudge:call-2": "why"}
+        ),
+        EventPlan("call-3", cancel_all_reason="event deleted from every calendar"),
+    ]
+    written = ledger.write_plans(plans, T - 29 * H, {"call-1": Outcome.WON})
+    # Then each send moves as reconcile says, once, and an outcome already known is not news
+    assert written.counts == {
+        "call-1": {"planned": 0, "updated": 3, "cancelled": 0},
+        "call-2": {"planned": 0, "updated": 0, "cancelled": 1},
+        "call-3": {"planned": 0, "updated": 0, "cancelled": 3},
+    }
+    assert dict(written.outcomes) == {}
+    prep = ledger.send("closing-prep:call-1")
+    assert prep is not None and prep.due == T + H - 24 * H and prep.status is Status.PLANNED
+    nudge = ledger.send("outcome-nudge:call-2")
+    assert nudge is not None and (nudge.status, nudge.reason) == (Status.CANCELLED, "why")
+    assert {status(ledger, f"{rule}:call-3") for rule in call_plan("call-3", T)} == {Status.CANCELLED}
+    moves = [(t.from_status, t.to_status) for t in ledger.transitions("closing-prep:call-1")]
+    assert moves == [(None, "planned"), ("planned", "planned")]

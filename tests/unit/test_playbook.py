@@ -21,12 +21,15 @@ from daemon.model import (
 )
 from daemon.playbook import (
     BusinessHours,
+    DealCalls,
     OutcomeRecord,
     Policy,
     Tags,
     classify,
+    event_kind,
     next_business_time,
     plan,
+    related,
     tagged_outcome,
 )
 
@@ -333,3 +336,54 @@ def test_a_disabled_rule_plans_nothing(disabled: str) -> None:
     policy = Policy(**{**POLICY.__dict__, "rules": rules})
     sends = planned(event(), OutcomeRecord(Outcome.LOST, START), policy=policy)
     assert disabled not in sends
+
+
+# -- a deal's calls ------------------------------------------------------------------------
+def related_by_search(
+    ev: CalendarEvent, deal_events: list[CalendarEvent], policy: Policy
+) -> tuple[CalendarEvent | None, CalendarEvent | None]:
+    """`related` as first written, a search of every event: the oracle for the bisection."""
+
+    def calls(kind: Kind) -> list[CalendarEvent]:
+        return [
+            e
+            for e in deal_events
+            if e.id != ev.id and e.status is not EventStatus.CANCELLED and event_kind(e, policy.tags) is kind
+        ]
+
+    kickoff = min((e for e in calls(Kind.KICKOFF) if e.start > ev.start), key=lambda e: e.start, default=None)
+    closing = max((e for e in calls(Kind.CLOSING) if e.start < ev.start), key=lambda e: e.start, default=None)
+    return kickoff, closing
+
+
+deal_calls = st.lists(
+    st.tuples(
+        st.integers(min_value=-4, max_value=4),  # hours from START: ties are frequent
+        st.sampled_from(["#closing", "#kickoff", "catch-up"]),
+        st.booleans(),  # cancelled
+    ),
+    max_size=12,
+)
+
+
+@given(
+    calls=deal_calls, at=st.integers(min_value=-5, max_value=5), own=st.integers(min_value=0, max_value=11)
+)
+def test_the_kickoff_after_and_the_closing_before_are_found_as_a_search_of_the_deal_finds_them(
+    calls: list[tuple[int, str, bool]], at: int, own: int
+) -> None:
+    # Given a deal's events, some at the same time, some cancelled, the planned event among them or not
+    deal = [
+        event(
+            title,
+            uid=f"evt-{i}",
+            start=START + timedelta(hours=h),
+            end=START + timedelta(hours=h + 1),
+            status=EventStatus.CANCELLED if off else EventStatus.CONFIRMED,
+        )
+        for i, (h, title, off) in enumerate(calls)
+    ]
+    planned_event = deal[own] if own < len(deal) else event(uid="evt-x", start=START + timedelta(hours=at))
+    # Then the deal's calls, classified once, give the same kickoff and closing as a search of them all
+    assert DealCalls.of(deal, POLICY).related(planned_event) == related_by_search(planned_event, deal, POLICY)
+    assert related(planned_event, deal, POLICY) == related_by_search(planned_event, deal, POLICY)
