@@ -1,7 +1,8 @@
 """ICS calendars from a file or a URL, read incrementally.
 
 An unchanged feed costs one conditional GET (or one hash of the file); a changed one re-parses only
-the events whose text changed. Parsing is icalendar's, expansion recurring-ical-events'.
+the events whose text changed, cut out of the feed's bytes without copying the feed. Parsing is
+icalendar's, expansion recurring-ical-events'.
 
 A feed is untrusted and may be cut short, oversized, empty, an error page or another calendar: what is
 not a complete calendar fails the sync (the caller keeps its state, so nothing is taken as deleted),
@@ -33,14 +34,13 @@ from daemon.model import CalendarEvent
 from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
 from daemon.sources.ics_events import EventReader, instance_start, short_error
 from daemon.sources.ics_text import (
+    Feed,
     Group,
+    as_utf8,
     assemble,
-    completeness,
-    decode,
+    enveloped,
     line_of,
-    replace_invalid,
-    split,
-    text_digest,
+    outline,
     usable_zones,
     uses_lost_zone,
 )
@@ -122,7 +122,10 @@ class IcsSource(CalendarSource):
                     size = os.fstat(file.fileno()).st_size
                     if size > self.max_bytes:
                         raise self._too_big(size)
-                    data = file.read(self.max_bytes + 1)  # it may grow while we read it
+                    # As big as the file, not as max_bytes: read(n) sets aside n bytes first.
+                    data = file.read(size + 1)
+                    if len(data) > size:  # it grew while we read it
+                        data += file.read(self.max_bytes + 1 - len(data))
             except OSError as exc:
                 raise SourceError(
                     f"calendar {self.name!r}: cannot read {self.path}: {exc.strerror}"
@@ -198,14 +201,11 @@ class IcsSource(CalendarSource):
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         if digest == state.get("digest") and not due:
             return self._unchanged(new_state)
-        text, not_utf8 = decode(data)
         batch = SyncBatch()
-        if not_utf8:
-            text = replace_invalid(text, batch.problems)
-        text = self._whole(text, batch.problems)
-        skeleton, groups = split(text)
-        header = text_digest(skeleton)
-        full = header != state.get("header")  # time zones changed: every event may have moved
+        feed = self._whole(as_utf8(data, batch.problems), batch.problems)
+        del data  # the feed holds the bytes (or their UTF-8 copy) from here on
+        groups = feed.groups
+        full = feed.header != state.get("header")  # time zones changed: every event may have moved
         changed = [
             g
             for uid, g in groups.items()
@@ -221,12 +221,16 @@ class IcsSource(CalendarSource):
             batch.removed += gone
         self._hold_mass_removal(vanished, items)
         to_read = [g.uid for g in changed]
+        skeleton = feed.skeleton
         if changed:
             skeleton, lost_zones = usable_zones(skeleton, batch.problems)
             self._check_outside_events(skeleton)
-            changed = [g for g in changed if not uses_lost_zone(g, lost_zones, batch.problems)]
+            if lost_zones:
+                changed = [
+                    g for g in changed if not uses_lost_zone(g, feed.blocks(g), lost_zones, batch.problems)
+                ]
         read: set[str] = set()
-        for group, components in self._parse(skeleton, changed, batch.problems):
+        for group, components in self._parse(skeleton, feed, changed, batch.problems):
             old_ids = set(items.get(group.uid, (None, []))[1])
             expanded = self._expand(group, components, window, batch.problems)
             if expanded is None:
@@ -241,7 +245,7 @@ class IcsSource(CalendarSource):
         # Kept in the state, so that a quiet feed still names them at every pass (see _unchanged);
         # a changed one reads them again, since what was known of them was left as it was.
         unusable = {uid: [uid, _problem_of(uid, batch.problems)] for uid in batch.unusable}
-        new_state.update(digest=digest, header=header, items=new_items, unusable=unusable)
+        new_state.update(digest=digest, header=feed.header, items=new_items, unusable=unusable)
         batch.state = new_state
         return batch
 
@@ -251,27 +255,28 @@ class IcsSource(CalendarSource):
         repeat_unusable(batch, state.get("unusable") or {})
         return batch
 
-    def _whole(self, text: str, problems: list[str]) -> str:
-        """The calendar in `text`; SourceError when it is not one, or not a complete one: an empty
-        answer, an error page, a download cut short must never read as "every event was deleted"."""
-        if not text.strip():
+    def _whole(self, data: bytes, problems: list[str]) -> Feed:
+        """The calendar in `data`, cut into its events; SourceError when it is not one, or not a
+        complete one: an empty answer, an error page, a download cut short must never read as "every
+        event was deleted"."""
+        if re.match(rb"\s*\Z", data):
             raise SourceError(f"calendar {self.name!r}: {self.where} is empty; nothing read, nothing changed")
-        enveloped = re.search(r"^BEGIN:VCALENDAR", text, re.MULTILINE | re.I) is not None
-        if not enveloped and not re.search(r"^BEGIN:VEVENT", text, re.MULTILINE | re.I):
+        calendar, events = enveloped(data)
+        if not calendar and not events:
             raise SourceError(f"calendar {self.name!r}: {self.where} is not an iCalendar file")
-        wrong, end = completeness(text)
-        if wrong:
+        found = outline(data)
+        if found.wrong:
             raise SourceError(
-                f"calendar {self.name!r}: {self.where} is incomplete: {wrong}; nothing read, nothing changed"
+                f"calendar {self.name!r}: {self.where} is incomplete: {found.wrong}; "
+                "nothing read, nothing changed"
             )
-        if text[end:].strip():
-            problems.append(f"text after the end of the calendar (line {line_of(text, end)}) ignored")
-            text = text[:end].rstrip() + "\r\n"
-        if not enveloped:
+        trim = bool(data[found.end :].decode("utf-8").strip())
+        if trim:
+            problems.append(f"text after the end of the calendar (line {line_of(data, found.end)}) ignored")
+        if not calendar:
             # Bare VEVENTs, as some tools export them: read them as the calendar they mean.
             problems.append("the file has no BEGIN:VCALENDAR; read its events anyway")
-            text = f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{text.rstrip()}\r\nEND:VCALENDAR\r\n"
-        return text
+        return Feed(data, found.spans, found.end, trim, bare=not calendar)
 
     def _hold_mass_removal(self, vanished: int, items: dict[str, list[Any]]) -> None:
         """A feed that suddenly lacks most of its events is more likely the wrong file, a broken
@@ -309,27 +314,25 @@ class IcsSource(CalendarSource):
         return [s for c in calendars for s in c.subcomponents if s.name == "VEVENT"]
 
     def _parse(
-        self, skeleton: str, groups: list[Group], problems: list[str]
+        self, skeleton: str, feed: Feed, groups: list[Group], problems: list[str]
     ) -> Iterator[tuple[Group, list[Any]]]:
         """Each group with its parsed components; one broken group never spoils the others."""
         if not groups:
             return
         components: list[Any] = []
         try:
-            components = self._read(
-                assemble(skeleton, itertools.chain.from_iterable(g.blocks for g in groups))
-            )
+            components = self._read(assemble(skeleton, (b for g in groups for b in feed.blocks(g))))
         except Exception as exc:
             log.debug("calendar %s: whole parse failed (%s), parsing event by event", self.name, exc)
-        if len(components) == sum(len(g.blocks) for g in groups):
+        if len(components) == sum(len(g.spans) for g in groups):
             position = 0
             for group in groups:
-                yield group, components[position : position + len(group.blocks)]
-                position += len(group.blocks)
+                yield group, components[position : position + len(group.spans)]
+                position += len(group.spans)
             return
         for group in groups:
             try:
-                found = self._read(assemble(skeleton, group.blocks))
+                found = self._read(assemble(skeleton, feed.blocks(group)))
             except Exception as exc:
                 problems.append(f"event {group.uid}: cannot be parsed: {short_error(exc)}")
                 continue
