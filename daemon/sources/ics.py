@@ -1,8 +1,9 @@
 """ICS calendars from a file or a URL, read incrementally.
 
 An unchanged feed costs one conditional GET (or one hash of the file); a changed one re-parses only
-the events whose text changed, cut out of the feed's bytes without copying the feed. Parsing is
-icalendar's, expansion recurring-ical-events'.
+the events whose text changed, cut out of the feed's bytes without copying the feed. Plain untagged
+events are read by a light reader (ics_light.py); the rest is parsed by icalendar, and series
+expanded by recurring-ical-events.
 
 A feed is untrusted and may be cut short, oversized, empty, an error page or another calendar: what is
 not a complete calendar fails the sync (the caller keeps its state, so nothing is taken as deleted),
@@ -20,7 +21,7 @@ import re
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,11 +34,13 @@ from daemon.errors import SourceError
 from daemon.model import CalendarEvent
 from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
 from daemon.sources.ics_events import EventReader, instance_start, short_error
+from daemon.sources.ics_light import read_single, tag_words
 from daemon.sources.ics_text import (
     Feed,
     Group,
     as_utf8,
     assemble,
+    at_top,
     enveloped,
     line_of,
     outline,
@@ -80,6 +83,8 @@ class IcsSource(CalendarSource):
         window_future: timedelta = timedelta(days=400),
         timeout: float = 30.0,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        tags: Iterable[str] = (),
+        light: bool = True,
     ) -> None:
         if (path is None) == (url is None):
             raise ValueError("an ICS source needs exactly one of path or url")
@@ -91,11 +96,16 @@ class IcsSource(CalendarSource):
         self.window_future = window_future
         self.timeout = timeout
         self.max_bytes = max_bytes
+        # Plain untagged events are read by the light reader, the rest by icalendar; `light=False`
+        # reads everything with icalendar (the tests and benchmark compare the two).
+        self.tags = tag_words(tags)
+        self.light = light
         self._calendar_props: dict[str, Any] = {}  # X-WR-TIMEZONE and kin, for expanding series
 
     @classmethod
     def from_config(cls, calendar: IcsCalendar, wiring: Wiring) -> list[CalendarSource]:
         settings = wiring.settings
+        tags = settings.tags
         return [
             cls(
                 calendar.label,
@@ -106,6 +116,7 @@ class IcsSource(CalendarSource):
                 window_future=timedelta(days=calendar.window_future_days),
                 timeout=calendar.timeout,
                 max_bytes=calendar.max_bytes,
+                tags=(*tags.closing, *tags.kickoff, *tags.won, *tags.lost, tags.deal_prefix),
             )
         ]
 
@@ -229,16 +240,28 @@ class IcsSource(CalendarSource):
                 changed = [
                     g for g in changed if not uses_lost_zone(g, feed.blocks(g), lost_zones, batch.problems)
                 ]
+        light = self._read_light(feed, changed) if self.light and at_top(skeleton) else {}
+        parsed = self._parse(skeleton, feed, [g for g in changed if g.uid not in light], batch.problems)
+        pending: tuple[Group, list[Any]] | None = None
         read: set[str] = set()
-        for group, components in self._parse(skeleton, feed, changed, batch.problems):
-            old_ids = set(items.get(group.uid, (None, []))[1])
-            expanded = self._expand(group, components, window, batch.problems)
+        for group in changed:
+            expanded: tuple[list[CalendarEvent], float | None, list[str]] | None
+            if group.uid in light:
+                expanded = self._single(group, *light[group.uid], window, batch.problems)
+            else:
+                # Parsed in order; a group that could not be parsed is skipped, its problem noted.
+                pending = pending or next(parsed, None)
+                if pending is None or pending[0] is not group:
+                    continue
+                expanded = self._expand(group, pending[1], window, batch.problems)
+                pending = None
             if expanded is None:
                 continue  # unusable: what was known of it stays, and it is read again next time
             read.add(group.uid)
             events, revisit, history = expanded
             ids = [e.id for e in events] + history
             batch.upserted += events
+            old_ids = set(items.get(group.uid, (None, []))[1])
             batch.removed += [i for i in old_ids - set(ids) if not self._aged_out(i, window[0])]
             new_items[group.uid] = [group.digest, ids, revisit, bool(history) and not events]
         batch.unusable = [uid for uid in to_read if uid not in read]
@@ -313,6 +336,16 @@ class IcsSource(CalendarSource):
         self._calendar_props = {k: c[k] for c in reversed(calendars) for k in ("X-WR-TIMEZONE",) if k in c}
         return [s for c in calendars for s in c.subcomponents if s.name == "VEVENT"]
 
+    def _read_light(self, feed: Feed, groups: list[Group]) -> dict[str, tuple[CalendarEvent, list[str]]]:
+        """The plain single events the light reader is sure of, with its notes, by UID."""
+        found: dict[str, tuple[CalendarEvent, list[str]]] = {}
+        for group in groups:
+            if not group.recurring and len(group.spans) == 1:
+                event = read_single(feed.blocks(group)[0], group.uid, self.reader, self.tags)
+                if event is not None:
+                    found[group.uid] = event
+        return found
+
     def _parse(
         self, skeleton: str, feed: Feed, groups: list[Group], problems: list[str]
     ) -> Iterator[tuple[Group, list[Any]]]:
@@ -341,6 +374,22 @@ class IcsSource(CalendarSource):
             else:
                 problems.append(f"event {group.uid}: cannot be parsed")
 
+    def _single(
+        self,
+        group: Group,
+        event: CalendarEvent,
+        notes: list[str],
+        window: tuple[datetime, datetime],
+        problems: list[str],
+    ) -> tuple[list[CalendarEvent], float | None, list[str]]:
+        """A single event as `_expand` gives it: in the window, later, or history."""
+        if event.start > window[1]:
+            return [], (event.start - self.window_future).timestamp(), []
+        if event.end < window[0]:
+            return [], None, [event.id]
+        problems += [f"event {group.uid}: {note}" for note in notes]
+        return [event], None, []
+
     def _expand(
         self,
         group: Group,
@@ -361,12 +410,7 @@ class IcsSource(CalendarSource):
                 return None
             if len(components) > 1:
                 problems.append(f"event {group.uid}: {len(components)} copies of one event; used the first")
-            if event.start > end:
-                return [], (event.start - self.window_future).timestamp(), []
-            if event.end < start:
-                return [], None, [event.id]
-            problems += [f"event {group.uid}: {note}" for note in notes]
-            return [event], None, []
+            return self._single(group, event, notes, window, problems)
         calendar = icalendar.Calendar()
         for key, value in self._calendar_props.items():
             calendar.add(key, value)

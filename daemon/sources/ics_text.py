@@ -32,6 +32,7 @@ _VTIMEZONE = re.compile(
     r"^BEGIN:VTIMEZONE[ \t]*\r?\n.*?^END:VTIMEZONE[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
 )
 _TZID = re.compile(r"^TZID[;:](.*)$", re.MULTILINE | re.I)
+_COMPONENT = re.compile(r"^(BEGIN|END):(.*)$", re.MULTILINE | re.I)
 _END_CALENDAR = re.compile(r"^END:VCALENDAR", re.MULTILINE | re.I)
 _ENVELOPED = re.compile(rb"^BEGIN:VCALENDAR", re.MULTILINE | re.I)
 _ANY_EVENT = re.compile(rb"^BEGIN:VEVENT", re.MULTILINE | re.I)
@@ -249,6 +250,21 @@ def assemble(skeleton: str, blocks: Iterable[str]) -> str:
         return skeleton.rstrip("\r\n") + "\r\n" + body + "END:VCALENDAR\r\n"
     cut = ends[-1].start()
     return skeleton[:cut] + body + skeleton[cut:]
+
+
+def at_top(skeleton: str) -> bool:
+    """Whether the events `assemble` puts into the calendar land directly inside a VCALENDAR, as
+    icalendar nests components (an END closes whatever is open): not inside a component left open."""
+    ends = list(_END_CALENDAR.finditer(skeleton))
+    stack: list[str] = []
+    for mark in _COMPONENT.finditer(skeleton, 0, ends[-1].start() if ends else len(skeleton)):
+        if mark.group(1).upper() == "BEGIN":
+            stack.append(mark.group(2).strip().upper())
+        elif not stack:
+            return False
+        else:
+            stack.pop()
+    return stack == ["VCALENDAR"]
 
 
 def usable_zones(skeleton: str, problems: list[str]) -> tuple[str, set[str]]:
