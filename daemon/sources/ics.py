@@ -13,14 +13,9 @@ and a feed that suddenly loses most of its events is held until a person confirm
 from __future__ import annotations
 
 import hashlib
-import http.client
 import itertools
 import logging
-import os
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 import icalendar
 import recurring_ical_events
 
-from daemon import __version__
 from daemon.errors import SourceError
 from daemon.model import CalendarEvent
 from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
 from daemon.sources.ics_events import EventReader, instance_start, short_error
+from daemon.sources.ics_fetch import Fetch
 from daemon.sources.ics_light import read_single, tag_words
 from daemon.sources.ics_text import (
     Feed,
@@ -58,15 +53,6 @@ MAX_INSTANCES = 1000  # per series and window: a FREQ=SECONDLY rule must not eat
 DEFAULT_MAX_BYTES = 50_000_000  # per calendar, `max_bytes` in its [[calendars]] entry
 # A feed that loses more events than this at once, and more than half of those it had, is held.
 HOLD_REMOVALS_OVER = 10
-_CHUNK = 1 << 20
-
-
-def redact_url(url: str) -> str:
-    """Private feed URLs carry their secret in the path or query: show only where they point."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}/…"
 
 
 class IcsSource(CalendarSource):
@@ -89,13 +75,10 @@ class IcsSource(CalendarSource):
         if (path is None) == (url is None):
             raise ValueError("an ICS source needs exactly one of path or url")
         self.name = name
-        self.path = path
-        self.url = url
+        self._fetch = Fetch(name, path, url, timeout, max_bytes)
         self.reader = EventReader(default_zone)
         self.window_past = window_past
         self.window_future = window_future
-        self.timeout = timeout
-        self.max_bytes = max_bytes
         # Plain untagged events are read by the light reader, the rest by icalendar; `light=False`
         # reads everything with icalendar (the tests and benchmark compare the two).
         self.tags = tag_words(tags)
@@ -121,80 +104,16 @@ class IcsSource(CalendarSource):
         ]
 
     @property
+    def path(self) -> Path | None:
+        return self._fetch.path
+
+    @property
+    def url(self) -> str | None:
+        return self._fetch.url
+
+    @property
     def where(self) -> str:
-        return str(self.path) if self.path else redact_url(self.url or "")
-
-    # -- fetching -------------------------------------------------------------------------
-    def _fetch(self, state: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
-        """The feed's bytes, or None if the server says it has not changed; plus HTTP validators."""
-        if self.path is not None:
-            try:
-                with self.path.open("rb") as file:
-                    size = os.fstat(file.fileno()).st_size
-                    if size > self.max_bytes:
-                        raise self._too_big(size)
-                    # As big as the file, not as max_bytes: read(n) sets aside n bytes first.
-                    data = file.read(size + 1)
-                    if len(data) > size:  # it grew while we read it
-                        data += file.read(self.max_bytes + 1 - len(data))
-            except OSError as exc:
-                raise SourceError(
-                    f"calendar {self.name!r}: cannot read {self.path}: {exc.strerror}"
-                ) from None
-            if len(data) > self.max_bytes:
-                raise self._too_big()
-            return data, {}
-        assert self.url is not None
-        request = urllib.request.Request(self.url, headers={"User-Agent": f"followthrough/{__version__}"})
-        if state.get("etag"):
-            request.add_header("If-None-Match", state["etag"])
-        if state.get("last_modified"):
-            request.add_header("If-Modified-Since", state["last_modified"])
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                headers = response.headers
-                data = self._download(response, headers.get("Content-Length"))
-        except urllib.error.HTTPError as exc:
-            if exc.code == 304:
-                return None, {}
-            raise SourceError(
-                f"calendar {self.name!r}: {self.where} answered HTTP {exc.code} {exc.reason}"
-            ) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise SourceError(f"calendar {self.name!r}: cannot fetch {self.where}: {reason}") from None
-        except http.client.HTTPException as exc:  # e.g. a chunked response that broke off
-            raise SourceError(
-                f"calendar {self.name!r}: the download of {self.where} broke off: {short_error(exc)}"
-            ) from None
-        validators = {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
-        return data, {k: v for k, v in validators.items() if v}
-
-    def _download(self, response: Any, length: str | None) -> bytes:
-        """The body, read in chunks so that an oversized feed is refused before it fills memory."""
-        announced = int(length) if length and length.strip().isdigit() else None
-        if announced is not None and announced > self.max_bytes:
-            raise self._too_big(announced)
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := response.read(_CHUNK):
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise self._too_big()
-            chunks.append(chunk)
-        if announced is not None and size < announced:  # the connection closed early
-            raise SourceError(
-                f"calendar {self.name!r}: the download of {self.where} broke off after {size} of "
-                f"{announced} bytes"
-            )
-        return b"".join(chunks)
-
-    def _too_big(self, size: int | None = None) -> SourceError:
-        what = f"{size} bytes" if size is not None else "more than that"
-        return SourceError(
-            f"calendar {self.name!r}: {self.where} is larger than its max_bytes = {self.max_bytes} "
-            f"({what}); not read. If it really is this big, raise max_bytes in its [[calendars]] entry"
-        )
+        return self._fetch.where
 
     # -- syncing --------------------------------------------------------------------------
     def sync(self, state: dict[str, Any] | None, now: datetime) -> SyncBatch:
