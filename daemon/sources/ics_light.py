@@ -22,14 +22,12 @@ from icalendar.timezone import tzp
 from daemon.model import CalendarEvent
 from daemon.sources.ics_events import EventReader
 
-# icalendar's own unfolding and line splitting (icalendar/parser/content_line.py).
+# icalendar's own unfolding (icalendar/parser/content_line.py).
 _UFOLD = re.compile(r"(?:(?<!\n)\r\n|(?<![\r\n])\n)(?:\r?\n)*[ \t]")
-_NEWLINE = re.compile(r"\r?\n")
 # A content line whose parameters need none of icalendar's special cases: no backslashes, carets,
 # percent signs or control characters in them, quoted values without ; or :, unquoted ones without
 # commas (a list) or quotes.
 _PARAM_VALUE = r'(?:"[^"\\^%;:\x00-\x1f\x7f]*"|[^"\\^%;:,\x00-\x1f\x7f]*)'
-_LINE = re.compile(rf"([A-Za-z0-9-]+)((?:;[A-Za-z0-9-]+={_PARAM_VALUE})*):(.*)")
 _PARAM = re.compile(rf";([A-Za-z0-9-]+)=({_PARAM_VALUE})")
 _ESCAPE = re.compile(r"\\([\\,;:nN])")  # icalendar's unescape_backslash, applied to every value
 _DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})")
@@ -39,8 +37,12 @@ _IANA_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+-]*(?:/[A-Za-z0-9_+-]+)*")
 # The properties EventReader reads of a single event, which must be there once at most.
 _ONCE = frozenset({"DTSTART", "DTEND", "DURATION", "SUMMARY", "DESCRIPTION", "ORGANIZER", "STATUS"})
 _RECURRENCE = frozenset({"RRULE", "RDATE", "EXDATE", "RECURRENCE-ID", "BEGIN", "END"})
-_READ = _ONCE | _RECURRENCE | {"ATTENDEE"}
-_NAME = re.compile(r"([A-Za-z0-9-]+)[;:]")
+_WANTED = re.compile(
+    rf"^({'|'.join(sorted(_ONCE | _RECURRENCE | {'ATTENDEE'}, key=len, reverse=True))})([;:][^\n]*)$",
+    re.MULTILINE | re.IGNORECASE,
+)
+_REST = re.compile(rf"((?:;[A-Za-z0-9-]+={_PARAM_VALUE})*):(.*)", re.DOTALL)
+_BAD_LINE = re.compile(r"^(?![A-Za-z0-9-]+[;:]|\r?$)", re.MULTILINE)
 
 
 def tag_words(words: Iterable[str]) -> tuple[str, ...]:
@@ -131,30 +133,34 @@ def _end(start: date | datetime, props: dict[str, tuple[dict[str, str], str]]) -
 def _lines(unfolded: str) -> list[tuple[str, dict[str, str], str]] | None:
     """The content lines EventReader reads (and those that make it not sure) as name, parameters,
     raw value; None when not sure."""
-    lines = [line for line in _NEWLINE.split(unfolded) if line]
-    if len(lines) < 2 or lines[0].upper() != "BEGIN:VEVENT" or lines[-1].upper() != "END:VEVENT":
+    # icalendar names a line by what comes before its first ; or :, whatever follows, and sets aside
+    # a line it cannot parse: so every line must have a plain name, and the lines read here must be
+    # read exactly; the others do not matter.
+    if _BAD_LINE.search(unfolded):
         return None
     parsed = []
-    for line in lines[1:-1]:
-        # icalendar names a line by what comes before its first ; or :, whatever follows; a line
-        # it cannot parse it sets aside, so only the lines read here must be read exactly.
-        name = _NAME.match(line)
-        if name is None:
-            return None
-        if name.group(1).upper() not in _READ:
+    marks = 0
+    for line in _WANTED.finditer(unfolded):
+        name, rest = line.group(1).upper(), line.group(2)
+        rest = rest[:-1] if rest.endswith("\r") else rest  # the line ends with CR LF
+        if name in ("BEGIN", "END"):  # only the event's own, first and last: nothing nested
+            last = name == "END" and not unfolded[line.end() :].strip("\r\n")
+            if rest.upper() != ":VEVENT" or not (line.start() == 0 if name == "BEGIN" else last):
+                return None
+            marks += 1
             continue
-        found = _LINE.fullmatch(line)
+        found = _REST.fullmatch(rest)
         if found is None:
             return None
         params: dict[str, str] = {}
-        for key, raw in _PARAM.findall(found.group(2)):
+        for key, raw in _PARAM.findall(found.group(1)):
             key = key.upper()
             # icalendar strips blanks around ; and =, and keeps one value of a repeated parameter
             if key in params or (not raw.startswith('"') and raw != raw.strip(" ")):
                 return None
             params[key] = raw[1:-1] if raw.startswith('"') else raw
-        parsed.append((found.group(1).upper(), params, found.group(3)))
-    return parsed
+        parsed.append((name, params, found.group(2)))
+    return parsed if marks == 2 else None
 
 
 def read_single(

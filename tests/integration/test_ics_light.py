@@ -229,6 +229,8 @@ ODD = {
         event("DTSTART: 20260310T090000Z", uid="b6"),
         event("DTSTART;VALUE=PERIOD:20260310T090000Z/PT1H", uid="b7"),
         event(WHEN, "SUMMARY;VALUE=BINARY:eA==", uid="b8"),
+        event("DTSTART:20260310T090000Z", "DTEND :20260310T110000Z", uid="b9"),
+        event("DTSTART:20260310T090000Z", "DTEND\t;X=1:20260310T110000Z", uid="b10"),
     ),
     "parameters icalendar treats specially": calendar(
         event(WHEN, "ATTENDEE;CN=^'Q^' ^^x:mailto:q@acme.example", uid="p1"),
