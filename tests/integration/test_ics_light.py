@@ -37,11 +37,13 @@ BLOCK = re.compile(r"^BEGIN:VEVENT\r?\n.*?^END:VEVENT\r?\n", re.MULTILINE | re.D
 pytestmark = pytest.mark.filterwarnings("ignore:.*globally unique TZID")
 
 
-def sync_both(path: Path, state: tuple[Any, Any] = (None, None), **options: Any) -> tuple[Any, Any]:
+def sync_both(
+    path: Path, state: tuple[Any, Any] = (None, None), tags: tuple[str, ...] = TAGS, **options: Any
+) -> tuple[Any, Any]:
     """One sync of `path` with the light reader and one without: each a SyncBatch or a SourceError."""
     outcomes = []
     for light, earlier in zip((True, False), state, strict=True):
-        source = IcsSource(path.name, path=path, tags=TAGS, light=light, **options)
+        source = IcsSource(path.name, path=path, tags=tags, light=light, **options)
         try:
             outcomes.append(source.sync(earlier, NOW))
         except SourceError as exc:
@@ -80,22 +82,24 @@ def test_the_corpus_is_there_for_the_light_reader() -> None:
     assert len(FILES) >= 100, f"only {len(FILES)} calendar files under {CORPUS}"
 
 
+@pytest.mark.parametrize("tags", [TAGS, ()], ids=["tagged-to-icalendar", "tagged-read-light"])
 @pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_given_a_generated_feed_and_its_edit_then_both_readings_agree_at_both_syncs(
-    tmp_path: Path, seed: int
+    tmp_path: Path, seed: int, tags: tuple[str, ...]
 ) -> None:
-    # Given a generated sales calendar (time zones, all-day, cancelled, rooms, tags, series)
+    # Given a generated sales calendar (time zones, all-day, cancelled, rooms, tags, series), its
+    # tagged events left to icalendar or, without tag words, read by the light reader too
     feed = generate(300, seed=seed, now=NOW)
     path = tmp_path / "feed.ics"
     path.write_text(render(feed.events, NOW - timedelta(hours=1)), encoding="utf-8", newline="")
     options = {"default_zone": "Europe/Berlin", "max_bytes": 10**8}
 
     # When it is synced both ways, then edited and synced again from each one's state
-    first = sync_both(path, **options)
+    first = sync_both(path, tags=tags, **options)
     assert_same(*first)
     path.write_text(render(feed.changed, NOW), encoding="utf-8", newline="")
     states = tuple(b.state for b in first)
-    assert_same(*sync_both(path, (states[0], states[1]), **options))
+    assert_same(*sync_both(path, (states[0], states[1]), tags=tags, **options))
 
 
 def test_given_a_generated_feed_then_the_light_reader_reads_its_plain_events_and_leaves_the_tagged() -> None:
