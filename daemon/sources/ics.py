@@ -1,7 +1,9 @@
 """ICS calendars from a file or a URL, read incrementally.
 
 An unchanged feed costs one conditional GET (or one hash of the file); a changed one re-parses only
-the events whose text changed. Parsing is icalendar's, expansion recurring-ical-events'.
+the events whose text changed, cut out of the feed's bytes without copying the feed. Plain untagged
+events are read by a light reader (ics_light.py); the rest is parsed by icalendar, and series
+expanded by recurring-ical-events.
 
 A feed is untrusted and may be cut short, oversized, empty, an error page or another calendar: what is
 not a complete calendar fails the sync (the caller keeps its state, so nothing is taken as deleted),
@@ -11,15 +13,10 @@ and a feed that suddenly loses most of its events is held until a person confirm
 from __future__ import annotations
 
 import hashlib
-import http.client
 import itertools
 import logging
-import os
 import re
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,20 +24,21 @@ from typing import TYPE_CHECKING, Any
 import icalendar
 import recurring_ical_events
 
-from daemon import __version__
 from daemon.errors import SourceError
 from daemon.model import CalendarEvent
 from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
 from daemon.sources.ics_events import EventReader, instance_start, short_error
+from daemon.sources.ics_fetch import Fetch
+from daemon.sources.ics_light import read_single, tag_words
 from daemon.sources.ics_text import (
+    Feed,
     Group,
+    as_utf8,
     assemble,
-    completeness,
-    decode,
+    at_top,
+    enveloped,
     line_of,
-    replace_invalid,
-    split,
-    text_digest,
+    outline,
     usable_zones,
     uses_lost_zone,
 )
@@ -55,15 +53,6 @@ MAX_INSTANCES = 1000  # per series and window: a FREQ=SECONDLY rule must not eat
 DEFAULT_MAX_BYTES = 50_000_000  # per calendar, `max_bytes` in its [[calendars]] entry
 # A feed that loses more events than this at once, and more than half of those it had, is held.
 HOLD_REMOVALS_OVER = 10
-_CHUNK = 1 << 20
-
-
-def redact_url(url: str) -> str:
-    """Private feed URLs carry their secret in the path or query: show only where they point."""
-    parts = urllib.parse.urlsplit(url)
-    host = parts.hostname or ""
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}/…"
 
 
 class IcsSource(CalendarSource):
@@ -80,22 +69,26 @@ class IcsSource(CalendarSource):
         window_future: timedelta = timedelta(days=400),
         timeout: float = 30.0,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        tags: Iterable[str] = (),
+        light: bool = True,
     ) -> None:
         if (path is None) == (url is None):
             raise ValueError("an ICS source needs exactly one of path or url")
         self.name = name
-        self.path = path
-        self.url = url
+        self._fetch = Fetch(name, path, url, timeout, max_bytes)
         self.reader = EventReader(default_zone)
         self.window_past = window_past
         self.window_future = window_future
-        self.timeout = timeout
-        self.max_bytes = max_bytes
+        # Plain untagged events are read by the light reader, the rest by icalendar; `light=False`
+        # reads everything with icalendar (the tests and benchmark compare the two).
+        self.tags = tag_words(tags)
+        self.light = light
         self._calendar_props: dict[str, Any] = {}  # X-WR-TIMEZONE and kin, for expanding series
 
     @classmethod
     def from_config(cls, calendar: IcsCalendar, wiring: Wiring) -> list[CalendarSource]:
         settings = wiring.settings
+        tags = settings.tags
         return [
             cls(
                 calendar.label,
@@ -106,81 +99,21 @@ class IcsSource(CalendarSource):
                 window_future=timedelta(days=calendar.window_future_days),
                 timeout=calendar.timeout,
                 max_bytes=calendar.max_bytes,
+                tags=(*tags.closing, *tags.kickoff, *tags.won, *tags.lost, tags.deal_prefix),
             )
         ]
 
     @property
+    def path(self) -> Path | None:
+        return self._fetch.path
+
+    @property
+    def url(self) -> str | None:
+        return self._fetch.url
+
+    @property
     def where(self) -> str:
-        return str(self.path) if self.path else redact_url(self.url or "")
-
-    # -- fetching -------------------------------------------------------------------------
-    def _fetch(self, state: dict[str, Any]) -> tuple[bytes | None, dict[str, Any]]:
-        """The feed's bytes, or None if the server says it has not changed; plus HTTP validators."""
-        if self.path is not None:
-            try:
-                with self.path.open("rb") as file:
-                    size = os.fstat(file.fileno()).st_size
-                    if size > self.max_bytes:
-                        raise self._too_big(size)
-                    data = file.read(self.max_bytes + 1)  # it may grow while we read it
-            except OSError as exc:
-                raise SourceError(
-                    f"calendar {self.name!r}: cannot read {self.path}: {exc.strerror}"
-                ) from None
-            if len(data) > self.max_bytes:
-                raise self._too_big()
-            return data, {}
-        assert self.url is not None
-        request = urllib.request.Request(self.url, headers={"User-Agent": f"followthrough/{__version__}"})
-        if state.get("etag"):
-            request.add_header("If-None-Match", state["etag"])
-        if state.get("last_modified"):
-            request.add_header("If-Modified-Since", state["last_modified"])
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                headers = response.headers
-                data = self._download(response, headers.get("Content-Length"))
-        except urllib.error.HTTPError as exc:
-            if exc.code == 304:
-                return None, {}
-            raise SourceError(
-                f"calendar {self.name!r}: {self.where} answered HTTP {exc.code} {exc.reason}"
-            ) from None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise SourceError(f"calendar {self.name!r}: cannot fetch {self.where}: {reason}") from None
-        except http.client.HTTPException as exc:  # e.g. a chunked response that broke off
-            raise SourceError(
-                f"calendar {self.name!r}: the download of {self.where} broke off: {short_error(exc)}"
-            ) from None
-        validators = {"etag": headers.get("ETag"), "last_modified": headers.get("Last-Modified")}
-        return data, {k: v for k, v in validators.items() if v}
-
-    def _download(self, response: Any, length: str | None) -> bytes:
-        """The body, read in chunks so that an oversized feed is refused before it fills memory."""
-        announced = int(length) if length and length.strip().isdigit() else None
-        if announced is not None and announced > self.max_bytes:
-            raise self._too_big(announced)
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := response.read(_CHUNK):
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise self._too_big()
-            chunks.append(chunk)
-        if announced is not None and size < announced:  # the connection closed early
-            raise SourceError(
-                f"calendar {self.name!r}: the download of {self.where} broke off after {size} of "
-                f"{announced} bytes"
-            )
-        return b"".join(chunks)
-
-    def _too_big(self, size: int | None = None) -> SourceError:
-        what = f"{size} bytes" if size is not None else "more than that"
-        return SourceError(
-            f"calendar {self.name!r}: {self.where} is larger than its max_bytes = {self.max_bytes} "
-            f"({what}); not read. If it really is this big, raise max_bytes in its [[calendars]] entry"
-        )
+        return self._fetch.where
 
     # -- syncing --------------------------------------------------------------------------
     def sync(self, state: dict[str, Any] | None, now: datetime) -> SyncBatch:
@@ -198,14 +131,11 @@ class IcsSource(CalendarSource):
         digest = hashlib.blake2b(data, digest_size=16).hexdigest()
         if digest == state.get("digest") and not due:
             return self._unchanged(new_state)
-        text, not_utf8 = decode(data)
         batch = SyncBatch()
-        if not_utf8:
-            text = replace_invalid(text, batch.problems)
-        text = self._whole(text, batch.problems)
-        skeleton, groups = split(text)
-        header = text_digest(skeleton)
-        full = header != state.get("header")  # time zones changed: every event may have moved
+        feed = self._whole(as_utf8(data, batch.problems), batch.problems)
+        del data  # the feed holds the bytes (or their UTF-8 copy) from here on
+        groups = feed.groups
+        full = feed.header != state.get("header")  # time zones changed: every event may have moved
         changed = [
             g
             for uid, g in groups.items()
@@ -221,27 +151,43 @@ class IcsSource(CalendarSource):
             batch.removed += gone
         self._hold_mass_removal(vanished, items)
         to_read = [g.uid for g in changed]
+        skeleton = feed.skeleton
         if changed:
             skeleton, lost_zones = usable_zones(skeleton, batch.problems)
             self._check_outside_events(skeleton)
-            changed = [g for g in changed if not uses_lost_zone(g, lost_zones, batch.problems)]
+            if lost_zones:
+                changed = [
+                    g for g in changed if not uses_lost_zone(g, feed.blocks(g), lost_zones, batch.problems)
+                ]
+        light = self._read_light(feed, changed) if self.light and at_top(skeleton) else {}
+        parsed = self._parse(skeleton, feed, [g for g in changed if g.uid not in light], batch.problems)
+        pending: tuple[Group, list[Any]] | None = None
         read: set[str] = set()
-        for group, components in self._parse(skeleton, changed, batch.problems):
-            old_ids = set(items.get(group.uid, (None, []))[1])
-            expanded = self._expand(group, components, window, batch.problems)
+        for group in changed:
+            expanded: tuple[list[CalendarEvent], float | None, list[str]] | None
+            if group.uid in light:
+                expanded = self._single(group, *light[group.uid], window, batch.problems)
+            else:
+                # Parsed in order; a group that could not be parsed is skipped, its problem noted.
+                pending = pending or next(parsed, None)
+                if pending is None or pending[0] is not group:
+                    continue
+                expanded = self._expand(group, pending[1], window, batch.problems)
+                pending = None
             if expanded is None:
                 continue  # unusable: what was known of it stays, and it is read again next time
             read.add(group.uid)
             events, revisit, history = expanded
             ids = [e.id for e in events] + history
             batch.upserted += events
+            old_ids = set(items.get(group.uid, (None, []))[1])
             batch.removed += [i for i in old_ids - set(ids) if not self._aged_out(i, window[0])]
             new_items[group.uid] = [group.digest, ids, revisit, bool(history) and not events]
         batch.unusable = [uid for uid in to_read if uid not in read]
         # Kept in the state, so that a quiet feed still names them at every pass (see _unchanged);
         # a changed one reads them again, since what was known of them was left as it was.
         unusable = {uid: [uid, _problem_of(uid, batch.problems)] for uid in batch.unusable}
-        new_state.update(digest=digest, header=header, items=new_items, unusable=unusable)
+        new_state.update(digest=digest, header=feed.header, items=new_items, unusable=unusable)
         batch.state = new_state
         return batch
 
@@ -251,27 +197,28 @@ class IcsSource(CalendarSource):
         repeat_unusable(batch, state.get("unusable") or {})
         return batch
 
-    def _whole(self, text: str, problems: list[str]) -> str:
-        """The calendar in `text`; SourceError when it is not one, or not a complete one: an empty
-        answer, an error page, a download cut short must never read as "every event was deleted"."""
-        if not text.strip():
+    def _whole(self, data: bytes, problems: list[str]) -> Feed:
+        """The calendar in `data`, cut into its events; SourceError when it is not one, or not a
+        complete one: an empty answer, an error page, a download cut short must never read as "every
+        event was deleted"."""
+        if re.match(rb"\s*\Z", data):
             raise SourceError(f"calendar {self.name!r}: {self.where} is empty; nothing read, nothing changed")
-        enveloped = re.search(r"^BEGIN:VCALENDAR", text, re.MULTILINE | re.I) is not None
-        if not enveloped and not re.search(r"^BEGIN:VEVENT", text, re.MULTILINE | re.I):
+        calendar, events = enveloped(data)
+        if not calendar and not events:
             raise SourceError(f"calendar {self.name!r}: {self.where} is not an iCalendar file")
-        wrong, end = completeness(text)
-        if wrong:
+        found = outline(data)
+        if found.wrong:
             raise SourceError(
-                f"calendar {self.name!r}: {self.where} is incomplete: {wrong}; nothing read, nothing changed"
+                f"calendar {self.name!r}: {self.where} is incomplete: {found.wrong}; "
+                "nothing read, nothing changed"
             )
-        if text[end:].strip():
-            problems.append(f"text after the end of the calendar (line {line_of(text, end)}) ignored")
-            text = text[:end].rstrip() + "\r\n"
-        if not enveloped:
+        trim = bool(data[found.end :].decode("utf-8").strip())
+        if trim:
+            problems.append(f"text after the end of the calendar (line {line_of(data, found.end)}) ignored")
+        if not calendar:
             # Bare VEVENTs, as some tools export them: read them as the calendar they mean.
             problems.append("the file has no BEGIN:VCALENDAR; read its events anyway")
-            text = f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n{text.rstrip()}\r\nEND:VCALENDAR\r\n"
-        return text
+        return Feed(data, found.spans, found.end, trim, bare=not calendar)
 
     def _hold_mass_removal(self, vanished: int, items: dict[str, list[Any]]) -> None:
         """A feed that suddenly lacks most of its events is more likely the wrong file, a broken
@@ -308,28 +255,36 @@ class IcsSource(CalendarSource):
         self._calendar_props = {k: c[k] for c in reversed(calendars) for k in ("X-WR-TIMEZONE",) if k in c}
         return [s for c in calendars for s in c.subcomponents if s.name == "VEVENT"]
 
+    def _read_light(self, feed: Feed, groups: list[Group]) -> dict[str, tuple[CalendarEvent, list[str]]]:
+        """The plain single events the light reader is sure of, with its notes, by UID."""
+        found: dict[str, tuple[CalendarEvent, list[str]]] = {}
+        for group in groups:
+            if not group.recurring and len(group.spans) == 1:
+                event = read_single(feed.blocks(group)[0], group.uid, self.reader, self.tags)
+                if event is not None:
+                    found[group.uid] = event
+        return found
+
     def _parse(
-        self, skeleton: str, groups: list[Group], problems: list[str]
+        self, skeleton: str, feed: Feed, groups: list[Group], problems: list[str]
     ) -> Iterator[tuple[Group, list[Any]]]:
         """Each group with its parsed components; one broken group never spoils the others."""
         if not groups:
             return
         components: list[Any] = []
         try:
-            components = self._read(
-                assemble(skeleton, itertools.chain.from_iterable(g.blocks for g in groups))
-            )
+            components = self._read(assemble(skeleton, (b for g in groups for b in feed.blocks(g))))
         except Exception as exc:
             log.debug("calendar %s: whole parse failed (%s), parsing event by event", self.name, exc)
-        if len(components) == sum(len(g.blocks) for g in groups):
+        if len(components) == sum(len(g.spans) for g in groups):
             position = 0
             for group in groups:
-                yield group, components[position : position + len(group.blocks)]
-                position += len(group.blocks)
+                yield group, components[position : position + len(group.spans)]
+                position += len(group.spans)
             return
         for group in groups:
             try:
-                found = self._read(assemble(skeleton, group.blocks))
+                found = self._read(assemble(skeleton, feed.blocks(group)))
             except Exception as exc:
                 problems.append(f"event {group.uid}: cannot be parsed: {short_error(exc)}")
                 continue
@@ -337,6 +292,22 @@ class IcsSource(CalendarSource):
                 yield group, found
             else:
                 problems.append(f"event {group.uid}: cannot be parsed")
+
+    def _single(
+        self,
+        group: Group,
+        event: CalendarEvent,
+        notes: list[str],
+        window: tuple[datetime, datetime],
+        problems: list[str],
+    ) -> tuple[list[CalendarEvent], float | None, list[str]]:
+        """A single event as `_expand` gives it: in the window, later, or history."""
+        if event.start > window[1]:
+            return [], (event.start - self.window_future).timestamp(), []
+        if event.end < window[0]:
+            return [], None, [event.id]
+        problems += [f"event {group.uid}: {note}" for note in notes]
+        return [event], None, []
 
     def _expand(
         self,
@@ -358,12 +329,7 @@ class IcsSource(CalendarSource):
                 return None
             if len(components) > 1:
                 problems.append(f"event {group.uid}: {len(components)} copies of one event; used the first")
-            if event.start > end:
-                return [], (event.start - self.window_future).timestamp(), []
-            if event.end < start:
-                return [], None, [event.id]
-            problems += [f"event {group.uid}: {note}" for note in notes]
-            return [event], None, []
+            return self._single(group, event, notes, window, problems)
         calendar = icalendar.Calendar()
         for key, value in self._calendar_props.items():
             calendar.add(key, value)

@@ -35,6 +35,8 @@ class EventReader:
 
     def __init__(self, default_zone: str) -> None:
         self.zone = ZoneInfo(default_zone)
+        # The same people come back in event after event: read each address once.
+        self._people: dict[tuple[str, ...], tuple[Person | None, str | None]] = {}
 
     def aware(self, value: date | datetime) -> datetime:
         if not isinstance(value, datetime):
@@ -50,8 +52,21 @@ class EventReader:
             return value.strftime("%Y%m%d")
         return self.aware(value).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
+    def _person(self, prop: Any, role: str, notes: list[str]) -> Person | None:
+        params = getattr(prop, "params", {})
+        key = (role, str(prop), *(repr(params.get(name)) for name in ("EMAIL", "CN", "CUTYPE")))
+        found = self._people.get(key)
+        if found is None:
+            if len(self._people) > 10_000:
+                self._people.clear()
+            found = self._people[key] = self._read_person(prop, role)
+        person, note = found
+        if note is not None:
+            notes.append(note)
+        return person
+
     @staticmethod
-    def _person(prop: Any, role: str, notes: list[str]) -> Person | None:
+    def _read_person(prop: Any, role: str) -> tuple[Person | None, str | None]:
         """The person a calendar user address names, or None (noted when it was meant to be one).
 
         CalDAV servers write `ORGANIZER;EMAIL=carol@acme.example:urn:uuid:…`: the address is in
@@ -66,11 +81,11 @@ class EventReader:
         for candidate in candidates:
             email = parse_address(str(candidate)) if candidate else None
             if email is not None:
-                return Person(email=email, name=clean_line(str(params.get("CN", "")), 100))
+                return Person(email=email, name=clean_line(str(params.get("CN", "")), 100)), None
         if any(candidates) and str(params.get("CUTYPE", "")).upper() not in ("ROOM", "RESOURCE"):
             shown = clean_line(" ".join(str(c) for c in candidates if c), 100)
-            notes.append(f"{role} {shown!r} is not an email address; left out")
-        return None  # a room, or a server's URN for someone with no address: nobody to write to
+            return None, f"{role} {shown!r} is not an email address; left out"
+        return None, None  # a room, or a server's URN for someone with no address: nobody to write to
 
     def event(self, component: Any, uid: str, series: bool, notes: list[str] | None = None) -> CalendarEvent:
         """Raises ValueError naming what is wrong when the component cannot be used; what it had

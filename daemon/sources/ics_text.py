@@ -1,16 +1,19 @@
-"""An ICS feed as text: decoded event by event, checked whole, cut into its events by UID, its
-unreadable time zones set aside.
+"""An ICS feed's bytes: checked whole and cut into its events by UID in one pass, each event's text
+decoded only when it is read, its unreadable time zones set aside.
 
-Regular expressions over the raw text, before icalendar parses anything: a changed feed re-parses only
-the events whose text changed, and a feed cut short is caught before it can read as deletions.
+Regular expressions over the raw bytes, before icalendar parses anything: a changed feed re-parses
+only the events whose text changed, and a feed cut short is caught before it can read as deletions.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import itertools
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
 import icalendar
 
@@ -18,46 +21,61 @@ from daemon.model import clean_line
 from daemon.sources.ics_events import short_error
 from daemon.sources.zones import iana_zone
 
-_BLOCK = re.compile(
-    r"^BEGIN:VEVENT[ \t]*\r?\n.*?^END:VEVENT[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
-)
-_UID = re.compile(r"^UID(?:;[^:\r\n]*)?:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE | re.I)
-_DTSTAMP = re.compile(r"^DTSTAMP[;:].*(?:\r?\n[ \t].*)*\r?\n?", re.MULTILINE | re.I)
+_BOM = b"\xef\xbb\xbf"
+_UID = re.compile(rb"^UID(?:;[^:\r\n]*)?:(.*(?:\r?\n[ \t].*)*)", re.MULTILINE | re.I)
+_DTSTAMP = re.compile(rb"^DTSTAMP[;:].*(?:\r?\n[ \t].*)*\r?\n?", re.MULTILINE | re.I)
 _VALARM = re.compile(
-    r"^BEGIN:VALARM[ \t]*\r?\n.*?^END:VALARM[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
+    rb"^BEGIN:VALARM[ \t]*\r?\n.*?^END:VALARM[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
 )
-_RECURS = re.compile(r"^(?:RRULE|RDATE|RECURRENCE-ID)[;:]", re.MULTILINE | re.I)
+_RECURS = re.compile(rb"^(?:RRULE|RDATE|RECURRENCE-ID)[;:]", re.MULTILINE | re.I)
 _VTIMEZONE = re.compile(
     r"^BEGIN:VTIMEZONE[ \t]*\r?\n.*?^END:VTIMEZONE[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
 )
 _TZID = re.compile(r"^TZID[;:](.*)$", re.MULTILINE | re.I)
+_COMPONENT = re.compile(r"^(BEGIN|END):(.*)$", re.MULTILINE | re.I)
 _END_CALENDAR = re.compile(r"^END:VCALENDAR", re.MULTILINE | re.I)
+_ENVELOPED = re.compile(rb"^BEGIN:VCALENDAR", re.MULTILINE | re.I)
+_ANY_EVENT = re.compile(rb"^BEGIN:VEVENT", re.MULTILINE | re.I)
 # Anchored on the newline, not on ^ with MULTILINE: five times faster over a 100 MB feed.
-_MARK = re.compile(r"\n(BEGIN|END):(VCALENDAR|VEVENT)[ \t\r]*(?=\n|\Z)", re.I)
-_FIRST_MARK = re.compile(r"(BEGIN|END):(VCALENDAR|VEVENT)[ \t\r]*(?=\n|\Z)", re.I)
+_MARK = re.compile(rb"\n(BEGIN|END):(VCALENDAR|VEVENT)[ \t\r]*(?=\n|\Z)", re.I)
+_FIRST_MARK = re.compile(rb"(BEGIN|END):(VCALENDAR|VEVENT)[ \t\r]*(?=\n|\Z)", re.I)
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
 _UTF8_BEYOND_ASCII = re.compile("[^\x00-\x7f\udc80-\udcff]")
+_BLOCK = re.compile(
+    r"^BEGIN:VEVENT[ \t]*\r?\n.*?^END:VEVENT[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
+)
+_CHUNK = 1 << 20
 
 
 def text_digest(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
 
 
-def decode(data: bytes) -> tuple[str, bool]:
-    """The text, and whether some of its bytes were not UTF-8: those are kept as lone surrogates,
-    for `replace_invalid` to name the events they are in and replace them there alone."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+def _utf8(data: bytes) -> bool:
+    """Whether `data` is UTF-8, checked in chunks: no decoded copy of the whole feed."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    view = memoryview(data)
     try:
-        return data.decode("utf-8"), False
+        for start in range(0, len(data), _CHUNK):
+            decoder.decode(view[start : start + _CHUNK])
+        decoder.decode(b"", final=True)
     except UnicodeDecodeError:
-        pass
+        return False
+    return True
+
+
+def as_utf8(data: bytes, problems: list[str]) -> bytes:
+    """The feed as UTF-8 without a BOM: as it is, almost always. A file saved in Windows-1252 is
+    read whole as such; a UTF-8 file with some bad bytes has each replaced by U+FFFD, and the events
+    that held one named (one broken event must not garble the others' names)."""
+    if data.startswith(_BOM):
+        data = data[3:]
+    if _utf8(data):
+        return data
     text = data.decode("utf-8", errors="surrogateescape")
-    if not _UTF8_BEYOND_ASCII.search(text):
-        # Not one UTF-8 character beyond ASCII: a file saved in Windows-1252, read whole as such.
-        return data.decode("cp1252", errors="replace"), False
-    # A UTF-8 file with some bad bytes: one broken event must not garble the others' names.
-    return text, True
+    if not _UTF8_BEYOND_ASCII.search(text):  # not one UTF-8 character beyond ASCII
+        return data.decode("cp1252", errors="replace").encode("utf-8")
+    return replace_invalid(text, problems).encode("utf-8")
 
 
 def replace_invalid(text: str, problems: list[str]) -> str:
@@ -67,121 +85,162 @@ def replace_invalid(text: str, problems: list[str]) -> str:
         found = len(_NOT_UTF8.findall(block.group(0)))
         if found:
             inside += found
-            problems.append(
-                f"{_event_at(text, block.start(), block.end())}: {found} byte(s) that are not UTF-8, "
-                "replaced by U+FFFD"
-            )
+            data = block.group(0).encode("utf-8", "surrogateescape")
+            event = _event_at(data, 0, len(data), text.count("\n", 0, block.start()))
+            problems.append(f"{event}: {found} byte(s) that are not UTF-8, replaced by U+FFFD")
     if len(_NOT_UTF8.findall(text)) > inside:
         problems.append("bytes that are not UTF-8 outside the events, replaced by U+FFFD")
     return _NOT_UTF8.sub("\ufffd", text)
 
 
-def line_of(text: str, position: int) -> int:
-    return text.count("\n", 0, position) + 1
+def line_of(data: bytes, position: int) -> int:
+    return data.count(b"\n", 0, position) + 1
 
 
-def _event_at(text: str, start: int, stop: int) -> str:
+def _event_at(data: bytes, start: int, stop: int, lines_before: int | None = None) -> str:
     """The event that begins at `start`, named by its UID if it has one and by its line."""
-    found = _UID.search(text, start, stop)
-    uid = clean_line(re.sub(r"\r?\n[ \t]", "", found.group(1)), 200).strip() if found else ""
+    found = _UID.search(data, start, stop)
+    raw = found.group(1).decode("utf-8", "surrogateescape") if found else ""
+    uid = clean_line(re.sub(r"\r?\n[ \t]", "", raw), 200).strip()
     uid = _NOT_UTF8.sub("\ufffd", uid)
-    line = line_of(text, start)
+    line = line_of(data, start) if lines_before is None else lines_before + 1
     return f"event {uid} (line {line})" if uid else f"the event at line {line} (no UID)"
 
 
-def _marks(text: str) -> Iterator[tuple[bool, bool, int, int]]:
+def _marks(data: bytes) -> Iterator[tuple[bool, bool, int, int]]:
     """Each BEGIN/END line of a VCALENDAR or VEVENT: begin?, event?, where it starts and ends."""
-    first = _FIRST_MARK.match(text)
-    for mark in itertools.chain([first] if first else [], _MARK.finditer(text)):
-        begin, event = mark.group(1).upper() == "BEGIN", mark.group(2).upper() == "VEVENT"
+    first = _FIRST_MARK.match(data)
+    for mark in itertools.chain([first] if first else [], _MARK.finditer(data)):
+        begin, event = mark.group(1).upper() == b"BEGIN", mark.group(2).upper() == b"VEVENT"
         yield begin, event, mark.start(1), mark.end()
 
 
-def completeness(text: str) -> tuple[str | None, int]:
-    """What makes `text` not a whole calendar (cut short, an event left open), or None; and where
-    the calendar ends, so that text after it can be set aside.
+@dataclass
+class Outline:
+    """Where a feed's events and its calendar lie, found in one pass over its bytes."""
+
+    wrong: str | None = None  # what makes it not a whole calendar, if anything
+    end: int = 0  # where the calendar ends: text after it is set aside
+    spans: list[tuple[int, int]] = field(default_factory=list)  # each VEVENT, END line included
+
+
+def outline(data: bytes) -> Outline:
+    """Where the events are, and what makes `data` not a whole calendar (cut short, an event left
+    open), if anything.
 
     Only END:VCALENDAR shows that a download arrived whole: without it, events missing from the end
     would be taken as deleted. A file of bare VEVENTs has no such mark; each event must be closed.
     """
+    found = Outline()
     open_event: int | None = None  # where the event being read begins
     in_calendar = False
     calendars = 0
-    end = 0
-    for begin, event, start, stop in _marks(text):
+    for begin, event, start, stop in _marks(data):
         if open_event is not None and (begin or not event):
-            return f"{_event_at(text, open_event, start)} has no END:VEVENT", 0
+            return Outline(f"{_event_at(data, open_event, start)} has no END:VEVENT")
         if event and begin:
             if calendars and not in_calendar:
-                following = _MARK.search(text, stop)
-                where = _event_at(text, start, following.start() if following else len(text))
-                return f"{where} is outside BEGIN:VCALENDAR … END:VCALENDAR", 0
+                following = _MARK.search(data, stop)
+                where = _event_at(data, start, following.start() if following else len(data))
+                return Outline(f"{where} is outside BEGIN:VCALENDAR … END:VCALENDAR")
             open_event = start
         elif event:
             if open_event is None:
-                return f"END:VEVENT at line {line_of(text, start)} has no BEGIN:VEVENT", 0
+                return Outline(f"END:VEVENT at line {line_of(data, start)} has no BEGIN:VEVENT")
+            found.spans.append((open_event, stop + 1 if data[stop : stop + 1] == b"\n" else stop))
             open_event = None
             if not calendars:  # bare VEVENTs: the last one closed ends the file
-                end = stop
+                found.end = stop
         elif begin:
             if in_calendar:  # two files joined, the first cut short
-                return f"BEGIN:VCALENDAR at line {line_of(text, start)} opens a calendar inside another", 0
+                line = line_of(data, start)
+                return Outline(f"BEGIN:VCALENDAR at line {line} opens a calendar inside another")
             in_calendar, calendars = True, calendars + 1
         else:
             if not in_calendar:
-                return f"END:VCALENDAR at line {line_of(text, start)} has no BEGIN:VCALENDAR", 0
-            in_calendar, end = False, stop
+                return Outline(f"END:VCALENDAR at line {line_of(data, start)} has no BEGIN:VCALENDAR")
+            in_calendar, found.end = False, stop
     if open_event is not None:
-        event_name = _event_at(text, open_event, len(text))
-        return f"it ends inside {event_name}, which has no END:VEVENT: cut short?", 0
+        event_name = _event_at(data, open_event, len(data))
+        return Outline(f"it ends inside {event_name}, which has no END:VEVENT: cut short?")
     if in_calendar:
-        return "it ends before END:VCALENDAR: cut short?", 0
-    return None, end
+        return Outline("it ends before END:VCALENDAR: cut short?")
+    return found
+
+
+def enveloped(data: bytes) -> tuple[bool, bool]:
+    """Whether the feed has a BEGIN:VCALENDAR, and whether it has any BEGIN:VEVENT at all."""
+    if _ENVELOPED.search(data):
+        return True, True
+    return False, _ANY_EVENT.search(data) is not None
 
 
 class Group:
-    """The VEVENT blocks that share one UID: a single event, or a series with its overrides."""
+    """The VEVENT blocks that share one UID: a single event, or a series with its overrides; where
+    they lie in the feed, not their text."""
 
-    __slots__ = ("_digest", "blocks", "uid")
+    __slots__ = ("digest", "recurring", "spans", "uid")
 
     def __init__(self, uid: str) -> None:
         self.uid = uid
-        self.blocks: list[str] = []
-        self._digest: str | None = None
-
-    @property
-    def digest(self) -> str:
-        # DTSTAMP is the export time in many feeds: it changes on every download, the event does not.
-        if self._digest is None:
-            self._digest = text_digest("".join(_DTSTAMP.sub("", block) for block in self.blocks))
-        return self._digest
-
-    @property
-    def recurring(self) -> bool:
-        return any(_RECURS.search(block) for block in self.blocks)
+        self.spans: list[tuple[int, int]] = []
+        self.digest = ""
+        self.recurring = False
 
 
-def split(text: str) -> tuple[str, dict[str, Group]]:
-    """The calendar without its events (time zones and properties), and its events by UID."""
-    groups: dict[str, Group] = {}
-    gaps: list[str] = []  # the text between the events: the skeleton, cut out in the same pass
-    end = 0
-    for match in _BLOCK.finditer(text):
-        gaps.append(text[end : match.start()])
-        end = match.end()
-        block = match.group(0)
+class Feed:
+    """A complete feed's bytes cut into its events: the calendar without them (time zones and
+    properties) as text, its events by UID as offsets; an event's text is made when it is read."""
+
+    def __init__(self, data: bytes, spans: list[tuple[int, int]], end: int, trim: bool, bare: bool) -> None:
+        self.data = data
+        # The last of bare VEVENTs ends as the calendar wrapped around them makes it end.
+        self._last = spans[-1][1] if bare and spans else -1
+        self.groups: dict[str, Group] = {}
+        hashes: dict[str, Any] = {}
+        gaps: list[bytes] = [b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"] if bare else []
+        position = 0
+        for start, stop in spans:
+            gaps.append(data[position:start])
+            position = stop
+            block = self._block(start, stop)
+            found = _UID.search(block)
+            uid = found.group(1).decode("utf-8", "replace") if found else ""
+            if "\n" in uid:
+                uid = re.sub(r"\r?\n[ \t]", "", uid)
+            uid = uid.strip()
+            key = uid or "no-uid-" + hashlib.blake2b(block, digest_size=12).hexdigest()
+            group = self.groups.get(key)
+            if group is None:
+                group = self.groups[key] = Group(key)
+                hashes[key] = hashlib.blake2b(digest_size=12)
+            group.spans.append((start, stop))
+            # DTSTAMP is the export time in many feeds: it changes on every download, the event does not.
+            hashes[key].update(_DTSTAMP.sub(b"", block))
+            group.recurring = group.recurring or _RECURS.search(block) is not None
+        for key, digest in hashes.items():
+            self.groups[key].digest = digest.hexdigest()
+        if bare:  # read as the calendar they mean, closed right after the last event
+            gaps.append(b"END:VCALENDAR\r\n")
+        elif trim:  # text after the end set aside
+            gaps.append(data[position:end].decode("utf-8").rstrip().encode("utf-8") + b"\r\n")
+        else:
+            gaps.append(data[position:])
+        joined = b"".join(gaps)
+        self.header = hashlib.blake2b(joined, digest_size=12).hexdigest()
+        self.skeleton = joined.decode("utf-8")
+
+    def _block(self, start: int, stop: int) -> bytes:
+        block = self.data[start:stop]
+        if stop == self._last:
+            block = block.rstrip() + b"\r\n"
         # Reminders are never read, and icalendar rejects a malformed one along with its event.
-        if "ALARM" in block or "alarm" in block:
-            block = _VALARM.sub("", block)
-        found = _UID.search(block)
-        uid = found.group(1) if found else ""
-        if "\n" in uid:
-            uid = re.sub(r"\r?\n[ \t]", "", uid)
-        uid = uid.strip()
-        key = uid or "no-uid-" + text_digest(block)
-        groups.setdefault(key, Group(key)).blocks.append(block)
-    gaps.append(text[end:])
-    return "".join(gaps), groups
+        if b"ALARM" in block or b"alarm" in block:
+            block = _VALARM.sub(b"", block)
+        return block
+
+    def blocks(self, group: Group) -> list[str]:
+        return [self._block(start, stop).decode("utf-8") for start, stop in group.spans]
 
 
 def assemble(skeleton: str, blocks: Iterable[str]) -> str:
@@ -191,6 +250,21 @@ def assemble(skeleton: str, blocks: Iterable[str]) -> str:
         return skeleton.rstrip("\r\n") + "\r\n" + body + "END:VCALENDAR\r\n"
     cut = ends[-1].start()
     return skeleton[:cut] + body + skeleton[cut:]
+
+
+def at_top(skeleton: str) -> bool:
+    """Whether the events `assemble` puts into the calendar land directly inside a VCALENDAR, as
+    icalendar nests components (an END closes whatever is open): not inside a component left open."""
+    ends = list(_END_CALENDAR.finditer(skeleton))
+    stack: list[str] = []
+    for mark in _COMPONENT.finditer(skeleton, 0, ends[-1].start() if ends else len(skeleton)):
+        if mark.group(1).upper() == "BEGIN":
+            stack.append(mark.group(2).strip().upper())
+        elif not stack:
+            return False
+        else:
+            stack.pop()
+    return stack == ["VCALENDAR"]
 
 
 def usable_zones(skeleton: str, problems: list[str]) -> tuple[str, set[str]]:
@@ -213,9 +287,9 @@ def usable_zones(skeleton: str, problems: list[str]) -> tuple[str, set[str]]:
     return skeleton, lost
 
 
-def uses_lost_zone(group: Group, lost: set[str], problems: list[str]) -> bool:
+def uses_lost_zone(group: Group, blocks: list[str], lost: set[str], problems: list[str]) -> bool:
     for tzid in lost:
-        if any(f"TZID={tzid}".lower() in block.lower() for block in group.blocks):
+        if any(f"TZID={tzid}".lower() in block.lower() for block in blocks):
             problems.append(f"event {group.uid}: skipped: its time zone {tzid} cannot be read")
             return True
     return False

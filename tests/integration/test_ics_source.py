@@ -1160,3 +1160,56 @@ def test_given_a_feed_that_lost_some_of_its_events_then_they_are_removed_at_once
 
     # Then those are removed without asking anyone
     assert sorted(again.removed) == sorted(f"m{i}@test" for i in range(kept, had))
+
+
+# What the previous version (which split the decoded text) stored after syncing PREVIOUS_FEED on
+# 2026-03-01: the cursor an upgraded installation starts from.
+PREVIOUS_FEED = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//t//EN\r\n"
+    "BEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\nBEGIN:STANDARD\r\nDTSTART:19701025T030000\r\n"
+    "TZOFFSETFROM:+0200\r\nTZOFFSETTO:+0100\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nEND:STANDARD\r\n"
+    "BEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\n"
+    "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nEND:DAYLIGHT\r\nEND:VTIMEZONE\r\n"
+    "BEGIN:VEVENT\r\nDTSTAMP:{stamp}\r\nUID:call@acme.example\r\nDTSTART;TZID=Europe/Berlin:20260310T090000\r\n"
+    "DTEND;TZID=Europe/Berlin:20260310T100000\r\nSUMMARY:Acme – pricing\r\n"
+    'ORGANIZER;CN="Rep, Ann":mailto:ann@acme.example\r\n'
+    "ATTENDEE;PARTSTAT=ACCEPTED:mailto:bob@customer.example\r\n"
+    "BEGIN:VALARM\r\nTRIGGER:-PT15M\r\nACTION:DISPLAY\r\nEND:VALARM\r\nEND:VEVENT\r\n"
+    "BEGIN:VEVENT\r\nDTSTAMP:{stamp}\r\nUID:offsite@acme.example\r\nDTSTART;VALUE=DATE:20260312\r\n"
+    "SUMMARY:Offsite\r\nEND:VEVENT\r\n"
+    "BEGIN:VEVENT\r\nDTSTAMP:{stamp}\r\nUID:weekly@acme.example\r\nDTSTART:20260302T080000Z\r\n"
+    "DTEND:20260302T083000Z\r\nRRULE:FREQ=WEEKLY;COUNT=3\r\nSUMMARY:Weekly #kickoff\r\nEND:VEVENT\r\n"
+    "END:VCALENDAR\r\n"
+)
+PREVIOUS_STATE: dict[str, Any] = {
+    "digest": "e1bf36d2703694251f146fcfc1745233",
+    "header": "c08c14d52ce0488fb60093e2",
+    "items": {
+        "call@acme.example": ["6b00da221613e0ba243251dc", ["call@acme.example"], None, False],
+        "offsite@acme.example": ["30f235b0c49671a843b12895", ["offsite@acme.example"], None, False],
+        "weekly@acme.example": [
+            "db58dd326461bf90a6f4525c",
+            [f"weekly@acme.example/202603{day}T080000Z" for day in ("02", "09", "16")],
+            1772409600.0,
+            False,
+        ],
+    },
+    "unusable": {},
+}
+
+
+def test_given_a_cursor_from_the_previous_version_when_the_feed_only_renews_dtstamp_then_nothing_changes(
+    tmp_path: Path,
+) -> None:
+    # Given a cursor the previous version stored, and the same feed exported again (new DTSTAMPs)
+    path = write(tmp_path / "team.ics", PREVIOUS_FEED.replace("{stamp}", "20260301T060000Z"))
+
+    # When this version syncs from that cursor
+    batch = IcsSource("team", path=path).sync(PREVIOUS_STATE, datetime(2026, 3, 1, 12, tzinfo=UTC))
+
+    # Then it reads the feed (its bytes changed) but finds every event as it was: nothing to re-plan,
+    # nothing removed, and its cursor keeps the same per-event digests
+    assert not batch.unchanged
+    assert batch.upserted == [] and batch.removed == [] and batch.problems == []
+    assert batch.state["items"] == PREVIOUS_STATE["items"]
+    assert batch.state["header"] == PREVIOUS_STATE["header"]
