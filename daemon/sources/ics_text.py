@@ -28,6 +28,15 @@ _VALARM = re.compile(
     rb"^BEGIN:VALARM[ \t]*\r?\n.*?^END:VALARM[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
 )
 _RECURS = re.compile(rb"^(?:RRULE|RDATE|RECURRENCE-ID)[;:]", re.MULTILINE | re.I)
+# What an event read in place in the feed is scanned for, in one pass: its DTSTAMP lines (1), a
+# recurrence (2), a reminder (3, see `_block`). Anchored on the newline before the name: several times
+# faster than ^ with MULTILINE, and an event's text never begins with them. A DTSTAMP line is cut from
+# that newline to the one that ends it, which leaves what `_DTSTAMP.sub` leaves.
+_SCAN = re.compile(
+    rb"\n(?:(DTSTAMP[;:][^\n]*(?:\n[ \t][^\n]*)*)|(RRULE[;:]|RDATE[;:]|RECURRENCE-ID[;:])|(BEGIN:VALARM))",
+    re.I,
+)
+_UID_AT = re.compile(rb"\nUID(?:;[^:\r\n]*)?:([^\n]*(?:\n[ \t][^\n]*)*)", re.I)
 _VTIMEZONE = re.compile(
     r"^BEGIN:VTIMEZONE[ \t]*\r?\n.*?^END:VTIMEZONE[ \t]*(?:\r?\n|\Z)", re.MULTILINE | re.DOTALL | re.I
 )
@@ -200,24 +209,53 @@ class Feed:
         hashes: dict[str, Any] = {}
         gaps: list[bytes] = [b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"] if bare else []
         position = 0
+        view = memoryview(data)
         for start, stop in spans:
             gaps.append(data[position:start])
             position = stop
-            block = self._block(start, stop)
-            found = _UID.search(block)
-            uid = found.group(1).decode("utf-8", "replace") if found else ""
+            # Almost every event is read in place, with one scan and no copy: only one with a
+            # reminder to cut out, or the last of bare VEVENTs, needs its text made (see `_block`).
+            block: bytes | None = None
+            stamps: list[tuple[int, int]] = []
+            recurring = False
+            for found in _SCAN.finditer(data, start, stop):
+                if found.lastindex == 1:
+                    stamps.append(found.span())
+                elif found.lastindex == 2:
+                    recurring = True
+                else:
+                    block = self._block(start, stop)
+                    break
+            if stop == self._last:
+                block = self._block(start, stop)
+            if block is not None:
+                uid_line = _UID.search(block)
+                recurring = _RECURS.search(block) is not None
+            else:
+                uid_line = _UID_AT.search(data, start, stop)
+            uid = uid_line.group(1).decode("utf-8", "replace") if uid_line else ""
             if "\n" in uid:
                 uid = re.sub(r"\r?\n[ \t]", "", uid)
             uid = uid.strip()
-            key = uid or "no-uid-" + hashlib.blake2b(block, digest_size=12).hexdigest()
-            group = self.groups.get(key)
+            if not uid:
+                whole = data[start:stop] if block is None else block
+                uid = "no-uid-" + hashlib.blake2b(whole, digest_size=12).hexdigest()
+            group = self.groups.get(uid)
             if group is None:
-                group = self.groups[key] = Group(key)
-                hashes[key] = hashlib.blake2b(digest_size=12)
+                group = self.groups[uid] = Group(uid)
+                hashes[uid] = hashlib.blake2b(digest_size=12)
             group.spans.append((start, stop))
             # DTSTAMP is the export time in many feeds: it changes on every download, the event does not.
-            hashes[key].update(_DTSTAMP.sub(b"", block))
-            group.recurring = group.recurring or _RECURS.search(block) is not None
+            digest = hashes[uid]
+            if block is not None:
+                digest.update(_DTSTAMP.sub(b"", block))
+            else:  # the same bytes, fed to the hash around the DTSTAMP lines
+                at = start
+                for cut, resume in stamps:
+                    digest.update(view[at:cut])
+                    at = resume
+                digest.update(view[at:stop])
+            group.recurring = group.recurring or recurring
         for key, digest in hashes.items():
             self.groups[key].digest = digest.hexdigest()
         if bare:  # read as the calendar they mean, closed right after the last event
