@@ -54,7 +54,8 @@ class EventStore(Base):
             return conn.execute(select(cursors.c.state).where(cursors.c.source == source)).scalar()
 
     def _save_cursor(self, conn: Connection, source: str, state: dict[str, Any], at: datetime) -> None:
-        self._insert_new(conn, cursors, [{"source": source, "state": state, "synced_at": at}])
+        # The row first (empty), then the state: a large cursor is serialized and written once.
+        self._insert_new(conn, cursors, [{"source": source, "state": {}, "synced_at": at}])
         conn.execute(update(cursors).where(cursors.c.source == source).values(state=state, synced_at=at))
 
     def sync_lease_owner(self, source: str) -> str | None:

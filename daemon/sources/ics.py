@@ -12,7 +12,6 @@ and a feed that suddenly loses most of its events is held until a person confirm
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import re
@@ -30,6 +29,7 @@ from daemon.sources import CalendarSource, SyncBatch, repeat_unusable
 from daemon.sources.ics_events import EventReader, instance_start, short_error
 from daemon.sources.ics_fetch import Fetch
 from daemon.sources.ics_light import read_single, tag_words
+from daemon.sources.ics_state import Item, Known, feed_digest
 from daemon.sources.ics_text import (
     Feed,
     Group,
@@ -120,36 +120,34 @@ class IcsSource(CalendarSource):
         state = state or {}
         data, validators = self._fetch(state)
         window = (now - self.window_past, now + self.window_future)
-        items: dict[str, list[Any]] = state.get("items", {})
-        due = {uid for uid, item in items.items() if item[2] is not None and item[2] <= now.timestamp()}
+        known = Known(state)
+        due = known.due(now.timestamp())
         if data is None and not due:
             return self._unchanged(state)
         new_state: dict[str, Any] = {**state, **validators}
         if data is None:  # unchanged feed, but series to re-expand as the window moves: re-read
             data, _ = self._fetch({})
             assert data is not None
-        digest = hashlib.blake2b(data, digest_size=16).hexdigest()
+        digest = feed_digest(data, state)
         if digest == state.get("digest") and not due:
             return self._unchanged(new_state)
+        if not digest.startswith("sha256:"):  # a cursor from before: stored with the new digest
+            digest = feed_digest(data, {})
         batch = SyncBatch()
         feed = self._whole(as_utf8(data, batch.problems), batch.problems)
         del data  # the feed holds the bytes (or their UTF-8 copy) from here on
         groups = feed.groups
         full = feed.header != state.get("header")  # time zones changed: every event may have moved
-        changed = [
-            g
-            for uid, g in groups.items()
-            if full or uid in due or uid not in items or items[uid][0] != g.digest
-        ]
-        new_items = {uid: item for uid, item in items.items() if uid in groups}
+        digests = known.digests
+        changed = [g for uid, g in groups.items() if full or uid in due or digests.get(uid) != g.digest]
         vanished = 0
-        for uid in items.keys() - groups.keys():
-            if len(items[uid]) > 3 and items[uid][3]:
+        for uid in digests.keys() - groups.keys():
+            if known.history(uid):
                 continue  # a feed that drops its old events has not deleted them
-            gone = [i for i in items[uid][1] if not self._aged_out(i, window[0])]
+            gone = [i for i in known.ids(uid) if not self._aged_out(i, window[0])]
             vanished += bool(gone)
             batch.removed += gone
-        self._hold_mass_removal(vanished, items)
+        self._hold_mass_removal(vanished, known)
         to_read = [g.uid for g in changed]
         skeleton = feed.skeleton
         if changed:
@@ -163,6 +161,7 @@ class IcsSource(CalendarSource):
         parsed = self._parse(skeleton, feed, [g for g in changed if g.uid not in light], batch.problems)
         pending: tuple[Group, list[Any]] | None = None
         read: set[str] = set()
+        new_items: dict[str, Item] = {}
         for group in changed:
             expanded: tuple[list[CalendarEvent], float | None, list[str]] | None
             if group.uid in light:
@@ -180,14 +179,16 @@ class IcsSource(CalendarSource):
             events, revisit, history = expanded
             ids = [e.id for e in events] + history
             batch.upserted += events
-            old_ids = set(items.get(group.uid, (None, []))[1])
+            old_ids = set(known.ids(group.uid))
             batch.removed += [i for i in old_ids - set(ids) if not self._aged_out(i, window[0])]
             new_items[group.uid] = [group.digest, ids, revisit, bool(history) and not events]
         batch.unusable = [uid for uid in to_read if uid not in read]
         # Kept in the state, so that a quiet feed still names them at every pass (see _unchanged);
         # a changed one reads them again, since what was known of them was left as it was.
         unusable = {uid: [uid, _problem_of(uid, batch.problems)] for uid in batch.unusable}
-        new_state.update(digest=digest, header=feed.header, items=new_items, unusable=unusable)
+        new_state.pop("items", None)  # a cursor from before: stored in the compact form
+        new_state.update(known.packed(groups, new_items), digest=digest, header=feed.header)
+        new_state["unusable"] = unusable
         batch.state = new_state
         return batch
 
@@ -220,11 +221,13 @@ class IcsSource(CalendarSource):
             problems.append("the file has no BEGIN:VCALENDAR; read its events anyway")
         return Feed(data, found.spans, found.end, trim, bare=not calendar)
 
-    def _hold_mass_removal(self, vanished: int, items: dict[str, list[Any]]) -> None:
+    def _hold_mass_removal(self, vanished: int, cursor: Known) -> None:
         """A feed that suddenly lacks most of its events is more likely the wrong file, a broken
         export or a server in trouble than a mass cancellation: hold it until a person confirms."""
-        known = sum(1 for item in items.values() if not (len(item) > 3 and item[3]))
-        if vanished <= HOLD_REMOVALS_OVER or vanished * 2 <= known or self.accept_removals:
+        if vanished <= HOLD_REMOVALS_OVER:
+            return
+        known = cursor.current()
+        if vanished * 2 <= known or self.accept_removals:
             return
         raise SourceError(
             f"calendar {self.name!r}: {self.where} no longer has {vanished} of the {known} events it had; "

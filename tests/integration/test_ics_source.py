@@ -5,6 +5,7 @@ Every sync gets an explicit `now`; nothing reads the clock.
 
 from __future__ import annotations
 
+import hashlib
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -1208,8 +1209,33 @@ def test_given_a_cursor_from_the_previous_version_when_the_feed_only_renews_dtst
     batch = IcsSource("team", path=path).sync(PREVIOUS_STATE, datetime(2026, 3, 1, 12, tzinfo=UTC))
 
     # Then it reads the feed (its bytes changed) but finds every event as it was: nothing to re-plan,
-    # nothing removed, and its cursor keeps the same per-event digests
+    # nothing removed
     assert not batch.unchanged
     assert batch.upserted == [] and batch.removed == [] and batch.problems == []
-    assert batch.state["items"] == PREVIOUS_STATE["items"]
     assert batch.state["header"] == PREVIOUS_STATE["header"]
+
+    # And the cursor it stores (in this version's form) still knows every event as it was: the next
+    # re-export changes nothing, and a feed without the weekly series removes its three instances
+    write(path, PREVIOUS_FEED.replace("{stamp}", "20260301T070000Z"))
+    again = IcsSource("team", path=path).sync(batch.state, datetime(2026, 3, 1, 12, 5, tzinfo=UTC))
+    assert again.upserted == [] and again.removed == [] and again.problems == []
+    weekly = PREVIOUS_FEED.index("BEGIN:VEVENT\r\nDTSTAMP:{stamp}\r\nUID:weekly")
+    without = PREVIOUS_FEED[:weekly] + "END:VCALENDAR\r\n"
+    write(path, without.replace("{stamp}", "20260301T080000Z"))
+    dropped = IcsSource("team", path=path).sync(again.state, datetime(2026, 3, 1, 12, 10, tzinfo=UTC))
+    assert dropped.upserted == []
+    assert sorted(dropped.removed) == PREVIOUS_STATE["items"]["weekly@acme.example"][1]
+
+
+def test_given_a_cursor_from_the_previous_version_when_the_feed_is_unchanged_then_it_is_not_read(
+    tmp_path: Path,
+) -> None:
+    # Given a cursor the previous version stored after reading this very file
+    path = write(tmp_path / "team.ics", PREVIOUS_FEED.replace("{stamp}", "20260301T060000Z"))
+    state = {**PREVIOUS_STATE, "digest": hashlib.blake2b(path.read_bytes(), digest_size=16).hexdigest()}
+
+    # When this version syncs the same file from it
+    batch = IcsSource("team", path=path).sync(state, datetime(2026, 3, 1, 12, 5, tzinfo=UTC))
+
+    # Then the feed is unchanged, as before the upgrade
+    assert batch.unchanged and batch.upserted == [] and batch.removed == []
