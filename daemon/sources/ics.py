@@ -136,12 +136,15 @@ class IcsSource(CalendarSource):
         batch = SyncBatch()
         feed = self._whole(as_utf8(data, batch.problems), batch.problems)
         del data  # the feed holds the bytes (or their UTF-8 copy) from here on
-        groups = feed.groups
         full = feed.header != state.get("header")  # time zones changed: every event may have moved
         digests = known.digests
-        changed = [g for uid, g in groups.items() if full or uid in due or digests.get(uid) != g.digest]
+        changed = [
+            feed.group(uid)
+            for uid, digest in feed.digests.items()
+            if full or uid in due or digests.get(uid) != digest
+        ]
         vanished = 0
-        for uid in digests.keys() - groups.keys():
+        for uid in digests.keys() - feed.digests.keys():
             if known.history(uid):
                 continue  # a feed that drops its old events has not deleted them
             gone = [i for i in known.ids(uid) if not self._aged_out(i, window[0])]
@@ -187,7 +190,7 @@ class IcsSource(CalendarSource):
         # a changed one reads them again, since what was known of them was left as it was.
         unusable = {uid: [uid, _problem_of(uid, batch.problems)] for uid in batch.unusable}
         new_state.pop("items", None)  # a cursor from before: stored in the compact form
-        new_state.update(known.packed(groups, new_items), digest=digest, header=feed.header)
+        new_state.update(known.packed(feed.digests, new_items), digest=digest, header=feed.header)
         new_state["unusable"] = unusable
         batch.state = new_state
         return batch

@@ -211,7 +211,12 @@ class Feed:
         self.data = data
         # The last of bare VEVENTs ends as the calendar wrapped around them makes it end.
         self._last = spans[-1][1] if bare and spans else -1
-        self.groups: dict[str, Group] = {}
+        # By UID, in the feed's order: plain values, not an object per event, so that a large feed
+        # leaves the garbage collector next to nothing to walk through (see `group`).
+        self.digests: dict[str, str] = {}
+        self._first: dict[str, tuple[int, int]] = {}
+        self._more: dict[str, list[tuple[int, int]]] = {}  # the overrides of a series
+        self._recurring: set[str] = set()
         hashes: dict[str, Any] = {}
         gaps: list[bytes] = [b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\n"] if bare else []
         position = 0
@@ -249,13 +254,13 @@ class Feed:
             if not uid:
                 whole = data[start:stop] if block is None else block
                 uid = "no-uid-" + hashlib.blake2b(whole, digest_size=12).hexdigest()
-            group = self.groups.get(uid)
-            if group is None:
-                group = self.groups[uid] = Group(uid)
-                hashes[uid] = hashlib.blake2b(digest_size=12)
-            group.spans.append(span)
+            digest = hashes.get(uid)
+            if digest is None:
+                digest = hashes[uid] = hashlib.blake2b(digest_size=12)
+                self._first[uid] = span
+            else:
+                self._more.setdefault(uid, []).append(span)
             # DTSTAMP is the export time in many feeds: it changes on every download, the event does not.
-            digest = hashes[uid]
             if block is not None:
                 digest.update(_DTSTAMP.sub(b"", block))
             else:  # the same bytes, fed to the hash around the DTSTAMP lines
@@ -264,9 +269,9 @@ class Feed:
                     digest.update(view[at:cut])
                     at = resume
                 digest.update(view[at:stop])
-            group.recurring = group.recurring or recurring
-        for key, digest in hashes.items():
-            self.groups[key].digest = digest.hexdigest()
+            if recurring:
+                self._recurring.add(uid)
+        self.digests = {uid: digest.hexdigest() for uid, digest in hashes.items()}
         if bare:  # read as the calendar they mean, closed right after the last event
             gaps.append(b"END:VCALENDAR\r\n")
         elif trim:  # text after the end set aside
@@ -285,6 +290,14 @@ class Feed:
         if b"ALARM" in block or b"alarm" in block:
             block = _VALARM.sub(b"", block)
         return block
+
+    def group(self, uid: str) -> Group:
+        """The events of one UID, where they lie."""
+        group = Group(uid)
+        group.spans = [self._first[uid], *self._more.get(uid, ())]
+        group.digest = self.digests[uid]
+        group.recurring = uid in self._recurring
+        return group
 
     def blocks(self, group: Group) -> list[str]:
         return [self._block(start, stop).decode("utf-8") for start, stop in group.spans]
