@@ -97,12 +97,11 @@ class Engine:
         self.policy = settings.policy()
         self.ledger = ledger or open_ledger(settings.store_url, settings.store.busy_timeout)
         self.instance = instance_id()
-        self.progress = Progress()  # `tick` and `demo` on a terminal show the pass as it goes
         self._last_error: dict[str, str] = {}
         templates = load_templates(settings)
         links = settings.links()
         self.renderer = Renderer(templates, self.policy, settings.company.name, links)
-        self.planner = Planner(self.ledger, self.policy, self.renderer, self.progress)
+        self.planner = Planner(self.ledger, self.policy, self.renderer, Progress())
         wiring = Wiring(settings, self.ledger)
         self.sources = sources if sources is not None else make_sources(wiring)
         self.dispatcher = Dispatcher(
@@ -124,6 +123,15 @@ class Engine:
 
     def close(self) -> None:
         self.ledger.close()
+
+    @property
+    def progress(self) -> Progress:
+        """`tick` and `demo` on a terminal show the pass as it goes, planning included."""
+        return self.planner.progress
+
+    @progress.setter
+    def progress(self, progress: Progress) -> None:
+        self.planner.progress = progress
 
     # -- one pass -------------------------------------------------------------------------
     def tick(self, now: datetime) -> PassReport:
