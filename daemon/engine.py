@@ -25,7 +25,7 @@ from daemon.mail import Transport
 from daemon.model import CalendarEvent, Outcome
 from daemon.operations import TEMPLATES_META
 from daemon.planner import Planner
-from daemon.playbook import Policy, classify, customer_domains
+from daemon.playbook import Policy, classify, customer_domains, deal_name
 from daemon.preview import load_templates, sample_policy, template_problems, templates_note
 from daemon.progress import Progress
 from daemon.render import Renderer
@@ -219,8 +219,7 @@ class Engine:
         self.progress.read(len(batch.upserted))
         deals, domains = {}, {}
         for ev in batch.upserted:
-            c = classify(ev, self.policy)
-            deals[ev.id] = c.deal.name if c else None
+            deals[ev.id] = deal_name(ev, self.policy)
             domains[ev.id] = customer_domains(ev, self.policy)
         changes = CalendarChanges(source.name, batch.upserted, batch.removed, batch.state, deals, domains)
         new, changed, gone = self.ledger.apply_sync(changes, now)

@@ -18,6 +18,7 @@ from daemon.playbook import (
     DealCalls,
     OutcomeRecord,
     Policy,
+    acts_on,
     classify,
     customer_domains,
     event_kind,
@@ -107,9 +108,7 @@ class Planner:
         quiet: list[str] = []
         for event_id in event_ids:
             event = events.get(event_id)
-            if event_id in involved or (
-                event is not None and (event_kind(event, tags) or tagged_outcome(event, tags))
-            ):
+            if event_id in involved or (event is not None and acts_on(event, tags)):
                 active.append(event_id)
             else:
                 quiet.append(event_id)
