@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from daemon.errors import UserError
 from daemon.ledger.abc import CalendarChanges, OutcomeEntry, StoredEvent
-from daemon.ledger.base import Base, chunks
+from daemon.ledger.base import CHUNK, Base, Encoded, chunks
 from daemon.ledger.schema import (
     cursors,
     event_domains,
@@ -31,10 +31,11 @@ from daemon.model import CalendarEvent, Outcome
 from daemon.playbook import OutcomeRecord
 
 
-def event_digest(event: CalendarEvent) -> str:
-    """A digest of everything known of an event: a sync tells a changed event by it."""
+def event_record(event: CalendarEvent) -> tuple[Encoded, str]:
+    """The event as the ledger stores it, and a digest of everything known of it: a sync tells a changed
+    event by it. The one encoding serves both."""
     text = json.dumps(event.to_dict(), sort_keys=True, ensure_ascii=False)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return Encoded(text), hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 class EventStore(Base):
@@ -129,9 +130,9 @@ class EventStore(Base):
                 )
             new_rows, new_links, new_domains = [], [], []
             for ev in upserted:
-                digest = event_digest(ev)
+                data, digest = event_record(ev)
                 values = {
-                    "data": ev.to_dict(),
+                    "data": data,
                     "digest": digest,
                     "deal": deals.get(ev.id),
                     "start": ev.start,
@@ -141,6 +142,9 @@ class EventStore(Base):
                 }
                 if ev.id not in known:
                     new_rows.append({"id": ev.id, "first_seen": at, **values})
+                    if len(new_rows) == CHUNK:  # written as they come: the encoded rows are not all held
+                        self._insert_new(conn, events, new_rows)
+                        new_rows = []
                     new.append(ev.id)
                     new_domains += [{"event_id": ev.id, "domain": d} for d in sorted(domains.get(ev.id, ()))]
                 elif known[ev.id] != (digest, False):
@@ -151,8 +155,8 @@ class EventStore(Base):
                 if ev.id not in held:
                     new_links.append({"event_id": ev.id, "source": source})
                     held.add(ev.id)
-            for chunk in chunks(new_rows):
-                self._insert_new(conn, events, chunk)
+            if new_rows:
+                self._insert_new(conn, events, new_rows)
             for chunk in chunks(new_links):
                 self._insert_new(conn, event_sources, chunk)
             for chunk in chunks(new_domains):
