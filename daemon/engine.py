@@ -225,7 +225,7 @@ class Engine:
         new, changed, gone = self.ledger.apply_sync(changes, now)
         result.new, result.changed, result.gone = len(new), len(changed), len(gone)
         by_id = {ev.id: ev for ev in batch.upserted}
-        unplanned = self.settle_many([*new, *changed, *gone], by_id, now, report)
+        unplanned = self.settle_many([*new, *changed, *gone], by_id, now, report, domains)
         result.problems += list(unplanned.values())
         result.unusable += list(unplanned)
         log.info(
@@ -239,12 +239,17 @@ class Engine:
         return result
 
     def settle_many(
-        self, event_ids: list[str], events: dict[str, CalendarEvent], now: datetime, report: PassReport
+        self,
+        event_ids: list[str],
+        events: dict[str, CalendarEvent],
+        now: datetime,
+        report: PassReport,
+        domains: dict[str, set[str]] | None = None,
     ) -> dict[str, str]:
         """Act on stored events that changed, all together (see `Planner.settle`); the ledger marks each
         until its plan is committed, so a pass cut short by a crash is finished by the next one (see
         `settle_interrupted`). Returns the events that cannot be planned, with why."""
-        done = self.planner.settle(event_ids, events, now)
+        done = self.planner.settle(event_ids, events, now, domains)
         report.replanned += done.replanned
         report.stopped += done.stopped
         return done.problems

@@ -47,6 +47,11 @@ def _internal(company_domains: frozenset[str], domain: str) -> bool:
     return any(domain == d or domain.endswith("." + d) for d in company_domains)
 
 
+@functools.lru_cache(maxsize=8)
+def _deal_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w#]){re.escape(prefix)}([\w.&-]+)", re.IGNORECASE)
+
+
 @functools.lru_cache(maxsize=64)
 def _label_names(words: tuple[str, ...]) -> frozenset[str]:
     return frozenset(w.strip().lower().lstrip("#") for w in words) - {""}
@@ -86,7 +91,7 @@ class Tags:
         return self.marks(words, event)
 
     def deal(self, text: str) -> str | None:
-        match = re.search(rf"(?<![\w#]){re.escape(self.deal_prefix)}([\w.&-]+)", text, re.IGNORECASE)
+        match = _deal_pattern(self.deal_prefix).search(text)
         return match.group(1) if match else None
 
     def strip(self, text: str) -> str:

@@ -109,6 +109,29 @@ class Base(Ledger):
 CHUNK = 500  # rows in one IN (...) or one multi-row insert
 
 
+class Inserts:
+    """Rows to insert in one transaction, skipping those another instance has just inserted (as
+    `Base._insert_new`), written a chunk at a time as they come: however many, they are never all held."""
+
+    def __init__(self, store: Base, conn: Connection) -> None:
+        self.store = store
+        self.conn = conn
+        self.pending: dict[Any, list[dict[str, Any]]] = {}
+
+    def add(self, table: Any, row: dict[str, Any]) -> None:
+        rows = self.pending.setdefault(table, [])
+        rows.append(row)
+        if len(rows) >= CHUNK:
+            self.store._insert_new(self.conn, table, rows)
+            self.pending[table] = []
+
+    def flush(self) -> None:
+        for table, rows in self.pending.items():
+            if rows:
+                self.store._insert_new(self.conn, table, rows)
+        self.pending.clear()
+
+
 def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
     """Pieces small enough for one IN (...) or one multi-row insert."""
     for i in range(0, len(items), size):
