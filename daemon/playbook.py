@@ -448,7 +448,7 @@ def plan(
 
 def customer_domains(event: CalendarEvent, policy: Policy) -> set[str]:
     """Every outside domain in an event, whoever organized it: a meeting with them at all."""
-    people = [a.person for a in event.attendees if a.is_person]
+    domains = {a.person.domain for a in event.attendees if a.is_person}
     if event.organizer:
-        people.append(event.organizer)
-    return {p.domain for p in people if not policy.is_internal(p.domain)}
+        domains.add(event.organizer.domain)
+    return {d for d in domains if not policy.is_internal(d)}
