@@ -5,11 +5,13 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -77,6 +79,20 @@ def policy_digest(policy: Policy) -> str:
         sorted(policy.customer_timezones.items()),
     )
     return hashlib.blake2b(repr(stable).encode(), digest_size=12).hexdigest()
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """A sync builds a calendar's events (a few hundred thousand objects for a large feed, none in cycles
+    that outlive it): the cyclic collector would walk them again and again as they pile up, 7% of a first
+    pass for nothing. Reference counting still frees all the rest as it goes."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 class Engine:
@@ -184,7 +200,8 @@ class Engine:
                 extra={"calendar": source.name},
             )
         try:
-            return self._sync(source, now, report, result)
+            with _collector_paused():
+                return self._sync(source, now, report, result)
         finally:
             result.seconds = time.monotonic() - started
             self.ledger.release_sync_lease(source.name, self.instance)
