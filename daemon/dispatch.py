@@ -17,7 +17,8 @@ from email.message import EmailMessage
 
 from daemon import clock
 from daemon import delivery as decide
-from daemon.delivery import Delivery, DispatchReport, Ended, error_kind
+from daemon.delivery import Delivery, DispatchReport, error_kind
+from daemon.dispatch_records import SendRecords
 from daemon.errors import (
     AccountDeliveryError,
     DeliveryError,
@@ -27,7 +28,7 @@ from daemon.errors import (
     UnknownDeliveryError,
     UnsafeMessageError,
 )
-from daemon.ledger import ClaimTerms, Handing, Known, Ledger, Record, gave_up, moves
+from daemon.ledger import ClaimTerms, Handing, Known, Ledger, Record, moves
 from daemon.links import Links
 from daemon.mail import Transport
 from daemon.mail.message import build as build_message
@@ -81,6 +82,7 @@ class Dispatcher:
         self.unsubscribe = unsubscribe  # where unsubscribe mail goes when there are no links
         self.links = links  # one-click links, when the company serves them
         self.delivery = delivery or Delivery()
+        self.records = SendRecords(ledger, self.delivery)  # what became of each claimed send
         self.instance = instance  # recorded as the owner of each claim (`host:pid:nonce`)
         self.is_dead = is_dead  # whether another instance's process is known to be dead
         self._stop = threading.Event()
@@ -182,16 +184,16 @@ class Dispatcher:
                 break  # stopping: the message in flight was the last one
             send, now = item.send, max(moment, clock.now())
             if report.halted is not None:  # not tried: back to pending, as it was
-                self._hold(send, now, report.halted, report, self._until(now), tried=False)
+                self.records.hold(send, now, report.halted, report, self._until(now), tried=False)
                 continue
             refused_sender = self._refused_senders.get(item.sender.email)
             if refused_sender is not None:  # the server refused this sender earlier in the pass
-                self._hold(send, now, refused_sender, report, self._until(now), tried=False)
+                self.records.hold(send, now, refused_sender, report, self._until(now), tried=False)
                 continue
             rule = self.policy.rule(send.rule)
             late = decide.too_late(send, now, before_call=rule is not None and rule.before_call)
             if late is not None:  # its moment passed while the batch was being sent
-                self._end_unsent(send, now, moves.Skipped(late), report)
+                self.records.end_unsent(send, now, moves.Skipped(late), report)
                 continue
             self._send(item, now, report)
         self._record_results(report)
@@ -204,29 +206,29 @@ class Dispatcher:
         rule = self.policy.rule(send.rule)
         late = decide.too_late(send, now, before_call=rule is not None and rule.before_call)
         if late is not None:
-            self._end_unsent(send, now, moves.Skipped(late), report)
+            self.records.end_unsent(send, now, moves.Skipped(late), report)
             return None
         blocked = known.blocked(p.email for p in (*send.to, *send.cc))
         to = tuple(p for p in send.to if p.email not in blocked)
         cc = tuple(p for p in send.cc if p.email not in blocked)
         if not to:
-            self._end_unsent(send, now, moves.Stopped(decide.suppressed(blocked)), report)
+            self.records.end_unsent(send, now, moves.Stopped(decide.suppressed(blocked)), report)
             return None
         sender = send.sender or self.service_sender
         refused_sender = self._refused_senders.get(sender.email)
         if refused_sender is not None:  # the server refused this sender earlier in the pass
-            self._hold(send, now, refused_sender, report, self._until(now), tried=False)
+            self.records.hold(send, now, refused_sender, report, self._until(now), tried=False)
             return None
         # Those the server put off (4xx, 5.7.x) when the message went to the others: only they get it now.
         later = {r.lower() for r in decide.earlier_refusals(send)[0]}
         crowded = None if later else decide.too_many(send, to, cc, self.policy, self.delivery.max_recipients)
         if crowded is not None:
-            self._hold(send, now, crowded, report, now + decide.HOLD_RECHECK)
+            self.records.hold(send, now, crowded, report, now + decide.HOLD_RECHECK)
             return None
         try:
             rendered = self.renderer.email(send, Facts.known(known, send), now)
         except TemplateError as exc:
-            self._retry_or_fail(send, now, f"template error: {exc}", report)
+            self.records.retry_or_fail(send, now, f"template error: {exc}", report)
             return None
         try:
             message = build_message(
@@ -242,13 +244,13 @@ class Dispatcher:
                 automated=send.audience != Audience.CUSTOMER.value,
             )
         except UnsafeMessageError as exc:
-            self._fail(send, now, str(exc), report)
+            self.records.fail(send, now, str(exc), report)
             return None
         recipients = [p.email for p in (*to, *cc)]
         if later:
             recipients, why = decide.retry_recipients(recipients, later, blocked)
             if why is not None:  # not one of them may be written to now
-                self._give_up(send, now, why, report)
+                self.records.give_up(send, now, why, report)
                 return None
         return _Ready(send, message, sender, recipients, later, blocked, rendered.subject)
 
@@ -277,7 +279,7 @@ class Dispatcher:
         self._refusals = 0
         now_put_off, final = decide.after_delivery(send, refused)
         if now_put_off:
-            self._put_off(send, now, now_put_off, final, item.subject, sender.domain, report)
+            self.records.put_off(send, now, now_put_off, final, item.subject, sender.domain, report)
             return
         note = decide.sent_note(final, item.blocked)
         delivered = moves.Delivered(now, item.subject, message_id(send.key, sender.domain), final)
@@ -305,7 +307,7 @@ class Dispatcher:
         for result, recorded in zip(results, made, strict=True):
             if recorded:
                 send = result.send
-                self._ended(report, send, Status.SENT, send.sent_at or result.record.at)
+                self.records.ended(report, send, Status.SENT, send.sent_at or result.record.at)
         return handed, blocked
 
     def _after_error(
@@ -336,19 +338,16 @@ class Dispatcher:
                 log.error("sending stopped for this pass: %s", exc)
             else:
                 self._refused_senders[exc.sender] = str(exc)
-            self._hold(send, now, str(exc), report, self._until(now))
+            self.records.hold(send, now, str(exc), report, self._until(now))
         elif isinstance(exc, HeldDeliveryError):
-            self._hold(send, now, str(exc), report, self._until(now))
+            self.records.hold(send, now, str(exc), report, self._until(now))
         elif later:  # it went to the others before: it can only end as sent
             earlier, final = decide.after_refusal(send, exc)
-            self._put_off(send, now, earlier, final, subject, sender.domain, report, not exc.transient)
+            self.records.put_off(send, now, earlier, final, subject, sender.domain, report, not exc.transient)
         elif exc.transient:
-            self._retry_or_fail(send, now, str(exc), report)
+            self.records.retry_or_fail(send, now, str(exc), report)
         else:
-            self._fail(send, now, str(exc), report)
-
-    def _ended(self, report: DispatchReport, send: SendRecord, status: Status, at: datetime) -> None:
-        report.ended.append(Ended(send.rule, status, send.due, at))
+            self.records.fail(send, now, str(exc), report)
 
     def _settle_orphan(
         self, send: SendRecord, now: datetime, report: DispatchReport, what: str | None = None
@@ -370,7 +369,7 @@ class Dispatcher:
             reason = "outcome unknown after a crash, then found in the sender's sent mail: sent"
             if self.ledger.record(send.key, send.attempt_id, moves.Arrived(reason), now):
                 log.warning("send %s: %s", send.key, reason, extra={"send_key": send.key})
-                self._ended(report, send, Status.SENT, send.handed_at or now)
+                self.records.ended(report, send, Status.SENT, send.handed_at or now)
             return
         handed = send.handed_at.isoformat() if send.handed_at else now.isoformat()
         what = what or f"handed to the mail server at {handed} by a process that stopped before recording it"
@@ -387,7 +386,7 @@ class Dispatcher:
         if self.ledger.record(send.key, send.attempt_id, moves.Unknown(reason), now):
             log.error("send %s: %s", send.key, reason, extra={"send_key": send.key})
             report.unknown.append((send, reason))
-            self._ended(report, send, Status.UNKNOWN, now)
+            self.records.ended(report, send, Status.UNKNOWN, now)
 
     def unsubscribe_uri(self, to: Sequence[Person]) -> str:
         """The one-click link that stops the mail to everyone it goes to, or else a mailto to a person."""
@@ -402,122 +401,3 @@ class Dispatcher:
             self._refusals += 1
             self._hold_until = now + decide.hold_wait(self._refusals, self.delivery)
         return self._hold_until
-
-    def _hold(
-        self,
-        send: SendRecord,
-        now: datetime,
-        reason: str,
-        report: DispatchReport,
-        until: datetime,
-        tried: bool = True,
-    ) -> None:
-        """Back to pending with the reason, until `until` or the next start; the try is not counted,
-        so holding never leads to giving up (the deadline still skips it)."""
-        assert send.attempt_id is not None
-        if not self.ledger.record(send.key, send.attempt_id, moves.Held(reason, until), now):
-            return
-        if tried:
-            log.warning(
-                "send %s held until %s: %s", send.key, until.isoformat(), reason, extra={"send_key": send.key}
-            )
-            report.held.append((send, reason))
-        else:
-            report.waiting += 1
-
-    def _put_off(
-        self,
-        send: SendRecord,
-        now: datetime,
-        later: dict[str, str],
-        final: dict[str, str],
-        subject: str,
-        domain: str,
-        report: DispatchReport,
-        give_up: bool = False,
-    ) -> None:
-        """Delivered, but the server put off some recipients (a 4xx, or a 5.7.x policy refusal): the same
-        message goes to them, and only them, at the next try; the ledger's `refused` says who they are."""
-        assert send.attempt_id is not None
-        answers = "; ".join(f"{r}: {a}" for r, a in later.items())
-        delivered = moves.Delivered(now, subject, message_id(send.key, domain), final | later)
-        when = decide.next_try(send, now, self.delivery)
-        if give_up or when is None:
-            last = decide.deadline(send, self.delivery)
-            why = "refused for good" if give_up else f"no try left before its deadline {last.isoformat()}"
-            self._give_up(send, now, f"gave up after {send.attempts} attempts: {why}", report, delivered)
-            return
-        reason = f"will retry at {when.isoformat()}: sent to the others; the server put off {answers}"
-        if self.ledger.record(send.key, send.attempt_id, moves.PutOff(reason, when, delivered), now):
-            log.warning("send %s: %s", send.key, reason, extra={"send_key": send.key})
-            report.retrying.append((send, reason))
-
-    def _give_up(
-        self,
-        send: SendRecord,
-        now: datetime,
-        why: str,
-        report: DispatchReport,
-        delivered: moves.Delivered | None = None,
-    ) -> None:
-        """A send that went to some recipients will not be tried again for the others: it is sent, with
-        a note naming who never got it and why; the pass reports it as a failure too."""
-        reason = gave_up(delivered.refused if delivered else send.refused, why)
-        assert send.attempt_id is not None
-        if self.ledger.record(send.key, send.attempt_id, moves.Sent(reason, delivered), now):
-            log.error("send %s: %s", send.key, reason, extra={"send_key": send.key})
-            report.sent.append(send)
-            report.failed.append((send, reason))
-            first = send.sent_at or (delivered.at if delivered else now)
-            self._ended(report, send, Status.SENT, first)
-
-    def _retry_or_fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
-        assert send.attempt_id is not None
-        when = decide.next_try(send, now, self.delivery)
-        if when is None:
-            self._fail(send, now, f"gave up after {send.attempts} attempts: {reason}", report)
-            return
-        self.ledger.record(
-            send.key, send.attempt_id, moves.Retry(f"will retry at {when.isoformat()}: {reason}", when), now
-        )
-        log.warning(
-            "send %s failed for now (attempt %d), retry at %s: %s",
-            send.key,
-            send.attempts,
-            when.isoformat(),
-            reason,
-            extra={"send_key": send.key},
-        )
-        report.retrying.append((send, reason))
-
-    def _end_unsent(
-        self, send: SendRecord, now: datetime, move: moves.Skipped | moves.Stopped, report: DispatchReport
-    ) -> None:
-        """Skipped or stopped before it went out; one that went to some recipients can only end sent."""
-        assert send.attempt_id is not None and move.reason is not None
-        if send.sent_at is not None:
-            self._give_up(send, now, move.reason, report)
-            return
-        if not self.ledger.record(send.key, send.attempt_id, move, now):
-            return
-        skipped = isinstance(move, moves.Skipped)
-        log.info(
-            "send %s %s: %s",
-            send.key,
-            "skipped" if skipped else "stopped",
-            move.reason,
-            extra={"send_key": send.key},
-        )
-        (report.skipped if skipped else report.stopped).append((send, move.reason))
-        self._ended(report, send, Status.SKIPPED if skipped else Status.STOPPED, now)
-
-    def _fail(self, send: SendRecord, now: datetime, reason: str, report: DispatchReport) -> None:
-        if send.sent_at is not None:  # it went to some recipients already: it can only end sent
-            self._give_up(send, now, reason, report)
-            return
-        assert send.attempt_id is not None
-        recorded = self.ledger.record(send.key, send.attempt_id, moves.Failed(reason), now)
-        log.error("send %s failed: %s", send.key, reason, extra={"send_key": send.key})
-        report.failed.append((send, reason))
-        if recorded:
-            self._ended(report, send, Status.FAILED, now)

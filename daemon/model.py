@@ -79,7 +79,7 @@ def parse_address(raw: str) -> str | None:
     return value if valid else None
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True, order=True, slots=True)
 class Person:
     """Someone who can receive mail: a validated address and a display name safe for a header."""
 
@@ -132,7 +132,7 @@ class Person:
         return str(self.header())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Attendee:
     person: Person
     role: str = "REQ-PARTICIPANT"
@@ -150,7 +150,7 @@ class EventStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CalendarEvent:
     """One meeting, or one instance of a recurring series, as any source reports it."""
 

@@ -18,6 +18,7 @@ from daemon.playbook import (
     DealCalls,
     OutcomeRecord,
     Policy,
+    acts_on,
     classify,
     customer_domains,
     event_kind,
@@ -32,6 +33,10 @@ log = logging.getLogger(__name__)
 # Events planned and written together, in one transaction: a pass cut short loses at most one chunk's
 # planning, which the next pass does again (`Engine.settle_interrupted`).
 CHUNK = 500
+
+# A live event a pass settled, with when it was first seen (None: ask the ledger) and its customer domains
+# (None: not known yet).
+Meeting = tuple[CalendarEvent, datetime | None, set[str] | None]
 
 
 @dataclass
@@ -94,9 +99,16 @@ class Planner:
         self.progress = progress
 
     # -- a pass's changes ---------------------------------------------------------------------------
-    def settle(self, event_ids: Sequence[str], events: Mapping[str, CalendarEvent], now: datetime) -> Settled:
-        """Act on stored events that changed (`events`: those known in memory): their tagged outcomes, their
-        plans, the closing calls of a kickoff's deal, a re-engagement.
+    def settle(
+        self,
+        event_ids: Sequence[str],
+        events: Mapping[str, CalendarEvent],
+        now: datetime,
+        domains: Mapping[str, set[str]] | None = None,
+    ) -> Settled:
+        """Act on stored events that changed (`events`: those known in memory; `domains`: the customer domains
+        of some of those, known already): their tagged outcomes, their plans, the closing calls of a kickoff's
+        deal, a re-engagement.
 
         Ordinary meetings, most of them, are marked settled in bulk: no tag, no sends to move or cancel,
         no outcome to keep. Every event stays unsettled until its plan is committed.
@@ -107,16 +119,14 @@ class Planner:
         quiet: list[str] = []
         for event_id in event_ids:
             event = events.get(event_id)
-            if event_id in involved or (
-                event is not None and (event_kind(event, tags) or tagged_outcome(event, tags))
-            ):
+            if event_id in involved or (event is not None and acts_on(event, tags)):
                 active.append(event_id)
             else:
                 quiet.append(event_id)
         done = Settled()
         deals = Deals(self.ledger, self.policy, events)
         followed = set(active)  # closings a kickoff re-plans once a pass; these are planned anyway
-        meetings: list[tuple[CalendarEvent, datetime | None]] = []
+        meetings: list[Meeting] = []
         for start in range(0, len(active), CHUNK):
             self.progress.planning(start, len(event_ids))
             chunk = active[start : start + CHUNK]
@@ -124,13 +134,14 @@ class Planner:
         self.ledger.mark_settled(quiet)  # their plan is up to date: there is nothing to plan
         self.progress.planning(len(event_ids), len(event_ids))
         done.replanned += len(quiet)
-        meetings += [(e, None) for i in quiet if (e := events.get(i)) is not None]
+        known = domains or {}
+        meetings += [(e, None, known.get(i)) for i in quiet if (e := events.get(i)) is not None]
         done.stopped += self._stop_on_reengagement(meetings, now)
         return done
 
     def _settle_chunk(
         self, chunk: list[str], deals: Deals, followed: set[str], now: datetime, done: Settled
-    ) -> list[tuple[CalendarEvent, datetime | None]]:
+    ) -> list[Meeting]:
         """Plan and write one chunk; returns its live events with when they were first seen."""
         stored = self.ledger.events_by_id(chunk)
         ok: list[str] = []
@@ -164,7 +175,7 @@ class Planner:
         known = self.ledger.outcomes([*ok, *follow])
         outcomes = self._after_tags(known, tagged, now)
         plans: list[EventPlan] = []
-        meetings: list[tuple[CalendarEvent, datetime | None]] = []
+        meetings: list[Meeting] = []
         for event_id in ok:
             found = stored.get(event_id)
             live = found.event if found is not None and not found.deleted else None
@@ -176,7 +187,7 @@ class Planner:
                 continue
             done.replanned += 1 + len(following.get(event_id, ()))
             if found is not None and live is not None:
-                meetings.append((live, found.first_seen))
+                meetings.append((live, found.first_seen, None))
             for closing in following.get(event_id, ()):
                 if closing.id in follow and closing.id not in followed:
                     followed.add(closing.id)
@@ -286,16 +297,16 @@ class Planner:
         return {c.deal.name for event in events if (c := classify(event, self.policy)) and c.kind}
 
     # -- re-engagement ------------------------------------------------------------------------------
-    def _stop_on_reengagement(
-        self, meetings: Sequence[tuple[CalendarEvent, datetime | None]], now: datetime
-    ) -> list[tuple[str, str]]:
+    def _stop_on_reengagement(self, meetings: Sequence[Meeting], now: datetime) -> list[tuple[str, str]]:
         """A new meeting with a lost customer ends the follow-up sequence at once. The pending sequences
         of all the meetings' customers are asked for once; only news stops one: an outcome known before
-        the meeting was first seen (`meetings`: each with that moment, None for "ask the ledger")."""
+        the meeting was first seen (`meetings`: each with that moment, None for "ask the ledger", and its
+        customer domains, None for "find them")."""
         candidates = [
             (event, first_seen, domains)
-            for event, first_seen in meetings
-            if event.status is not EventStatus.CANCELLED and (domains := customer_domains(event, self.policy))
+            for event, first_seen, known in meetings
+            if event.status is not EventStatus.CANCELLED
+            and (domains := customer_domains(event, self.policy) if known is None else known)
         ]
         wanted = set().union(*(domains for _, _, domains in candidates))
         pending = self.ledger.pending_sequences(wanted) if wanted else {}

@@ -40,6 +40,23 @@ def _tag_pattern(words: tuple[str, ...]) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w#])(?:{alternatives})(?![\w-])", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=8192)
+def _internal(company_domains: frozenset[str], domain: str) -> bool:
+    """`Policy.is_internal`, remembered: a sync asks it of every attendee of every event."""
+    domain = domain.lower()
+    return any(domain == d or domain.endswith("." + d) for d in company_domains)
+
+
+@functools.lru_cache(maxsize=8)
+def _deal_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(rf"(?<![\w#]){re.escape(prefix)}([\w.&-]+)", re.IGNORECASE)
+
+
+@functools.lru_cache(maxsize=64)
+def _label_names(words: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(w.strip().lower().lstrip("#") for w in words) - {""}
+
+
 @dataclass(frozen=True)
 class Tags:
     """Words that mark an event. Matched case-insensitively in the title or the description."""
@@ -59,16 +76,22 @@ class Tags:
     def labelled(self, words: tuple[str, ...], categories: Iterable[str]) -> bool:
         """Whether a category is named like one of the tags, with or without its `#`: Outlook users
         label events with categories ("Closing", "Won") rather than words in the text."""
-        names = {w.strip().lower().lstrip("#") for w in words} - {""}
+        names = _label_names(tuple(words))
         return any(c.strip().lower().lstrip("#") in names for c in categories)
 
     def marks(self, words: tuple[str, ...], event: CalendarEvent) -> bool:
         """Whether the event carries one of the tags, in its title, description or categories."""
         text = f"{event.title}\n{event.description}"
-        return self.has(words, text) or self.labelled(words, event.categories)
+        return self.has(words, text) or (bool(event.categories) and self.labelled(words, event.categories))
+
+    def marks_any(self, event: CalendarEvent) -> bool:
+        """Whether the event carries any tag at all: one search where `marks` of each kind of tag takes
+        four, and most events carry none. A match of all the words is a match of one of them."""
+        words = (*self.closing, *self.kickoff, *self.won, *self.lost)
+        return self.marks(words, event)
 
     def deal(self, text: str) -> str | None:
-        match = re.search(rf"(?<![\w#]){re.escape(self.deal_prefix)}([\w.&-]+)", text, re.IGNORECASE)
+        match = _deal_pattern(self.deal_prefix).search(text)
         return match.group(1) if match else None
 
     def strip(self, text: str) -> str:
@@ -103,8 +126,7 @@ class Policy:
     customer_timezones: Mapping[str, str] = field(default_factory=dict)  # customer domain -> IANA zone
 
     def is_internal(self, domain: str) -> bool:
-        domain = domain.lower()
-        return any(domain == d or domain.endswith("." + d) for d in self.company_domains)
+        return _internal(self.company_domains, domain)
 
     def implementation_for(self, rep: Person) -> tuple[Person, ...]:
         return self.implementation_by_rep.get(rep.email, self.implementation)
@@ -129,10 +151,13 @@ class Plan:
 _PROPERTY_PREFIX = "followthrough."
 
 
-def event_kind(event: CalendarEvent, tags: Tags) -> Kind | None:
+def event_kind(event: CalendarEvent, tags: Tags, *, marked: bool | None = None) -> Kind | None:
+    """The kind of call the event is. `marked`: `Tags.marks_any` of the event, when already known."""
     prop = event.properties.get(_PROPERTY_PREFIX + "kind", "").strip().lower()
     if prop in (Kind.CLOSING, Kind.KICKOFF):
         return Kind(prop)
+    if not (tags.marks_any(event) if marked is None else marked):
+        return None
     if tags.marks(tags.closing, event):
         return Kind.CLOSING
     if tags.marks(tags.kickoff, event):
@@ -140,16 +165,26 @@ def event_kind(event: CalendarEvent, tags: Tags) -> Kind | None:
     return None
 
 
-def tagged_outcome(event: CalendarEvent, tags: Tags) -> Outcome | None:
+def tagged_outcome(event: CalendarEvent, tags: Tags, *, marked: bool | None = None) -> Outcome | None:
+    """The outcome the event's tags say. `marked`: as for `event_kind`."""
     prop = event.properties.get(_PROPERTY_PREFIX + "outcome", "").strip().lower()
     if prop in ("won", "signed"):
         return Outcome.WON
     if prop == "lost":
         return Outcome.LOST
+    if not (tags.marks_any(event) if marked is None else marked):
+        return None
     won, lost = tags.marks(tags.won, event), tags.marks(tags.lost, event)
     if won == lost:  # neither, or contradictory tags: no outcome until the rep settles it
         return None
     return Outcome.WON if won else Outcome.LOST
+
+
+def acts_on(event: CalendarEvent, tags: Tags) -> bool:
+    """Whether the event's tags give it a kind or an outcome (`event_kind` or `tagged_outcome`), found
+    with one search of its text for an event without tags, as most are."""
+    marked = tags.marks_any(event)
+    return bool(event_kind(event, tags, marked=marked) or tagged_outcome(event, tags, marked=marked))
 
 
 def company_name(domain: str) -> str:
@@ -163,20 +198,8 @@ def classify(event: CalendarEvent, policy: Policy) -> Classification | None:
     organizer = event.organizer
     if organizer is None or not policy.is_internal(organizer.domain):
         return None
-    customers: list[Person] = []
-    internal: list[Person] = []
-    for attendee in event.attendees:
-        person = attendee.person
-        if not attendee.is_person or person.email == organizer.email:
-            continue
-        bucket = internal if policy.is_internal(person.domain) else customers
-        if person not in bucket:
-            bucket.append(person)
-    domains = tuple(d for d, _ in Counter(p.domain for p in customers).most_common())
-    explicit = event.properties.get(_PROPERTY_PREFIX + "deal") or policy.tags.deal(
-        f"{event.title}\n{event.description}"
-    )
-    name = explicit or (domains[0] if domains else clean_deal(event.title) or event.uid)
+    customers, internal = _parties(event, organizer, policy)
+    name, explicit, domains = _deal(event, customers, policy)
     deal = Deal(
         name=name.lower(),
         company=company_name(domains[0]) if domains else (explicit or "the customer"),
@@ -190,6 +213,41 @@ def classify(event: CalendarEvent, policy: Policy) -> Classification | None:
         internal=tuple(internal),
         notes=policy.tags.strip(event.description),
     )
+
+
+def deal_name(event: CalendarEvent, policy: Policy) -> str | None:
+    """The name of the event's deal, as `classify` finds it, or None when it does not classify: what the
+    ledger files each event of a sync under, without the rest of `classify`'s work."""
+    organizer = event.organizer
+    if organizer is None or not policy.is_internal(organizer.domain):
+        return None
+    return _deal(event, _parties(event, organizer, policy)[0], policy)[0].lower()
+
+
+def _parties(event: CalendarEvent, organizer: Person, policy: Policy) -> tuple[list[Person], list[Person]]:
+    """The event's customers and the company's people other than the organizer, each once."""
+    customers: list[Person] = []
+    internal: list[Person] = []
+    for attendee in event.attendees:
+        person = attendee.person
+        if not attendee.is_person or person.email == organizer.email:
+            continue
+        bucket = internal if policy.is_internal(person.domain) else customers
+        if person not in bucket:
+            bucket.append(person)
+    return customers, internal
+
+
+def _deal(
+    event: CalendarEvent, customers: list[Person], policy: Policy
+) -> tuple[str, str | None, tuple[str, ...]]:
+    """The deal's name as written, the name the event gives explicitly, and the customers' domains, most
+    frequent first."""
+    domains = tuple(d for d, _ in Counter(p.domain for p in customers).most_common())
+    explicit = event.properties.get(_PROPERTY_PREFIX + "deal") or policy.tags.deal(
+        f"{event.title}\n{event.description}"
+    )
+    return explicit or (domains[0] if domains else clean_deal(event.title) or event.uid), explicit, domains
 
 
 def clean_deal(title: str) -> str:
@@ -390,7 +448,7 @@ def plan(
 
 def customer_domains(event: CalendarEvent, policy: Policy) -> set[str]:
     """Every outside domain in an event, whoever organized it: a meeting with them at all."""
-    people = [a.person for a in event.attendees if a.is_person]
+    domains = {a.person.domain for a in event.attendees if a.is_person}
     if event.organizer:
-        people.append(event.organizer)
-    return {p.domain for p in people if not policy.is_internal(p.domain)}
+        domains.add(event.organizer.domain)
+    return {d for d in domains if not policy.is_internal(d)}

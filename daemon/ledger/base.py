@@ -5,6 +5,7 @@ The parts of the store (events, sends, claims) build on this; `store.py` puts th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -22,13 +23,22 @@ from daemon.model import Status
 TRANSITION = insert(schema.transitions)  # built once: every move of every send writes one
 
 
+class Encoded(str):
+    """A value already encoded as JSON, stored as it is: a sync encodes each event once, for its digest
+    and its row."""
+
+
+def _json(value: Any) -> str:
+    return value if isinstance(value, Encoded) else json.dumps(value)
+
+
 class Base(Ledger):
     """An open ledger: its engine, what its database can do, and one transaction at a time."""
 
     def __init__(self, url: str, busy_timeout: timedelta = timedelta(seconds=10)) -> None:
         self.url = url
         try:
-            self.engine: Engine = create_engine(url, future=True)
+            self.engine: Engine = create_engine(url, future=True, json_serializer=_json)
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise UserError(f"store url {url!r} cannot be used: {exc}") from None
         caps = dialect.prepare(self.engine, busy_timeout)
@@ -96,7 +106,33 @@ class Base(Ledger):
             )
 
 
-def chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
+CHUNK = 500  # rows in one IN (...) or one multi-row insert
+
+
+class Inserts:
+    """Rows to insert in one transaction, skipping those another instance has just inserted (as
+    `Base._insert_new`), written a chunk at a time as they come: however many, they are never all held."""
+
+    def __init__(self, store: Base, conn: Connection) -> None:
+        self.store = store
+        self.conn = conn
+        self.pending: dict[Any, list[dict[str, Any]]] = {}
+
+    def add(self, table: Any, row: dict[str, Any]) -> None:
+        rows = self.pending.setdefault(table, [])
+        rows.append(row)
+        if len(rows) >= CHUNK:
+            self.store._insert_new(self.conn, table, rows)
+            self.pending[table] = []
+
+    def flush(self) -> None:
+        for table, rows in self.pending.items():
+            if rows:
+                self.store._insert_new(self.conn, table, rows)
+        self.pending.clear()
+
+
+def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
     """Pieces small enough for one IN (...) or one multi-row insert."""
     for i in range(0, len(items), size):
         yield items[i : i + size]

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from daemon.errors import UserError
 from daemon.ledger.abc import CalendarChanges, OutcomeEntry, StoredEvent
-from daemon.ledger.base import Base, chunks
+from daemon.ledger.base import Base, Encoded, Inserts, chunks
 from daemon.ledger.schema import (
     cursors,
     event_domains,
@@ -31,10 +31,11 @@ from daemon.model import CalendarEvent, Outcome
 from daemon.playbook import OutcomeRecord
 
 
-def event_digest(event: CalendarEvent) -> str:
-    """A digest of everything known of an event: a sync tells a changed event by it."""
+def event_record(event: CalendarEvent) -> tuple[Encoded, str]:
+    """The event as the ledger stores it, and a digest of everything known of it: a sync tells a changed
+    event by it. The one encoding serves both."""
     text = json.dumps(event.to_dict(), sort_keys=True, ensure_ascii=False)
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return Encoded(text), hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 class EventStore(Base):
@@ -128,11 +129,11 @@ class EventStore(Base):
                         )
                     ).scalars()
                 )
-            new_rows, new_links, new_domains = [], [], []
+            rows = Inserts(self, conn)  # written a chunk at a time: the encoded events are never all held
             for ev in upserted:
-                digest = event_digest(ev)
+                data, digest = event_record(ev)
                 values = {
-                    "data": ev.to_dict(),
+                    "data": data,
                     "digest": digest,
                     "deal": deals.get(ev.id),
                     "start": ev.start,
@@ -141,23 +142,20 @@ class EventStore(Base):
                     "unsettled": True,
                 }
                 if ev.id not in known:
-                    new_rows.append({"id": ev.id, "first_seen": at, **values})
+                    rows.add(events, {"id": ev.id, "first_seen": at, **values})
                     new.append(ev.id)
-                    new_domains += [{"event_id": ev.id, "domain": d} for d in sorted(domains.get(ev.id, ()))]
+                    for d in sorted(domains.get(ev.id, ())):
+                        rows.add(event_domains, {"event_id": ev.id, "domain": d})
                 elif known[ev.id] != (digest, False):
                     conn.execute(update(events).where(events.c.id == ev.id).values(**values))
                     conn.execute(delete(event_domains).where(event_domains.c.event_id == ev.id))
-                    new_domains += [{"event_id": ev.id, "domain": d} for d in sorted(domains.get(ev.id, ()))]
+                    for d in sorted(domains.get(ev.id, ())):
+                        rows.add(event_domains, {"event_id": ev.id, "domain": d})
                     changed.append(ev.id)
                 if ev.id not in held:
-                    new_links.append({"event_id": ev.id, "source": source})
+                    rows.add(event_sources, {"event_id": ev.id, "source": source})
                     held.add(ev.id)
-            for chunk in chunks(new_rows):
-                self._insert_new(conn, events, chunk)
-            for chunk in chunks(new_links):
-                self._insert_new(conn, event_sources, chunk)
-            for chunk in chunks(new_domains):
-                self._insert_new(conn, event_domains, chunk)
+            rows.flush()
             for event_id in changes.removed:
                 conn.execute(
                     delete(event_sources).where(

@@ -504,6 +504,31 @@ def test_events_a_live_instance_is_planning_are_not_mistaken_for_a_crashed_passe
     assert ledger.sync_leases(T + SYNC_TTL + timedelta(seconds=1)) == {}
 
 
+def test_an_event_reads_back_as_stored_and_the_same_again_changes_nothing(
+    open_ledger: OpenLedger,
+) -> None:
+    ledger = open_ledger()
+    # Given an event whose text is not all ASCII, with quotes, backslashes, control characters and properties
+    call = CalendarEvent(
+        uid="call-ü",
+        start=T,
+        end=T + H,
+        title='Müller & Søn "terms" \\ 東京 #closing',
+        description="line one\nline\ttwo \x01 😀",
+        organizer=ALICE,
+        attendees=(Attendee(DANA, status="ACCEPTED"),),
+        properties={"z": "last", "a": "first ü"},
+        categories=("Closing",),
+    )
+    # When a sync stores it
+    assert ledger.apply_sync(CalendarChanges("sales", [call]), T) == (["call-ü"], [], [])
+    # Then it reads back as it was
+    stored = ledger.event("call-ü")
+    assert stored is not None and stored.event == call
+    # And the next sync of the same event, in another instance, finds nothing changed
+    assert open_ledger().apply_sync(CalendarChanges("sales", [call]), T + H) == ([], [], [])
+
+
 # -- re-engagement ------------------------------------------------------------------------------
 def test_pending_sequences_are_found_by_the_customers_domain(open_ledger: OpenLedger) -> None:
     ledger = open_ledger()

@@ -25,7 +25,9 @@ from daemon.playbook import (
     OutcomeRecord,
     Policy,
     Tags,
+    acts_on,
     classify,
+    deal_name,
     event_kind,
     next_business_time,
     plan,
@@ -89,6 +91,53 @@ def test_configured_tags_replace_the_defaults() -> None:
     policy = Policy(company_domains=POLICY.company_domains, tags=Tags(closing=("[close]",)))
     assert classify(event("Globex [close]"), policy).kind is Kind.CLOSING
     assert classify(event("Globex #closing"), policy).kind is None
+
+
+# A sync looks for all the tags at once and only then for each kind: the answers must be those of looking
+# for each kind of tag on its own, whatever the words (the same word for two kinds, words with blanks).
+TAG_SETS = [
+    Tags(),
+    Tags(closing=("#done",), won=("#done", "#won"), lost=("call lost",), kickoff=("call",)),
+    Tags(closing=("closing call",), kickoff=(), won=("call won",), lost=("#Lost",)),
+]
+fragments = st.sampled_from(
+    ["#closing", "#CLOSING", "#kickoff", "#won", "#signed", "#lost", "#done", "closing call", "call won",
+     "call", "lost", "#closingtime", "x#won", "#won-", "#deal:globex", "Globex", " ", "\n", "-", "é"]
+)  # fmt: skip
+
+
+@given(
+    tags=st.sampled_from(TAG_SETS),
+    title=st.lists(fragments, max_size=6).map("".join),
+    description=st.lists(fragments, max_size=6).map("".join),
+    categories=st.lists(st.sampled_from(["Closing", "won", "#lost", "done", "Call", "other"]), max_size=2),
+)
+def test_looking_for_all_tags_at_once_finds_what_looking_for_each_finds(
+    tags: Tags, title: str, description: str, categories: list[str]
+) -> None:
+    # Given an event with any mix of tag words, in its text or its categories
+    ev = event(title, description=description, categories=tuple(categories))
+    # Then its kind and outcome are those each kind of tag on its own says
+    kind = (
+        Kind.CLOSING
+        if tags.marks(tags.closing, ev)
+        else Kind.KICKOFF
+        if tags.marks(tags.kickoff, ev)
+        else None
+    )
+    won, lost = tags.marks(tags.won, ev), tags.marks(tags.lost, ev)
+    outcome = None if won == lost else Outcome.WON if won else Outcome.LOST
+    assert event_kind(ev, tags) is kind
+    assert tagged_outcome(ev, tags) is outcome
+    assert acts_on(ev, tags) is bool(kind or outcome)
+    # And the deal a sync files it under is the one classify finds
+    policy = Policy(company_domains=POLICY.company_domains, tags=tags)
+    assert deal_name(ev, policy) == classify(ev, policy).deal.name
+
+
+def test_an_event_the_company_did_not_organize_is_filed_under_no_deal() -> None:
+    assert deal_name(event(organizer=DANA), POLICY) is None
+    assert deal_name(event(organizer=None), POLICY) is None
 
 
 def test_who_is_who_rep_customer_internal_and_deal_from_domain() -> None:
