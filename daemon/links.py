@@ -12,12 +12,13 @@ import json
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
-from typing import Any
-
-from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from typing import TYPE_CHECKING, Any
 
 from daemon import clock
 from daemon.model import Outcome
+
+if TYPE_CHECKING:  # imported when a link is made or read: 8 MB that a company without links never needs
+    from cryptography.fernet import MultiFernet
 
 
 class Purpose(Enum):
@@ -53,6 +54,8 @@ class Links:
             raise ValueError("links need at least one secret key")
 
     def _keys(self, purpose: Purpose) -> MultiFernet:
+        from cryptography.fernet import Fernet, MultiFernet
+
         # A key per purpose and secret: an outcome token does not even decrypt as an unsubscribe one.
         return MultiFernet(
             [
@@ -77,6 +80,8 @@ class Links:
         return self._url(Purpose.UNSUBSCRIBE, sorted({a.lower() for a in addresses}))
 
     def _read(self, purpose: Purpose, token: str, expires: bool = True) -> Any:
+        from cryptography.fernet import InvalidToken
+
         keys = self._keys(purpose)
         try:
             data = keys.decrypt(token.encode())
