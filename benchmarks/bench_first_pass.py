@@ -102,7 +102,10 @@ def measure(root: Path, events: int, tagging: Tagging, seed: int, steady: bool) 
         shutil.rmtree(work.path, ignore_errors=True)
 
 
-def _ok(value: float, target: float) -> str:
+def _ok(value: float, target: float, tagging: Tagging = "normal") -> str:
+    """The verdict on a target, which is set for the normal feed; the heavy one is reported only."""
+    if tagging != "normal":
+        return "(reported)"
     return "PASS" if value <= target else "FAIL"
 
 
@@ -120,8 +123,8 @@ def table(sizes: list[Size]) -> str:
             f"| {s.tagging} | {s.events:,} | {s.megabytes:.1f} | {b.seconds:.1f} s "
             f"| {b.cpu_seconds:.1f} s | {b.rss_peak_mb:,.0f} MB | {f.seconds:.1f} s "
             f"| {f.cpu_seconds:.1f} s | {f.rss_peak_mb:,.0f} MB "
-            f"| **{s.time_ratio:.2f}** {_ok(s.time_ratio, TIME_TARGET)} | {s.cpu_ratio:.2f} "
-            f"| **{s.memory_ratio:.2f}** {_ok(s.memory_ratio, MEMORY_TARGET)} "
+            f"| **{s.time_ratio:.2f}** {_ok(s.time_ratio, TIME_TARGET, s.tagging)} | {s.cpu_ratio:.2f} "
+            f"| **{s.memory_ratio:.2f}** {_ok(s.memory_ratio, MEMORY_TARGET, s.tagging)} "
             f"| {max(b.load_average, f.load_average):.1f} | {f.new:,} | {f.replanned:,} |"
         )
     return "\n".join(lines)
@@ -143,8 +146,8 @@ def growth(sizes: list[Size]) -> str:
             figure = (ours(large) / large.events) / (ours(small) / small.events)
             reference = (bare(large) / large.events) / (bare(small) / small.events)
             lines.append(
-                f"{tagging}: {what} per event at {large.events:,} over {small.events:,}: **{figure:.2f}** "
-                f"(≤ {GROWTH_TARGET} {_ok(figure, GROWTH_TARGET)}); the bare parse's: {reference:.2f}"
+                f"{tagging}: {what} per event at {large.events:,} over {small.events:,}: **{figure:.3f}** "
+                f"(≤ {GROWTH_TARGET} {_ok(figure, GROWTH_TARGET)}); the bare parse's: {reference:.3f}"
             )
     return "\n".join(lines)
 
