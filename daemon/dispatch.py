@@ -300,10 +300,12 @@ class Dispatcher:
     ) -> tuple[bool, set[str]]:
         """Commit the results waiting, and the hand-over of `handing` if any, in one transaction;
         whether the hand-over was made, and the suppressed recipients that stopped it."""
-        results, self._results = self._results, []
+        results = self._results
         if not results and handing is None:
             return False, set()
+        # Kept until committed: if the transaction fails, the pass's end records them on their own.
         made, handed, blocked = self.ledger.record_and_hand([r.record for r in results], handing)
+        self._results = []
         for result, recorded in zip(results, made, strict=True):
             if recorded:
                 send = result.send

@@ -20,6 +20,7 @@ from sqlalchemy import event
 
 from daemon.config import load
 from daemon.engine import Engine, PassReport
+from daemon.errors import LedgerError
 from daemon.model import Status
 from tests.support.config import ALL_HOURS, smtp_table, write_config
 from tests.support.engine import Calls
@@ -204,3 +205,39 @@ def test_an_unsubscribe_while_a_batch_is_sent_stops_the_messages_not_yet_handed_
     assert not unsubscribed & {r.lower() for m in handler.messages() for r in m.rcpt_tos}
     assert len(stopped) == 2
     assert all("unsubscribe" in (s.reason or "") or "suppress" in (s.reason or "") for s in stopped)
+
+
+def test_a_failed_hand_over_commit_still_records_the_message_before_it_as_sent(
+    tmp_path: Path, t0: datetime, store: str, server: tuple[RecordingHandler, int]
+) -> None:
+    # Given three prompts due now, and a ledger that fails the transaction holding the first message's
+    # result with the second one's hand-over (locked past its busy timeout, say)
+    handler, port = server
+    calls = Calls()
+    calls.many(t0, closing=3, lost=0)
+    engine = Engine(load(planned(tmp_path, port, store, calls, t0)))
+    record_and_hand = engine.ledger.record_and_hand
+    tries = 0
+
+    def locked_once(records: Any, handing: Any = None) -> Any:
+        nonlocal tries
+        tries += 1
+        if tries == 2:
+            raise LedgerError("database is locked")
+        return record_and_hand(records, handing)
+
+    engine.ledger.record_and_hand = locked_once  # type: ignore[method-assign]
+    try:
+        # When a pass sends them, and stops on the ledger's error
+        with pytest.raises(LedgerError):
+            engine.dispatcher.dispatch_due(t0)
+        sent = engine.ledger.sends([Status.SENT])
+        claimed = engine.ledger.sends([Status.CLAIMED])
+    finally:
+        engine.close()
+
+    # Then the message that went out is recorded sent, not left to become unknown
+    assert sum(handler.arrivals().values()) == 1
+    assert [s.key for s in sent] == list(handler.arrivals())
+    # And nothing else was handed over: the other two are not claimed by a hand-over
+    assert all(s.handed_at is None for s in claimed)
