@@ -13,7 +13,7 @@ from datetime import datetime
 
 from daemon.errors import LedgerError, TemplateError
 from daemon.ledger import EventPlan, Ledger, StoredEvent
-from daemon.model import CalendarEvent, EventStatus, Kind, Outcome
+from daemon.model import CalendarEvent, EventStatus, Kind, Outcome, SendRecord
 from daemon.playbook import (
     DealCalls,
     OutcomeRecord,
@@ -126,23 +126,24 @@ class Planner:
         done = Settled()
         deals = Deals(self.ledger, self.policy, events)
         followed = set(active)  # closings a kickoff re-plans once a pass; these are planned anyway
-        meetings: list[Meeting] = []
         for start in range(0, len(active), CHUNK):
             self.progress.planning(start, len(event_ids))
             chunk = active[start : start + CHUNK]
-            meetings += self._settle_chunk(chunk, deals, followed, now, done)
-        self.ledger.mark_settled(quiet)  # their plan is up to date: there is nothing to plan
+            self._settle_chunk(chunk, deals, followed, now, done)
+        known = domains or {}
+        meetings = [(e, None, known.get(i)) for i in quiet if (e := events.get(i)) is not None]
+        # Stopped before they are marked settled: a pass cut short in between looks at them again.
+        done.stopped += self._stop_on_reengagement(meetings, now, done)
+        self.ledger.mark_settled([i for i in quiet if i not in done.problems])  # nothing to plan
         self.progress.planning(len(event_ids), len(event_ids))
         done.replanned += len(quiet)
-        known = domains or {}
-        meetings += [(e, None, known.get(i)) for i in quiet if (e := events.get(i)) is not None]
-        done.stopped += self._stop_on_reengagement(meetings, now)
         return done
 
     def _settle_chunk(
         self, chunk: list[str], deals: Deals, followed: set[str], now: datetime, done: Settled
-    ) -> list[Meeting]:
-        """Plan and write one chunk; returns its live events with when they were first seen."""
+    ) -> None:
+        """Plan one chunk, stop the follow-ups its meetings end, and write the plans: the chunk's events are
+        settled in that write, so a pass cut short before it does all of this again."""
         stored = self.ledger.events_by_id(chunk)
         ok: list[str] = []
         tagged: dict[str, Outcome | None] = {}
@@ -195,6 +196,8 @@ class Planner:
                         plans.append(self._plan(closing.id, closing, outcomes.get(closing.id), deals, now))
                     except Exception as exc:
                         done.problems[closing.id] = self._problem(closing.id, exc)
+        done.stopped += self._stop_on_reengagement(meetings, now, done)
+        plans = [p for p in plans if p.event_id not in done.problems]  # unsettled: tried again next pass
         written = self.ledger.write_plans(plans, now, tagged)
         for event_id, outcome in written.outcomes.items():
             if outcome is not None:
@@ -203,7 +206,6 @@ class Planner:
                 )
             else:
                 log.info("event %s: outcome tag removed", event_id, extra={"event_id": event_id})
-        return meetings
 
     @staticmethod
     def _after_tags(
@@ -297,9 +299,11 @@ class Planner:
         return {c.deal.name for event in events if (c := classify(event, self.policy)) and c.kind}
 
     # -- re-engagement ------------------------------------------------------------------------------
-    def _stop_on_reengagement(self, meetings: Sequence[Meeting], now: datetime) -> list[tuple[str, str]]:
+    def _stop_on_reengagement(
+        self, meetings: Sequence[Meeting], now: datetime, done: Settled
+    ) -> list[tuple[str, str]]:
         """A new meeting with a lost customer ends the follow-up sequence at once. The pending sequences
-        of all the meetings' customers are asked for once; only news stops one: an outcome known before
+        of all the meetings' customers are asked for at once; only news stops one: an outcome known before
         the meeting was first seen (`meetings`: each with that moment, None for "ask the ledger", and its
         customer domains, None for "find them")."""
         candidates = [
@@ -323,21 +327,41 @@ class Planner:
             first_seen = first_seen or seen.get(event.id)
             if first_seen is None:
                 continue
-            for domain in sorted(domains & lost):
-                for send in pending[domain]:
-                    outcome = outcomes.get(send.event_id)
-                    if send.event_id == event.id or send.key in tried or outcome is None:
-                        continue
-                    if outcome.seen_at >= first_seen:
-                        continue  # known before the loss, or learned in the same pass: not news
-                    tried.add(send.key)
-                    reason = f"customer re-engaged: new event {event.title!r} ({event.id})"
-                    if self.ledger.stop_sequence(send.key, reason, now):
-                        log.info(
-                            "send %s stopped: %s",
-                            send.key,
-                            reason,
-                            extra={"send_key": send.key, "event_id": send.event_id},
-                        )
-                        stopped.append((send.key, reason))
+            try:
+                stopped += self._stop_for(event, first_seen, domains & lost, pending, outcomes, tried, now)
+            except LedgerError:
+                raise
+            except Exception as exc:  # one meeting's surprise must not stop the others
+                done.problems[event.id] = self._problem(event.id, exc)
+        return stopped
+
+    def _stop_for(
+        self,
+        event: CalendarEvent,
+        first_seen: datetime,
+        domains: set[str],
+        pending: Mapping[str, Sequence[SendRecord]],
+        outcomes: Mapping[str, OutcomeRecord],
+        tried: set[str],
+        now: datetime,
+    ) -> list[tuple[str, str]]:
+        """The follow-ups to the customers of `domains` that this meeting, first seen then, stops."""
+        stopped: list[tuple[str, str]] = []
+        for domain in sorted(domains):
+            for send in pending[domain]:
+                outcome = outcomes.get(send.event_id)
+                if send.event_id == event.id or send.key in tried or outcome is None:
+                    continue
+                if outcome.seen_at >= first_seen:
+                    continue  # known before the loss, or learned in the same pass: not news
+                tried.add(send.key)
+                reason = f"customer re-engaged: new event {event.title!r} ({event.id})"
+                if self.ledger.stop_sequence(send.key, reason, now):
+                    log.info(
+                        "send %s stopped: %s",
+                        send.key,
+                        reason,
+                        extra={"send_key": send.key, "event_id": send.event_id},
+                    )
+                    stopped.append((send.key, reason))
         return stopped

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import NoReturn
 from zoneinfo import ZoneInfo
 
+import pytest
 from freezegun import freeze_time
 
+from daemon.errors import LedgerError
 from daemon.model import Outcome, Status
 from tests.support.ics import ALICE, DANA, LEE, vevent
 from tests.support.world import World
@@ -188,6 +191,39 @@ def test_a_new_meeting_with_a_lost_customer_stops_the_follow_ups(tmp_path: Path)
     assert sends["lost-next-year:call-1"][0] is Status.STOPPED
     assert "re-engaged" in (sends["lost-check-in:call-1"][1] or "")
     assert len(report.stopped) == 2
+
+
+def test_a_pass_cut_short_before_its_re_engagement_stops_makes_them_next_time(tmp_path: Path) -> None:
+    # Given a lost deal whose follow-ups are pending
+    world = World(tmp_path)
+    world.write(vevent("call-1", T, T + timedelta(hours=1), "Globex #closing #lost"))
+    with freeze_time(T + timedelta(hours=2)) as frozen:
+        world.tick()
+        # When the customer books a meeting, and the pass stops on the ledger as it looks for follow-ups
+        frozen.move_to(T + timedelta(days=30))
+        again = T + timedelta(days=35)
+        world.write(
+            vevent("call-1", T, T + timedelta(hours=1), "Globex #closing #lost"),
+            vevent("new-1", again, again + timedelta(hours=1), "Catch-up", organizer=DANA),
+        )
+        engine = world.engine()
+        engine.ledger.pending_sequences = _locked  # type: ignore[method-assign]
+        try:
+            with pytest.raises(LedgerError):
+                engine.tick(T + timedelta(days=30))
+        finally:
+            engine.close()
+        # Then the meeting is not taken as settled: the next pass stops the follow-ups
+        report = world.tick()
+    sends = world.sends()
+    assert sends["lost-check-in:call-1"][0] is Status.STOPPED
+    assert sends["lost-next-year:call-1"][0] is Status.STOPPED
+    assert sends["lost-thank-you:call-1"][0] is Status.STOPPED  # not sent yet: the meeting came first
+    assert len(report.stopped) == 3
+
+
+def _locked(*args: object) -> NoReturn:
+    raise LedgerError("database is locked")
 
 
 def test_a_suppressed_address_gets_nothing(tmp_path: Path) -> None:
