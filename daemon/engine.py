@@ -302,8 +302,11 @@ class Engine:
         if self.ledger.get_meta("policy") == digest:
             return 0
         ids = self.ledger.all_event_ids()
-        self.planner.replan(ids, now)  # an event that cannot be planned is logged, and keeps its sends
-        self.ledger.set_meta("policy", digest)
+        problems = self.planner.replan(ids, now)  # each is logged; the event keeps its sends meanwhile
+        if problems:  # not taken as done: the next pass plans them all again under the new rules
+            log.error("edited rules not applied to %d event(s); trying again next pass", len(problems))
+        else:
+            self.ledger.set_meta("policy", digest)
         return len(ids)
 
     def record_outcome(

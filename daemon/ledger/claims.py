@@ -196,7 +196,7 @@ class ClaimStore(Base):
                 rows = conn.execute(
                     select(events.c.id, events.c.deal, events.c.data)
                     .where(events.c.deal.in_(chunk), events.c.deleted.is_(False))
-                    .order_by(events.c.start)
+                    .order_by(events.c.start, events.c.id)  # as planning orders them: ties alike
                 )
                 for row in rows:
                     # A send's own event is parsed once.
