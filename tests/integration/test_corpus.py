@@ -11,22 +11,14 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from daemon.errors import SourceError
 from daemon.sources import SyncBatch
 from daemon.sources.ics import IcsSource
+from tests.support.corpus import CORPUS, FILES
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "ics"
-FILES = (
-    sorted(
-        p.relative_to(CORPUS).as_posix() for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md"
-    )
-    if CORPUS.is_dir()
-    else []
-)
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 # Wide enough for every date in the corpus (1970s exports to 2030s series).
 WINDOW_PAST = timedelta(days=365 * 60)

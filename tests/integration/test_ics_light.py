@@ -21,15 +21,8 @@ from daemon.sources import SyncBatch
 from daemon.sources.ics import IcsSource
 from daemon.sources.ics_events import EventReader
 from daemon.sources.ics_light import read_single, tag_words
+from tests.support.corpus import CORPUS, FILES
 
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "corpus" / "ics"
-FILES = (
-    sorted(
-        p.relative_to(CORPUS).as_posix() for p in CORPUS.rglob("*") if p.is_file() and p.name != "README.md"
-    )
-    if CORPUS.is_dir()
-    else []
-)
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 TAGS = ("#closing", "#kickoff", "#won", "#signed", "#lost", "#deal:")
 BLOCK = re.compile(r"^BEGIN:VEVENT\r?\n.*?^END:VEVENT\r?\n", re.MULTILINE | re.DOTALL)
