@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
 import pytest
 from freezegun import freeze_time
 
+from daemon.engine import policy_digest
 from daemon.errors import LedgerError
 from daemon.model import Outcome, Status
 from tests.support.ics import ALICE, DANA, LEE, vevent
@@ -315,3 +316,36 @@ def test_edited_rules_apply_to_events_already_known(tmp_path: Path) -> None:
         )
         world.tick()
     assert world.sends()[KEY_PREP][2] == T - timedelta(hours=48)
+
+
+def test_edited_rules_that_fail_for_an_event_are_applied_again_next_pass(tmp_path: Path) -> None:
+    # Given a closing call planned under the first rules
+    world = World(tmp_path)
+    world.write(vevent("call-1", T, T + timedelta(hours=1), "Globex #closing"))
+    with freeze_time(T - timedelta(days=3)):
+        world.tick()
+        # When the rules are edited, and planning the call under them fails once
+        config = tmp_path / "followthrough.toml"
+        config.write_text(config.read_text(encoding="utf-8") + "\n[schedule]\nmax_late_days = 2\n", "utf-8")
+        engine = world.engine()
+        plan = engine.planner._plan
+
+        def fails_once(event_id: str, *args: Any) -> Any:
+            engine.planner._plan = plan  # type: ignore[method-assign]
+            raise RuntimeError("a surprise")
+
+        engine.planner._plan = fails_once  # type: ignore[method-assign]
+        try:
+            engine.tick(T - timedelta(days=3))
+            applied_first = engine.ledger.get_meta("policy") == policy_digest(engine.policy)
+        finally:
+            engine.close()
+        # Then the edit is not taken as done, and the next pass applies it
+        world.tick()
+        engine = world.engine()
+        try:
+            applied_next = engine.ledger.get_meta("policy") == policy_digest(engine.policy)
+        finally:
+            engine.close()
+    assert not applied_first
+    assert applied_next
