@@ -108,35 +108,6 @@ class Variables:
         return {name: self[name] for name in self._ways if names is None or name in names}
 
 
-def build(
-    *,
-    rule: str,
-    event: CalendarEvent,
-    policy: Policy,
-    company: str,
-    audience: Audience,
-    to: Sequence[Person],
-    cc: Sequence[Person] = (),
-    deal_events: Sequence[CalendarEvent] = (),
-    outcome: Outcome | None = None,
-    sent_at: datetime | None = None,
-) -> dict[str, Any]:
-    """Every variable, for the whole email."""
-    found = variables(
-        rule=rule,
-        event=event,
-        policy=policy,
-        company=company,
-        audience=audience,
-        to=to,
-        cc=cc,
-        deal_events=deal_events,
-        outcome=outcome,
-        sent_at=sent_at,
-    )
-    return found.pick()
-
-
 def variables(
     *,
     rule: str,
@@ -150,6 +121,7 @@ def variables(
     outcome: Outcome | None = None,
     sent_at: datetime | None = None,
 ) -> Variables:
+    """Every variable of a send's email, each worked out when first read (`.pick()` for a context)."""
     c = classify(event, policy)
     kickoff, closing = related(event, deal_events, policy)
     zone = ZoneInfo(policy.company_timezone)

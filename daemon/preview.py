@@ -13,7 +13,7 @@ from typing import Any
 from daemon import bundled
 from daemon.config import Settings
 from daemon.context import VARIABLES
-from daemon.context import build as build_context
+from daemon.context import variables as send_variables
 from daemon.errors import Problem, TemplateError, UserError
 from daemon.ledger import open_ledger
 from daemon.links import Links
@@ -118,7 +118,7 @@ def _contexts(settings: Settings, policy: Policy, rule: str) -> list[dict[str, o
                     if c and audience is Audience.CUSTOMER
                     else ((c.rep,) if c else ())
                 )
-                context = build_context(
+                context = send_variables(
                     rule=rule,
                     event=event,
                     policy=in_force,
@@ -128,7 +128,7 @@ def _contexts(settings: Settings, policy: Policy, rule: str) -> list[dict[str, o
                     deal_events=deal_events,
                     outcome=outcome,
                     sent_at=SAMPLE_NOW,
-                )
+                ).pick()
                 # With the one-click outcome links where the rep's mail has them, and without.
                 links = outcome_links(SAMPLE_LINKS, rule, audience, event, policy)
                 contexts.append({**context, "links": None})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from daemon.context import build
+from daemon.context import variables
 from daemon.model import Attendee, Audience, CalendarEvent, Person
 from daemon.playbook import Policy
 
@@ -43,7 +43,7 @@ KICKOFF = event("kick-1", "Globex kickoff #kickoff", T + timedelta(days=5), "Ame
 def test_customer_mail_shows_times_in_the_customers_zone_and_internal_mail_in_the_companys() -> None:
     # Given a won closing call in UTC and the deal's kickoff in New York
     def context(audience: Audience) -> dict[str, object]:
-        return build(
+        return variables(
             rule="r",
             event=CLOSING,
             policy=POLICY,
@@ -52,7 +52,7 @@ def test_customer_mail_shows_times_in_the_customers_zone_and_internal_mail_in_th
             to=(DANA,),
             deal_events=(CLOSING, KICKOFF),
             sent_at=T,
-        )
+        ).pick()
 
     # When the context is built for the customer, then every time is in New York
     customer = context(Audience.CUSTOMER)
@@ -65,7 +65,9 @@ def test_customer_mail_shows_times_in_the_customers_zone_and_internal_mail_in_th
 
 
 def test_people_tags_notes_and_homework_come_through_as_a_reader_expects() -> None:
-    ctx = build(rule="r", event=CLOSING, policy=POLICY, company="Acme", audience=Audience.REP, to=(ALICE,))
+    ctx = variables(
+        rule="r", event=CLOSING, policy=POLICY, company="Acme", audience=Audience.REP, to=(ALICE,)
+    ).pick()
     # The rep and the lead by name; customers named as spoken, the nameless by address, rooms left out
     assert ctx["rep"] == {"name": "Alice Moreno", "first_name": "Alice", "email": "alice@acme.example"}
     assert ctx["lead"]["first_name"] == "Ivy"  # type: ignore[index]
@@ -98,7 +100,9 @@ def test_answers_to_the_invite_times_without_a_year_and_roles_come_through() -> 
     policy = Policy(**{**POLICY.__dict__, "roles": {"ivy@acme.example": "onboarding lead"}})
 
     # When the context is built
-    ctx = build(rule="r", event=declined, policy=policy, company="Acme", audience=Audience.REP, to=(ALICE,))
+    ctx = variables(
+        rule="r", event=declined, policy=policy, company="Acme", audience=Audience.REP, to=(ALICE,)
+    ).pick()
 
     # Then each customer carries their answer, the lead their role, and the notes' labelled lines are read
     view = ctx["event"]

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import pytest
 
-from daemon.context import build
+from daemon.context import variables
 from daemon.model import Attendee, Audience, CalendarEvent, Condition, Kind, Outcome, Person
 from daemon.playbook import OutcomeRecord, Policy, classify, plan
 from daemon.preview import SAMPLE_NOW, sample_events
@@ -60,7 +60,7 @@ def email(
         return Renderer(TEMPLATES, policy, COMPANY).email(send, Facts(event, deal, outcome), send.due)
     c = classify(event, policy)
     assert c is not None
-    context = build(
+    context = variables(
         rule=rule,
         event=event,
         policy=policy,
@@ -70,7 +70,7 @@ def email(
         deal_events=deal,
         outcome=outcome.outcome if outcome else None,
         sent_at=SAMPLE_NOW,
-    )
+    ).pick()
     return TEMPLATES.render(rule, context)
 
 
