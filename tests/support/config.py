@@ -10,6 +10,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from daemon.config import load
+from daemon.errors import ConfigError
+
 # Mail may go out at any hour on any day: tests place their events relative to the real clock.
 ALL_HOURS = (
     'business_hours = "00:00-24:00"\nbusiness_days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]\n'
@@ -65,3 +70,28 @@ def write_config(directory: Path, **settings: Any) -> Path:
     path = directory / "followthrough.toml"
     path.write_text(config_toml(**settings), encoding="utf-8")
     return path
+
+
+# The least a config may say: the company and the sender. Tests of one table add it after this.
+MINIMAL = """
+[company]
+name = "Acme"
+domains = ["acme.example"]
+
+[mail]
+from = "Followthrough <ft@acme.example>"
+"""
+
+
+def write_toml(directory: Path, text: str) -> Path:
+    """followthrough.toml in `directory`, exactly `text`; its path."""
+    path = directory / "followthrough.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def config_error(path: Path) -> str:
+    """The message of the ConfigError that loading `path` raises (the test fails if none is raised)."""
+    with pytest.raises(ConfigError) as refused:
+        load(path)
+    return str(refused.value)

@@ -10,6 +10,7 @@ import pytest
 from daemon.config import load, parse_duration
 from daemon.errors import ConfigError
 from daemon.model import Anchor, Audience, Kind
+from tests.support.config import config_error, write_toml
 
 BASE = """
 [company]
@@ -28,15 +29,7 @@ from = "Followthrough <ft@acme.example>"
 
 
 def write(tmp_path: Path, extra: str = "", base: str = BASE) -> Path:
-    path = tmp_path / "followthrough.toml"
-    path.write_text(base + extra, encoding="utf-8")
-    return path
-
-
-def error(path: Path) -> str:
-    with pytest.raises(ConfigError) as exc:
-        load(path)
-    return str(exc.value)
+    return write_toml(tmp_path, base + extra)
 
 
 def test_defaults_and_relative_paths_resolve_next_to_the_file(tmp_path: Path) -> None:
@@ -57,7 +50,7 @@ def test_unknown_key_is_an_error_naming_key_and_file(tmp_path: Path) -> None:
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     path = write(tmp_path, "\n[schedule]\nbusiness_hours = '9-5'\nmax_late_days = -1\n")
-    message = error(path)
+    message = config_error(path)
     assert "schedule.business_hours" in message and "schedule.max_late_days" in message
 
 
@@ -71,7 +64,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     ],
 )
 def test_bad_values_name_their_key(tmp_path: Path, extra: str, key: str) -> None:
-    message = error(write(tmp_path, extra))
+    message = config_error(write(tmp_path, extra))
     assert key in message
 
 
@@ -110,36 +103,36 @@ def test_a_role_for_someone_not_on_the_team_or_a_bad_role_names_the_key(
     extra = f'\n[team]\nimplementation = ["Ivy Chen <ivy@acme.example>"]\n[team.roles]\n{roles}\n'
 
     # When the config is read, then the error names team.roles and what is wrong
-    assert said in error(write(tmp_path, extra))
+    assert said in config_error(write(tmp_path, extra))
 
 
 def test_bad_timezone_and_missing_section(tmp_path: Path) -> None:
     bad_zone = BASE.replace('"Europe/Berlin"', '"Mars/Olympus"')
-    assert "company.timezone" in error(write(tmp_path, base=bad_zone))
+    assert "company.timezone" in config_error(write(tmp_path, base=bad_zone))
     no_mail = BASE.split("[mail]")[0]
-    assert "mail: required key is missing" in error(write(tmp_path, base=no_mail))
+    assert "mail: required key is missing" in config_error(write(tmp_path, base=no_mail))
 
 
 def test_calendar_needs_exactly_one_of_path_or_url(tmp_path: Path) -> None:
     both = BASE.replace('path = "cal.ics"', 'path = "cal.ics"\nurl = "https://x.example/c.ics"')
-    message = error(write(tmp_path, base=both))
+    message = config_error(write(tmp_path, base=both))
     assert "calendars.0" in message and "exactly one of 'path' or 'url'" in message
 
 
 def test_secrets_in_the_file_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, '\n[mail.smtp]\nusername = "ft"\npassword = "hunter2"\n')
-    message = error(path)
+    message = config_error(path)
     assert "mail.smtp.password" in message and "environment" in message
     assert "hunter2" not in message
 
 
 def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
     path = write(tmp_path, "\n[schedule\n")
-    assert str(path) in error(path)
+    assert str(path) in config_error(path)
 
 
 def test_missing_file_points_to_init(tmp_path: Path) -> None:
-    assert "followthrough init" in error(tmp_path / "nope.toml")
+    assert "followthrough init" in config_error(tmp_path / "nope.toml")
 
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -176,7 +169,7 @@ to = ["rep"]
 
 def test_a_new_rule_without_its_essentials_is_an_error_reported_with_the_others(tmp_path: Path) -> None:
     # Given a new rule without its essentials, and a mistake elsewhere
-    message = error(write(tmp_path, "\n[schedule]\nmax_late_days = -1\n\n[[rules]]\nname = 'mine'\n"))
+    message = config_error(write(tmp_path, "\n[schedule]\nmax_late_days = -1\n\n[[rules]]\nname = 'mine'\n"))
     # Then both are reported at once, each naming its key the same way
     assert "rules.0: 'mine' is not a default rule, so it needs kind, anchor, offset, to" in message
     assert "schedule.max_late_days" in message
@@ -249,7 +242,7 @@ def test_google_calendars_one_entry_for_many_reps(tmp_path: Path) -> None:
     ],
 )
 def test_google_config_mistakes_are_named(tmp_path: Path, calendar: str, google: str, message: str) -> None:
-    assert message in error(write(tmp_path, base=GOOGLE.format(calendar=calendar, google=google)))
+    assert message in config_error(write(tmp_path, base=GOOGLE.format(calendar=calendar, google=google)))
 
 
 def test_a_mistyped_environment_variable_is_an_error_naming_it_with_a_suggestion(
@@ -262,7 +255,7 @@ def test_a_mistyped_environment_variable_is_an_error_naming_it_with_a_suggestion
     monkeypatch.setenv("FOLLOWTHROUGH_SMTP_PASSWORD", "not a setting, a secret")
 
     # When the config is loaded
-    message = error(write(tmp_path))
+    message = config_error(write(tmp_path))
 
     # Then both typos are named as environment variables, each with what was meant, once
     assert (
@@ -317,7 +310,7 @@ def test_feeds_alike_in_host_and_file_are_told_apart_by_a_digest(tmp_path: Path)
 def test_customer_zones_are_checked_and_domains_lower_cased(tmp_path: Path) -> None:
     settings = load(write(tmp_path, '\n[customers."Globex.example"]\ntimezone = "America/New_York"\n'))
     assert settings.policy().customer_timezones == {"globex.example": "America/New_York"}
-    message = error(write(tmp_path, '\n[customers."globex.example"]\ntimezone = "Mars/Olympus"\n'))
+    message = config_error(write(tmp_path, '\n[customers."globex.example"]\ntimezone = "Mars/Olympus"\n'))
     assert "customers.globex.example.timezone: unknown time zone 'Mars/Olympus'" in message
 
 
@@ -340,9 +333,9 @@ name = "typo-rule"
 offset = "1d"
 """
     # When the config is loaded, then only the entry that is new and incomplete is named
-    message = error(write(tmp_path, extra))
+    message = config_error(write(tmp_path, extra))
     assert "rules.2: 'typo-rule' is not a default rule, so it needs kind, anchor, to" in message, message
     assert "rules.1" not in message
-    without_typo = extra.split("[[rules]]\nname = \"typo-rule\"")[0]
+    without_typo = extra.split('[[rules]]\nname = "typo-rule"')[0]
     rules = {r.name: r for r in load(write(tmp_path, without_typo)).policy().rules}
     assert rules["delivery-check"].enabled is False and rules["delivery-check"].offset.days == 30

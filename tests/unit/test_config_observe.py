@@ -10,28 +10,13 @@ import pytest
 from daemon.config import load
 from daemon.errors import ConfigError
 from daemon.web.server import metrics_access
+from tests.support.config import MINIMAL, config_error, write_toml
 
 TOKEN = "0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d"
-BASE = """
-[company]
-name = "Acme"
-domains = ["acme.example"]
-
-[mail]
-from = "Followthrough <ft@acme.example>"
-"""
 
 
 def write(tmp_path: Path, extra: str = "") -> Path:
-    path = tmp_path / "followthrough.toml"
-    path.write_text(BASE + extra, encoding="utf-8")
-    return path
-
-
-def error(path: Path) -> str:
-    with pytest.raises(ConfigError) as refused:
-        load(path)
-    return str(refused.value)
+    return write_toml(tmp_path, MINIMAL + extra)
 
 
 @pytest.fixture(autouse=True)
@@ -53,8 +38,8 @@ def test_the_metrics_table_listens_on_loopback_9325_unless_told(tmp_path: Path) 
 
 
 def test_a_bad_listen_or_log_format_names_the_key(tmp_path: Path) -> None:
-    assert "metrics.listen: " in error(write(tmp_path, '[metrics]\nlisten = "9325"\n'))
-    message = error(write(tmp_path, '[logging]\nformat = "xml"\n'))
+    assert "metrics.listen: " in config_error(write(tmp_path, '[metrics]\nlisten = "9325"\n'))
+    message = config_error(write(tmp_path, '[logging]\nformat = "xml"\n'))
     assert "logging.format: " in message and "'text' or 'json'" in message
 
 
@@ -75,7 +60,7 @@ def test_the_metrics_token_comes_from_the_environment_and_is_no_unknown_setting(
         settings.metrics_token()
     assert "FOLLOWTHROUGH_METRICS_TOKEN: the metrics token must be at least 16" in str(refused.value)
     # And written in the file, it is refused as a secret, naming where it belongs
-    message = error(write(tmp_path, '[metrics]\ntoken = "x"\n'))
+    message = config_error(write(tmp_path, '[metrics]\ntoken = "x"\n'))
     assert "metrics.token: secrets are read only from the environment (FOLLOWTHROUGH_METRICS_TOKEN)" in (
         message
     )

@@ -10,28 +10,13 @@ from daemon.config import load
 from daemon.config.sections import parse_listen
 from daemon.errors import ConfigError
 from daemon.web.server import console_access
+from tests.support.config import MINIMAL, config_error, write_toml
 
 TOKEN = "7f3c9e2a41d84b6f9a0c5e1d2b3a4f5e"
-BASE = """
-[company]
-name = "Acme"
-domains = ["acme.example"]
-
-[mail]
-from = "Followthrough <ft@acme.example>"
-"""
 
 
 def write(tmp_path: Path, extra: str = "") -> Path:
-    path = tmp_path / "followthrough.toml"
-    path.write_text(BASE + extra, encoding="utf-8")
-    return path
-
-
-def error(path: Path) -> str:
-    with pytest.raises(ConfigError) as refused:
-        load(path)
-    return str(refused.value)
+    return write_toml(tmp_path, MINIMAL + extra)
 
 
 @pytest.fixture(autouse=True)
@@ -62,15 +47,15 @@ def test_listen_addresses(text: str, expected: tuple[str, int]) -> None:
 
 @pytest.mark.parametrize("value", ["8025", "127.0.0.1", "127.0.0.1:99999", "::1:8025", "http://x:1"])
 def test_a_bad_listen_address_names_the_key(tmp_path: Path, value: str) -> None:
-    assert "web.listen" in error(write(tmp_path, f'\n[web]\nlisten = "{value}"\n'))
+    assert "web.listen" in config_error(write(tmp_path, f'\n[web]\nlisten = "{value}"\n'))
 
 
-def test_an_unknown_web_key_is_an_error(tmp_path: Path) -> None:
-    assert "web.port: unknown key" in error(write(tmp_path, "\n[web]\nport = 8025\n"))
+def test_an_unknown_web_key_is_an_config_error(tmp_path: Path) -> None:
+    assert "web.port: unknown key" in config_error(write(tmp_path, "\n[web]\nport = 8025\n"))
 
 
 def test_a_token_in_the_file_is_refused_naming_the_variable(tmp_path: Path) -> None:
-    message = error(write(tmp_path, f'\n[web]\nadmin_token = "{TOKEN}"\n'))
+    message = config_error(write(tmp_path, f'\n[web]\nadmin_token = "{TOKEN}"\n'))
     assert "web.admin_token" in message and "FOLLOWTHROUGH_WEB_ADMIN_TOKEN" in message
     assert TOKEN not in message
 
