@@ -6,19 +6,20 @@ The parts of the store (events, sends, claims) build on this; `store.py` puts th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, insert
+from sqlalchemy import Engine, create_engine, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from daemon.errors import LedgerError, UserError
 from daemon.ledger import dialect, schema
 from daemon.ledger.abc import Ledger
-from daemon.model import Status
+from daemon.model import Outcome, Status
+from daemon.playbook import OutcomeRecord
 
 TRANSITION = insert(schema.transitions)  # built once: every move of every send writes one
 
@@ -136,3 +137,24 @@ def chunks(items: list[Any], size: int = CHUNK) -> Iterator[list[Any]]:
     """Pieces small enough for one IN (...) or one multi-row insert."""
     for i in range(0, len(items), size):
         yield items[i : i + size]
+
+
+def read_outcomes(conn: Connection, event_ids: Iterable[str]) -> dict[str, OutcomeRecord]:
+    """In `conn`'s transaction: the outcomes known of these events; one without is left out."""
+    known: dict[str, OutcomeRecord] = {}
+    for chunk in chunks(list(dict.fromkeys(event_ids))):
+        for row in conn.execute(select(schema.outcomes).where(schema.outcomes.c.event_id.in_(chunk))):
+            known[row.event_id] = OutcomeRecord(Outcome(row.outcome), row.recorded_at, row.source)
+    return known
+
+
+def listed(conn: Connection, addresses: Iterable[str]) -> set[str]:
+    """In `conn`'s transaction: which of these addresses, and of their domains, are on the suppression list
+    (`suppressed_among` tells which addresses that stops)."""
+    addresses = list(addresses)
+    candidates = sorted(set(addresses) | {a.rsplit("@", 1)[-1] for a in addresses})
+    found: set[str] = set()
+    for chunk in chunks(candidates):
+        column = schema.suppressions.c.address
+        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+    return found

@@ -14,11 +14,10 @@ from sqlalchemy import and_, bindparam, case, func, or_, select, update
 from sqlalchemy.engine import Connection
 
 from daemon.ledger.abc import ClaimTerms, Known
-from daemon.ledger.base import Base, chunks
+from daemon.ledger.base import Base, chunks, listed, read_outcomes
 from daemon.ledger.moves import HELD
-from daemon.ledger.schema import events, outcomes, record, sends, suppressions
-from daemon.model import CalendarEvent, Outcome, SendRecord, Status
-from daemon.playbook import OutcomeRecord
+from daemon.ledger.schema import events, record, sends
+from daemon.model import CalendarEvent, SendRecord, Status
 
 # A claim given back without trying to send: it does not count as an attempt.
 UNCOUNTED = case((sends.c.attempts > 0, sends.c.attempts - 1), else_=0)
@@ -178,20 +177,13 @@ class ClaimStore(Base):
             return Known()
         event_ids = sorted({s.event_id for s in batch})
         deals = sorted({s.deal for s in batch if s.deal})
-        addresses = {p.email for s in batch for p in (*s.to, *s.cc)}
-        candidates = sorted(addresses | {a.rsplit("@", 1)[-1] for a in addresses})
         found: dict[str, CalendarEvent] = {}
         by_deal: dict[str, list[CalendarEvent]] = {deal: [] for deal in deals}
-        outcome: dict[str, OutcomeRecord] = {}
-        listed: set[str] = set()
         with self._read() as conn:
             for chunk in chunks(event_ids):
                 rows = conn.execute(select(events.c.id, events.c.data).where(events.c.id.in_(chunk)))
                 found.update((row.id, CalendarEvent.from_dict(row.data)) for row in rows)
-                rows = conn.execute(select(outcomes).where(outcomes.c.event_id.in_(chunk)))
-                outcome.update(
-                    (r.event_id, OutcomeRecord(Outcome(r.outcome), r.recorded_at, r.source)) for r in rows
-                )
+            outcome = read_outcomes(conn, event_ids)
             for chunk in chunks(deals):
                 rows = conn.execute(
                     select(events.c.id, events.c.deal, events.c.data)
@@ -202,13 +194,8 @@ class ClaimStore(Base):
                     # A send's own event is parsed once.
                     event = found.get(row.id) or CalendarEvent.from_dict(row.data)
                     by_deal[row.deal].append(event)
-            for chunk in chunks(candidates):
-                listed.update(
-                    conn.execute(
-                        select(suppressions.c.address).where(suppressions.c.address.in_(chunk))
-                    ).scalars()
-                )
-        return Known(found, {d: tuple(e) for d, e in by_deal.items()}, outcome, frozenset(listed))
+            on_list = listed(conn, {p.email for s in batch for p in (*s.to, *s.cc)})
+        return Known(found, {d: tuple(e) for d, e in by_deal.items()}, outcome, frozenset(on_list))
 
     def orphans(self, now: datetime, from_dead: Iterable[str] = ()) -> list[SendRecord]:
         """Sends handed to the transport by a process that stopped before recording the result: its

@@ -16,7 +16,7 @@ from sqlalchemy.engine import Connection
 
 from daemon.errors import UserError
 from daemon.ledger.abc import CalendarChanges, OutcomeEntry, StoredEvent
-from daemon.ledger.base import Base, Encoded, Inserts, chunks
+from daemon.ledger.base import Base, Encoded, Inserts, chunks, read_outcomes
 from daemon.ledger.schema import (
     cursors,
     event_domains,
@@ -287,12 +287,8 @@ class EventStore(Base):
 
     def outcomes(self, event_ids: Iterable[str]) -> dict[str, OutcomeRecord]:
         """The outcomes known of these events; one without is left out."""
-        known: dict[str, OutcomeRecord] = {}
         with self._read() as conn:
-            for chunk in chunks(list(dict.fromkeys(event_ids))):
-                for row in conn.execute(select(outcomes).where(outcomes.c.event_id.in_(chunk))):
-                    known[row.event_id] = OutcomeRecord(Outcome(row.outcome), row.recorded_at, row.source)
-        return known
+            return read_outcomes(conn, event_ids)
 
     def record_outcome(
         self, event_id: str, outcome: Outcome, source: str, at: datetime, detail: str | None = None

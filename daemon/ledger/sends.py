@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from daemon.ledger.abc import Handing, Record, Transition, suppressed_among
-from daemon.ledger.base import Base, chunks
+from daemon.ledger.base import Base, chunks, listed
 from daemon.ledger.claims import hand
 from daemon.ledger.moves import UNSENT, Arrived, Current, Failed, Move, Resend, Sent, Stopped, Unknown, settle
 from daemon.ledger.reconcile import Cancel, EndSent, EventPlan, Insert, Replan, reconcile
@@ -297,6 +297,4 @@ class SendStore(Base):
 def _suppressed(conn: Connection, addresses: Iterable[str]) -> set[str]:
     """The addresses on the suppression list, themselves or by their domain."""
     addresses = list(addresses)
-    domains = {a.rsplit("@", 1)[-1] for a in addresses}
-    query = select(suppressions.c.address).where(suppressions.c.address.in_(addresses + list(domains)))
-    return suppressed_among(addresses, set(conn.execute(query).scalars()))
+    return suppressed_among(addresses, listed(conn, addresses))
