@@ -59,10 +59,6 @@ _BLOCK = re.compile(
 _CHUNK = 1 << 15
 
 
-def text_digest(text: str) -> str:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=12).hexdigest()
-
-
 def _utf8(data: bytes) -> bool:
     """Whether `data` is UTF-8, checked in chunks: no decoded copy of the whole feed."""
     decoder = codecs.getincrementaldecoder("utf-8")()
