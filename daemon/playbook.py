@@ -67,6 +67,11 @@ class Tags:
     lost: tuple[str, ...] = ("#lost",)
     deal_prefix: str = "#deal:"
 
+    @property
+    def words(self) -> tuple[str, ...]:
+        """Every tag word, of every kind."""
+        return (*self.closing, *self.kickoff, *self.won, *self.lost)
+
     def _pattern(self, words: Iterable[str]) -> re.Pattern[str]:
         return _tag_pattern(tuple(words))
 
@@ -87,8 +92,7 @@ class Tags:
     def marks_any(self, event: CalendarEvent) -> bool:
         """Whether the event carries any tag at all: one search where `marks` of each kind of tag takes
         four, and most events carry none. A match of all the words is a match of one of them."""
-        words = (*self.closing, *self.kickoff, *self.won, *self.lost)
-        return self.marks(words, event)
+        return self.marks(self.words, event)
 
     def deal(self, text: str) -> str | None:
         match = _deal_pattern(self.deal_prefix).search(text)
@@ -96,9 +100,8 @@ class Tags:
 
     def strip(self, text: str) -> str:
         """The text with every tag taken out, for showing the rep's notes."""
-        words = (*self.closing, *self.kickoff, *self.won, *self.lost)
-        text = self._pattern(words).sub("", text) if words else text
-        text = re.sub(rf"(?<![\w#]){re.escape(self.deal_prefix)}[\w.&-]+", "", text, flags=re.I)
+        text = self._pattern(self.words).sub("", text) if self.words else text
+        text = _deal_pattern(self.deal_prefix).sub("", text)
         return "\n".join(line.rstrip() for line in text.strip().splitlines())
 
 
