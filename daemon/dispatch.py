@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage
 
-from daemon import clock
+from daemon import clock, collector
 from daemon import delivery as decide
 from daemon.delivery import Delivery, DispatchReport, error_kind
 from daemon.dispatch_records import SendRecords
@@ -106,19 +106,22 @@ class Dispatcher:
         report.unknown += [(s, s.reason or "") for s in self.ledger.sends([Status.UNKNOWN])]
         batch: list[SendRecord] = []
         try:
-            while not self._stop.is_set():
-                # Few at a time: a claim is a lease, and a slow server must not outlast it. A long
-                # pass reads the clock again, so leases are counted from when they are really taken.
-                moment = max(now, clock.now())
-                terms = ClaimTerms(self.delivery.lease, limit=10, owner=self.instance, from_dead=tuple(dead))
-                batch = self.ledger.claim_due(moment, terms)
-                if not batch:
-                    break
-                self._batch(batch, moment, report)
-                if report.halted is not None:
-                    # One refused login a pass: the other due sends wait, unclaimed, with the reason.
-                    report.waiting += self.ledger.hold_due(moment, self._until(moment), report.halted)
-                    break
+            with collector.eased():
+                while not self._stop.is_set():
+                    # Few at a time: a claim is a lease, and a slow server must not outlast it. A long
+                    # pass reads the clock again, so leases are counted from when they are really taken.
+                    moment = max(now, clock.now())
+                    terms = ClaimTerms(
+                        self.delivery.lease, limit=10, owner=self.instance, from_dead=tuple(dead)
+                    )
+                    batch = self.ledger.claim_due(moment, terms)
+                    if not batch:
+                        break
+                    self._batch(batch, moment, report)
+                    if report.halted is not None:
+                        # One refused login a pass: the other due sends wait, unclaimed, with the reason.
+                        report.waiting += self.ledger.hold_due(moment, self._until(moment), report.halted)
+                        break
         finally:
             if self._results:  # an error cut the batch short: what went out is still recorded
                 try:

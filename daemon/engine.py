@@ -5,17 +5,16 @@
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from daemon import collector
 from daemon.backends import Wiring, make_sources, make_transport
 from daemon.config import Settings
 from daemon.delivery import Delivery, DispatchReport
@@ -79,20 +78,6 @@ def policy_digest(policy: Policy) -> str:
         sorted(policy.customer_timezones.items()),
     )
     return hashlib.blake2b(repr(stable).encode(), digest_size=12).hexdigest()
-
-
-@contextmanager
-def _collector_eased() -> Iterator[None]:
-    """A sync builds a calendar's events (a few hundred thousand objects for a large feed, none in cycles
-    that outlive it): at the default threshold the cyclic collector walks them again and again as they
-    pile up, 7% of a first pass for nothing. It runs a hundred times less often meanwhile, not never:
-    a long sync of an API calendar still has its stray cycles collected."""
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], 70_000), *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
 
 
 class Engine:
@@ -208,7 +193,7 @@ class Engine:
                 extra={"calendar": source.name},
             )
         try:
-            with _collector_eased():
+            with collector.eased():
                 return self._sync(source, now, report, result)
         finally:
             result.seconds = time.monotonic() - started
