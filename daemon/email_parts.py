@@ -12,6 +12,7 @@ from typing import Any
 
 import css_inline
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore, inline, linkify, replace, smartquotes, text_join
 from markdown_it.token import Token
 
 # Every character that can start or shape Markdown, backslash-escaped in printed values. Quotes and
@@ -25,6 +26,44 @@ _UNLINK = re.compile(r"(?i)(://|\bwww\.)")
 _md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": True}).enable(
     ["replacements", "smartquotes", "strikethrough"]
 )
+
+
+class _InlineRuns:
+    """The core rules that work on one inline run at a time (a paragraph's or a list item's text), run
+    once per distinct run: most runs are a template's own words, the same in every email it writes.
+
+    The tokens of a run are shared by the emails that have it, so nothing may change parsed tokens. A
+    document that defines link references is parsed in full: its runs depend on them."""
+
+    RULES = (inline, linkify, replace, smartquotes, text_join)  # markdown-it's own order
+    NAMES = ("inline", "linkify", "replacements", "smartquotes", "text_join")
+    LIMIT = 2048  # distinct runs kept; then the memo starts again
+
+    def __init__(self) -> None:
+        self.parsed: dict[str, list[Token]] = {}
+
+    def __call__(self, state: StateCore) -> None:
+        if state.env.get("references"):
+            self._parse(state)
+            return
+        for token in state.tokens:
+            if token.type != "inline":
+                continue
+            children = self.parsed.get(token.content)
+            if children is None:
+                self._parse(StateCore(token.content, state.md, state.env, [token]))
+                if len(self.parsed) >= self.LIMIT:
+                    self.parsed.clear()
+                children = self.parsed[token.content] = token.children or []
+            token.children = children
+
+    def _parse(self, state: StateCore) -> None:
+        for rule in self.RULES:
+            rule(state)
+
+
+_md.core.ruler.disable(list(_InlineRuns.NAMES))
+_md.core.ruler.after("block", "inline_runs", _InlineRuns())
 # Remote stylesheets would be a network fetch at render time; the layout's <style> is all there is.
 _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 
