@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, insert, select
+from sqlalchemy import Engine, bindparam, create_engine, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -155,6 +155,11 @@ def listed(conn: Connection, addresses: Iterable[str]) -> set[str]:
     candidates = sorted(set(addresses) | {a.rsplit("@", 1)[-1] for a in addresses})
     found: set[str] = set()
     for chunk in chunks(candidates):
-        column = schema.suppressions.c.address
-        found.update(conn.execute(select(column).where(column.in_(chunk))).scalars())
+        found.update(conn.execute(_LISTED, {"candidates": chunk}).scalars())
     return found
+
+
+# Built once: the hand-over of every message asks it.
+_LISTED = select(schema.suppressions.c.address).where(
+    schema.suppressions.c.address.in_(bindparam("candidates", expanding=True))
+)
