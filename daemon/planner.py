@@ -68,7 +68,10 @@ class Deals:
         members = self.ledger.deal_members(missing)
         unknown = [i for ids in members.values() for i in ids if i not in self.known]
         if unknown:
-            self.known.update((i, stored.event) for i, stored in self.ledger.events_by_id(unknown).items())
+            # Only a deal's calls matter here, and most of its events are meetings: those are left
+            # undecoded, in the ledger.
+            stored = self.ledger.events_by_id(unknown, mentioning=self.policy.tags.calls_mentioned)
+            self.known.update((i, s.event) for i, s in stored.items())
         tags = self.policy.tags
         for deal in missing:
             events = [self.known[i] for i in members.get(deal, ()) if i in self.known]

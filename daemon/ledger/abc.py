@@ -6,7 +6,7 @@ Every method is one transaction. The SQLAlchemy store implements it (`store.py`)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -187,8 +187,11 @@ class Ledger(ABC):
     def event(self, event_id: str) -> StoredEvent | None: ...
 
     @abstractmethod
-    def events_by_id(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
-        """These events as stored, deleted ones too; an id not in the ledger is left out."""
+    def events_by_id(
+        self, event_ids: Iterable[str], *, mentioning: Callable[[str], bool] | None = None
+    ) -> dict[str, StoredEvent]:
+        """These events as stored, deleted ones too; an id not in the ledger is left out, and so is one
+        whose stored text `mentioning` rejects (asked before the text is decoded)."""
 
     @abstractmethod
     def first_seen(self, event_ids: Iterable[str]) -> dict[str, datetime]:

@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import Text, bindparam, cast, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from daemon.errors import UserError
 from daemon.ledger.abc import CalendarChanges, OutcomeEntry, StoredEvent
-from daemon.ledger.base import Base, Encoded, Inserts, chunks, read_outcomes
+from daemon.ledger.base import CHUNK, Base, Encoded, Inserts, chunks, read_outcomes
 from daemon.ledger.schema import (
     cursors,
     event_domains,
@@ -26,6 +26,7 @@ from daemon.ledger.schema import (
     outcome_log,
     outcomes,
     sends,
+    sync_leases,
 )
 from daemon.model import CalendarEvent, Outcome
 from daemon.playbook import OutcomeRecord
@@ -36,6 +37,19 @@ def event_record(event: CalendarEvent) -> tuple[Encoded, str]:
     event by it. The one encoding serves both."""
     text = json.dumps(event.to_dict(), sort_keys=True, ensure_ascii=False)
     return Encoded(text), hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+# What a sync writes of each event, new or edited.
+EVENT_VALUES = ("data", "digest", "deal", "start", "updated_at", "deleted", "unsettled")
+# Built once: a pass writes every edited event with them, a chunk of events at a time.
+_EDIT_EVENT = (
+    update(events)
+    .where(events.c.id == bindparam("id_"))
+    .values({name: bindparam(name) for name in EVENT_VALUES})
+)
+_FORGET_DOMAINS = delete(event_domains).where(event_domains.c.event_id == bindparam("id_"))
+# An event as stored, its data as the text written (`events_by_id` may look at it before decoding it).
+_STORED = select(events.c.id, events.c.first_seen, events.c.deleted, cast(events.c.data, Text).label("text"))
 
 
 class EventStore(Base):
@@ -61,17 +75,17 @@ class EventStore(Base):
 
     def sync_lease_owner(self, source: str) -> str | None:
         with self._read() as conn:
-            return conn.execute(select(cursors.c.lease_owner).where(cursors.c.source == source)).scalar()
+            return conn.execute(select(sync_leases.c.owner).where(sync_leases.c.source == source)).scalar()
 
     def sync_leases(self, now: datetime) -> dict[str, str]:
         """The calendars being synced right now, and by which instance."""
         with self._read() as conn:
             rows = conn.execute(
-                select(cursors.c.source, cursors.c.lease_owner).where(
-                    cursors.c.lease_owner.is_not(None), cursors.c.lease_until >= now
+                select(sync_leases.c.source, sync_leases.c.owner).where(
+                    sync_leases.c.owner.is_not(None), sync_leases.c.until >= now
                 )
             ).all()
-        return {row.source: row.lease_owner for row in rows}
+        return {row.source: row.owner for row in rows}
 
     def take_sync_lease(
         self, source: str, owner: str, now: datetime, ttl: timedelta, *, from_dead: str | None = None
@@ -79,28 +93,28 @@ class EventStore(Base):
         """Only one instance syncs a calendar at a time; a dead instance's lease runs out, or is
         taken at once from `from_dead`, an owner known to be dead."""
         with self._tx() as conn:
-            self._insert_new(conn, cursors, [{"source": source, "state": {}, "synced_at": now}])
+            self._insert_new(conn, sync_leases, [{"source": source}])
             result = conn.execute(
-                update(cursors)
+                update(sync_leases)
                 .where(
-                    cursors.c.source == source,
+                    sync_leases.c.source == source,
                     or_(
-                        cursors.c.lease_until.is_(None),
-                        cursors.c.lease_until < now,
-                        cursors.c.lease_owner == owner,
-                        cursors.c.lease_owner == (from_dead or owner),
+                        sync_leases.c.until.is_(None),
+                        sync_leases.c.until < now,
+                        sync_leases.c.owner == owner,
+                        sync_leases.c.owner == (from_dead or owner),
                     ),
                 )
-                .values(lease_owner=owner, lease_until=now + ttl)
+                .values(owner=owner, until=now + ttl)
             )
             return bool(result.rowcount)
 
     def release_sync_lease(self, source: str, owner: str) -> None:
         with self._tx() as conn:
             conn.execute(
-                update(cursors)
-                .where(cursors.c.source == source, cursors.c.lease_owner == owner)
-                .values(lease_owner=None, lease_until=None)
+                update(sync_leases)
+                .where(sync_leases.c.source == source, sync_leases.c.owner == owner)
+                .values(owner=None, until=None)
             )
 
     def apply_sync(self, changes: CalendarChanges, at: datetime) -> tuple[list[str], list[str], list[str]]:
@@ -130,6 +144,16 @@ class EventStore(Base):
                     ).scalars()
                 )
             rows = Inserts(self, conn)  # written a chunk at a time: the encoded events are never all held
+            edits: list[dict[str, Any]] = []  # so are edited events, each chunk with one statement
+
+            def write_edits() -> None:
+                conn.execute(_EDIT_EVENT, edits)
+                conn.execute(_FORGET_DOMAINS, [{"id_": edit["id_"]} for edit in edits])
+                for edit in edits:  # after the old ones are gone
+                    for d in sorted(domains.get(edit["id_"], ())):
+                        rows.add(event_domains, {"event_id": edit["id_"], "domain": d})
+                edits.clear()
+
             for ev in upserted:
                 data, digest = event_record(ev)
                 values = {
@@ -147,14 +171,15 @@ class EventStore(Base):
                     for d in sorted(domains.get(ev.id, ())):
                         rows.add(event_domains, {"event_id": ev.id, "domain": d})
                 elif known[ev.id] != (digest, False):
-                    conn.execute(update(events).where(events.c.id == ev.id).values(**values))
-                    conn.execute(delete(event_domains).where(event_domains.c.event_id == ev.id))
-                    for d in sorted(domains.get(ev.id, ())):
-                        rows.add(event_domains, {"event_id": ev.id, "domain": d})
+                    edits.append({"id_": ev.id, **values})
+                    if len(edits) >= CHUNK:
+                        write_edits()
                     changed.append(ev.id)
                 if ev.id not in held:
                     rows.add(event_sources, {"event_id": ev.id, "source": source})
                     held.add(ev.id)
+            if edits:
+                write_edits()
             rows.flush()
             for event_id in changes.removed:
                 conn.execute(
@@ -210,16 +235,21 @@ class EventStore(Base):
     def event(self, event_id: str) -> StoredEvent | None:
         return self.events_by_id([event_id]).get(event_id)
 
-    def events_by_id(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
-        """These events as stored, deleted ones too; an id not in the ledger is left out."""
+    def events_by_id(
+        self, event_ids: Iterable[str], *, mentioning: Callable[[str], bool] | None = None
+    ) -> dict[str, StoredEvent]:
+        """These events as stored, deleted ones too; an id not in the ledger is left out, and so is one
+        whose stored text `mentioning` rejects (asked before the text is decoded)."""
         found: dict[str, StoredEvent] = {}
         with self._read() as conn:
             for chunk in chunks(list(dict.fromkeys(event_ids))):
                 held: dict[str, list[str]] = {}
                 for row in conn.execute(select(event_sources).where(event_sources.c.event_id.in_(chunk))):
                     held.setdefault(row.event_id, []).append(row.source)
-                for row in conn.execute(select(events).where(events.c.id.in_(chunk))):
-                    event = CalendarEvent.from_dict(row.data)
+                for row in conn.execute(_STORED.where(events.c.id.in_(chunk))):
+                    if mentioning is not None and not mentioning(row.text):
+                        continue
+                    event = CalendarEvent.from_dict(json.loads(row.text))
                     found[row.id] = StoredEvent(
                         event, row.first_seen, row.deleted, tuple(held.get(row.id, ()))
                     )

@@ -32,7 +32,7 @@ from daemon.model import Audience, Person, PlannedSend, SendRecord, Status
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Each step brings a database from the version before it; run in order, in one transaction.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
@@ -44,6 +44,9 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: ("ALTER TABLE sends ADD COLUMN claimed_by VARCHAR(200)",),
     4: ("ALTER TABLE sends ADD COLUMN test BOOLEAN NOT NULL DEFAULT FALSE",),
     5: (),  # outcome_log: a new table, created empty
+    # sync_leases: a new table, created empty (a lease lasts one pass). The lease columns of cursors stay,
+    # unused: SQLite before 3.35 cannot drop a column.
+    6: (),
 }
 
 
@@ -179,8 +182,16 @@ cursors = Table(
     Column("source", String(300), primary_key=True),
     Column("state", JSON, nullable=False),
     Column("synced_at", UTCDateTime, nullable=False),
-    Column("lease_owner", String(200)),  # the instance syncing this calendar now, if any
-    Column("lease_until", UTCDateTime),
+)
+
+# Apart from the cursor: a large feed's cursor is megabytes, and a row is rewritten whole when the
+# lease is taken and given back, twice a pass.
+sync_leases = Table(
+    "sync_leases",
+    metadata,
+    Column("source", String(300), primary_key=True),
+    Column("owner", String(200)),  # the instance syncing this calendar now, if any
+    Column("until", UTCDateTime),
 )
 
 

@@ -165,7 +165,7 @@ def test_a_good_set_up_passes_every_check_and_sends_nothing(setup: SetUp) -> Non
     assert f"smtp 127.0.0.1:{setup.server.port}: connected, STARTTLS, logged in as '{USER}'" in mail
     assert "MAIL FROM taken for ft@acme.example, alice@acme.example (then RSET), QUIT; nothing sent" in mail
     assert "render cleanly" in line(result, "templates").text
-    assert "schema version 5, writable" in line(result, "ledger").text
+    assert "schema version 6, writable" in line(result, "ledger").text
     assert "Europe/Berlin" in line(result, "time zones").text and "tzdata " in line(result, "time zones").text
     # And the server saw one login, which it accepted, and no message
     assert [ok for _, ok in setup.handler.logins] == [True]
