@@ -219,8 +219,12 @@ def plan(ctx: click.Context, as_json: bool, statuses: tuple[str, ...]) -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="A JSON array, times in UTC.")
 @click.option("--key", help="The full life of one send, every state it passed through.")
-@click.option("--event", "event_id", help="Around one event (an id or a unique prefix): its outcomes, "
-              "where each came from (which link), and every move of its sends.")
+@click.option(
+    "--event",
+    "event_id",
+    help="Around one event (an id or a unique prefix): its outcomes, "
+    "where each came from (which link), and every move of its sends.",
+)
 @click.pass_context
 def history(ctx: click.Context, as_json: bool, key: str | None, event_id: str | None) -> None:
     """What was sent, failed or left unknown by a crash: when, to whom, and why."""

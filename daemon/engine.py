@@ -25,8 +25,8 @@ from daemon.ledger import CalendarChanges, Ledger, open_ledger
 from daemon.mail import Transport
 from daemon.model import CalendarEvent, Outcome
 from daemon.operations import TEMPLATES_META
-from daemon.planner import Planner
-from daemon.playbook import Policy, classify, customer_domains, deal_name
+from daemon.planner import Planner, filing
+from daemon.playbook import Policy, classify
 from daemon.preview import load_templates, sample_policy, template_problems, templates_note
 from daemon.progress import Progress
 from daemon.render import Renderer
@@ -227,11 +227,9 @@ class Engine:
             result.unchanged = True
             return result
         self.progress.read(len(batch.upserted))
-        deals, domains = {}, {}
-        for ev in batch.upserted:
-            deals[ev.id] = deal_name(ev, self.policy)
-            domains[ev.id] = customer_domains(ev, self.policy)
-        changes = CalendarChanges(source.name, batch.upserted, batch.removed, batch.state, deals, domains)
+        filings = {ev.id: filing(ev, self.policy) for ev in batch.upserted}
+        changes = CalendarChanges(source.name, batch.upserted, batch.removed, batch.state, filings)
+        domains = {i: set(f.domains) for i, f in filings.items()}
         new, changed, gone = self.ledger.apply_sync(changes, now)
         result.new, result.changed, result.gone = len(new), len(changed), len(gone)
         by_id = {ev.id: ev for ev in batch.upserted}
@@ -287,6 +285,7 @@ class Engine:
         if self.ledger.get_meta("policy") == digest:
             return 0
         ids = self.ledger.all_event_ids()
+        self.planner.refile(ids)  # first: planning finds a deal's calls by how they are filed
         problems = self.planner.replan(ids, now)  # each is logged; the event keeps its sends meanwhile
         if problems:  # not taken as done: the next pass plans them all again under the new rules
             log.error("edited rules not applied to %d event(s); trying again next pass", len(problems))

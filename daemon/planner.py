@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from daemon.errors import LedgerError, TemplateError
-from daemon.ledger import EventPlan, Ledger, StoredEvent
+from daemon.ledger import EventPlan, Filing, Ledger, StoredEvent
 from daemon.model import CalendarEvent, EventStatus, Kind, Outcome, SendRecord
 from daemon.playbook import (
     DealCalls,
@@ -21,6 +21,7 @@ from daemon.playbook import (
     acts_on,
     classify,
     customer_domains,
+    deal_name,
     event_kind,
     plan,
     tagged_outcome,
@@ -37,6 +38,13 @@ CHUNK = 500
 # A live event a pass settled, with when it was first seen (None: ask the ledger) and its customer domains
 # (None: not known yet).
 Meeting = tuple[CalendarEvent, datetime | None, set[str] | None]
+
+
+def filing(event: CalendarEvent, policy: Policy) -> Filing:
+    """How the ledger files the event, so that planning can look it up: the deal `classify` puts it in,
+    the customers it meets, and whether it is a call (what planning reads of a deal)."""
+    domains = frozenset(customer_domains(event, policy))
+    return Filing(deal_name(event, policy), domains, event_kind(event, policy.tags) is not None)
 
 
 @dataclass
@@ -65,13 +73,11 @@ class Deals:
         missing = [deal for deal in dict.fromkeys(deals) if deal not in self.calls]
         if not missing:
             return
-        members = self.ledger.deal_members(missing)
+        # Only a deal's calls matter here: its meetings, most of its events, are left in the ledger.
+        members = self.ledger.deal_calls(missing)
         unknown = [i for ids in members.values() for i in ids if i not in self.known]
         if unknown:
-            # Only a deal's calls matter here, and most of its events are meetings: those are left
-            # undecoded, in the ledger.
-            stored = self.ledger.events_by_id(unknown, mentioning=self.policy.tags.calls_mentioned)
-            self.known.update((i, s.event) for i, s in stored.items())
+            self.known.update((i, stored.event) for i, stored in self.ledger.events_by_id(unknown).items())
         tags = self.policy.tags
         for deal in missing:
             events = [self.known[i] for i in members.get(deal, ()) if i in self.known]
@@ -287,6 +293,13 @@ class Planner:
                     problems[event_id] = self._problem(event_id, exc)
             self.ledger.write_plans(plans, now)
         return problems
+
+    def refile(self, event_ids: Sequence[str]) -> None:
+        """File these events again as the rules see them now (their deal, domains, being a call), a chunk
+        at a time: edited rules may have moved them, and planning looks them up that way."""
+        for start in range(0, len(event_ids), CHUNK):
+            stored = self.ledger.events_by_id(event_ids[start : start + CHUNK])
+            self.ledger.refile({i: filing(found.event, self.policy) for i, found in stored.items()})
 
     def replan_one(self, found: StoredEvent, now: datetime) -> dict[str, int]:
         """Plan one event again, as a person recorded its outcome: counts of sends planned, updated and

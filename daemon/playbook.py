@@ -58,36 +58,6 @@ def _label_names(words: tuple[str, ...]) -> frozenset[str]:
 
 
 @dataclass(frozen=True)
-class Mentions:
-    """Whether a text contains one of some plain ASCII words, with the tag pattern's case rules."""
-
-    words: tuple[str, ...]  # lowercase
-    pattern: re.Pattern[str]
-
-    def __call__(self, text: str) -> bool:
-        lowered = text.lower()
-        if any(word in lowered for word in self.words):
-            return True
-        # Four letters take an ASCII letter's place in the pattern's case rules (İ and ı for i, ſ for s,
-        # the Kelvin sign for k), and lower() makes only the last one ASCII: with the others, the
-        # pattern says.
-        return any(c in lowered for c in _NOT_LOWERED) and self.pattern.search(text) is not None
-
-
-_NOT_LOWERED = ("\u0307", "ı", "ſ")  # İ lowers to i and a combining dot
-
-
-@functools.lru_cache(maxsize=8)
-def _mentions(words: tuple[str, ...]) -> Mentions | None:
-    names = sorted({*_label_names(words), "closing", "kickoff"}, key=len, reverse=True)
-    # Past ASCII, lower() and the pattern's case rules part ways (a dotted capital I lowers to two
-    # characters); JSON escapes quotes, backslashes and control characters.
-    if any(not (name.isascii() and name.isprintable()) or '"' in name or "\\" in name for name in names):
-        return None
-    return Mentions(tuple(names), re.compile("|".join(re.escape(n) for n in names), re.IGNORECASE))
-
-
-@dataclass(frozen=True)
 class Tags:
     """Words that mark an event. Matched case-insensitively in the title or the description."""
 
@@ -127,15 +97,6 @@ class Tags:
     def deal(self, text: str) -> str | None:
         match = _deal_pattern(self.deal_prefix).search(text)
         return match.group(1) if match else None
-
-    @property
-    def calls_mentioned(self) -> Mentions | None:
-        """What the stored text of any kickoff or closing call contains (`event_kind`): a tag word of
-        either kind without its `#` (so in the text or as a category), or the kind's own name (as a
-        followthrough property), with the tag pattern's own case rules. A test before an event is
-        decoded: it may match an event that is no call, never miss one. None when a word is not plain
-        ASCII: then every event is decoded."""
-        return _mentions((*self.closing, *self.kickoff))
 
     def strip(self, text: str) -> str:
         """The text with every tag taken out, for showing the rep's notes."""

@@ -9,6 +9,7 @@ from daemon.ledger import moves
 from daemon.ledger.abc import (
     CalendarChanges,
     ClaimTerms,
+    Filing,
     Handing,
     Known,
     Ledger,
@@ -28,6 +29,7 @@ __all__ = [
     "CalendarChanges",
     "ClaimTerms",
     "EventPlan",
+    "Filing",
     "Handing",
     "Known",
     "Ledger",

@@ -6,7 +6,7 @@ Every method is one transaction. The SQLAlchemy store implements it (`store.py`)
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -49,15 +49,24 @@ class StoredEvent:
 
 @dataclass(frozen=True)
 class CalendarChanges:
-    """One calendar's sync as the ledger stores it: its changes and new cursor, and each changed
-    event's deal and customer domains as the playbook sees them, so that both can be looked up."""
+    """One calendar's sync as the ledger stores it: its changes and new cursor, and how the playbook
+    files each changed event, so that it can be looked up that way."""
 
     source: str
     upserted: Sequence[CalendarEvent] = ()
     removed: Sequence[str] = ()  # event ids
     state: dict[str, Any] = field(default_factory=dict)  # the calendar's cursor
-    deals: Mapping[str, str | None] = field(default_factory=dict)  # by event id
-    domains: Mapping[str, set[str]] = field(default_factory=dict)  # by event id
+    filings: Mapping[str, Filing] = field(default_factory=dict)  # by event id; none: no deal, no domain
+
+
+@dataclass(frozen=True)
+class Filing:
+    """How the playbook files an event: its deal, its customer domains, and whether it is a kickoff or
+    closing call."""
+
+    deal: str | None = None
+    domains: frozenset[str] = frozenset()
+    call: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,11 +196,8 @@ class Ledger(ABC):
     def event(self, event_id: str) -> StoredEvent | None: ...
 
     @abstractmethod
-    def events_by_id(
-        self, event_ids: Iterable[str], *, mentioning: Callable[[str], bool] | None = None
-    ) -> dict[str, StoredEvent]:
-        """These events as stored, deleted ones too; an id not in the ledger is left out, and so is one
-        whose stored text `mentioning` rejects (asked before the text is decoded)."""
+    def events_by_id(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        """These events as stored, deleted ones too; an id not in the ledger is left out."""
 
     @abstractmethod
     def first_seen(self, event_ids: Iterable[str]) -> dict[str, datetime]:
@@ -206,8 +212,14 @@ class Ledger(ABC):
         """The deal's live events, earliest first."""
 
     @abstractmethod
-    def deal_members(self, deals: Iterable[str]) -> dict[str, list[str]]:
-        """The ids of each deal's live events, earliest first, as `events_of_deal` orders them."""
+    def deal_calls(self, deals: Iterable[str]) -> dict[str, list[str]]:
+        """The ids of each deal's live kickoff and closing calls, and of its events not yet known to be
+        calls or not (stored by a version that did not tell), earliest first as `events_of_deal` orders
+        them."""
+
+    @abstractmethod
+    def refile(self, filings: Mapping[str, Filing]) -> None:
+        """File these events again, as edited rules see them (their deal, domains, being a call)."""
 
     @abstractmethod
     def all_event_ids(self) -> list[str]: ...

@@ -7,15 +7,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Text, bindparam, cast, delete, insert, or_, select, update
+from sqlalchemy import bindparam, delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from daemon.errors import UserError
-from daemon.ledger.abc import CalendarChanges, OutcomeEntry, StoredEvent
+from daemon.ledger.abc import CalendarChanges, Filing, OutcomeEntry, StoredEvent
 from daemon.ledger.base import CHUNK, Base, Encoded, Inserts, chunks, read_outcomes
 from daemon.ledger.schema import (
     cursors,
@@ -40,7 +40,7 @@ def event_record(event: CalendarEvent) -> tuple[Encoded, str]:
 
 
 # What a sync writes of each event, new or edited.
-EVENT_VALUES = ("data", "digest", "deal", "start", "updated_at", "deleted", "unsettled")
+EVENT_VALUES = ("data", "digest", "deal", "is_call", "start", "updated_at", "deleted", "unsettled")
 # Built once: a pass writes every edited event with them, a chunk of events at a time.
 _EDIT_EVENT = (
     update(events)
@@ -48,8 +48,11 @@ _EDIT_EVENT = (
     .values({name: bindparam(name) for name in EVENT_VALUES})
 )
 _FORGET_DOMAINS = delete(event_domains).where(event_domains.c.event_id == bindparam("id_"))
-# An event as stored, its data as the text written (`events_by_id` may look at it before decoding it).
-_STORED = select(events.c.id, events.c.first_seen, events.c.deleted, cast(events.c.data, Text).label("text"))
+_REFILE = (
+    update(events)
+    .where(events.c.id == bindparam("id_"))
+    .values(deal=bindparam("deal"), is_call=bindparam("is_call"))
+)
 
 
 class EventStore(Base):
@@ -122,7 +125,8 @@ class EventStore(Base):
 
         Returns the ids of events that are new, changed, and gone from every calendar.
         """
-        source, upserted, deals, domains = changes.source, changes.upserted, changes.deals, changes.domains
+        source, upserted, filings = changes.source, changes.upserted, changes.filings
+        unfiled = Filing()
         new: list[str] = []
         changed: list[str] = []
         gone: list[str] = []
@@ -150,16 +154,18 @@ class EventStore(Base):
                 conn.execute(_EDIT_EVENT, edits)
                 conn.execute(_FORGET_DOMAINS, [{"id_": edit["id_"]} for edit in edits])
                 for edit in edits:  # after the old ones are gone
-                    for d in sorted(domains.get(edit["id_"], ())):
+                    for d in sorted(filings.get(edit["id_"], unfiled).domains):
                         rows.add(event_domains, {"event_id": edit["id_"], "domain": d})
                 edits.clear()
 
             for ev in upserted:
                 data, digest = event_record(ev)
+                filed = filings.get(ev.id, unfiled)
                 values = {
                     "data": data,
                     "digest": digest,
-                    "deal": deals.get(ev.id),
+                    "deal": filed.deal,
+                    "is_call": filed.call,
                     "start": ev.start,
                     "updated_at": at,
                     "deleted": False,
@@ -168,7 +174,7 @@ class EventStore(Base):
                 if ev.id not in known:
                     rows.add(events, {"id": ev.id, "first_seen": at, **values})
                     new.append(ev.id)
-                    for d in sorted(domains.get(ev.id, ())):
+                    for d in sorted(filed.domains):
                         rows.add(event_domains, {"event_id": ev.id, "domain": d})
                 elif known[ev.id] != (digest, False):
                     edits.append({"id_": ev.id, **values})
@@ -235,21 +241,16 @@ class EventStore(Base):
     def event(self, event_id: str) -> StoredEvent | None:
         return self.events_by_id([event_id]).get(event_id)
 
-    def events_by_id(
-        self, event_ids: Iterable[str], *, mentioning: Callable[[str], bool] | None = None
-    ) -> dict[str, StoredEvent]:
-        """These events as stored, deleted ones too; an id not in the ledger is left out, and so is one
-        whose stored text `mentioning` rejects (asked before the text is decoded)."""
+    def events_by_id(self, event_ids: Iterable[str]) -> dict[str, StoredEvent]:
+        """These events as stored, deleted ones too; an id not in the ledger is left out."""
         found: dict[str, StoredEvent] = {}
         with self._read() as conn:
             for chunk in chunks(list(dict.fromkeys(event_ids))):
                 held: dict[str, list[str]] = {}
                 for row in conn.execute(select(event_sources).where(event_sources.c.event_id.in_(chunk))):
                     held.setdefault(row.event_id, []).append(row.source)
-                for row in conn.execute(_STORED.where(events.c.id.in_(chunk))):
-                    if mentioning is not None and not mentioning(row.text):
-                        continue
-                    event = CalendarEvent.from_dict(json.loads(row.text))
+                for row in conn.execute(select(events).where(events.c.id.in_(chunk))):
+                    event = CalendarEvent.from_dict(row.data)
                     found[row.id] = StoredEvent(
                         event, row.first_seen, row.deleted, tuple(held.get(row.id, ()))
                     )
@@ -294,19 +295,34 @@ class EventStore(Base):
             ).scalars()
             return [CalendarEvent.from_dict(data) for data in rows]
 
-    def deal_members(self, deals: Iterable[str]) -> dict[str, list[str]]:
-        """The ids of each deal's live events, earliest first, as `events_of_deal` orders them."""
+    def deal_calls(self, deals: Iterable[str]) -> dict[str, list[str]]:
         members: dict[str, list[str]] = {}
         with self._read() as conn:
             for chunk in chunks(list(dict.fromkeys(deals))):
                 rows = conn.execute(
                     select(events.c.id, events.c.deal)
-                    .where(events.c.deal.in_(chunk), events.c.deleted.is_(False))
+                    .where(
+                        events.c.deal.in_(chunk), events.c.deleted.is_(False), events.c.is_call.is_not(False)
+                    )
                     .order_by(events.c.start, events.c.id)
                 )
                 for row in rows:
                     members.setdefault(row.deal, []).append(row.id)
         return members
+
+    def refile(self, filings: Mapping[str, Filing]) -> None:
+        with self._tx() as conn:
+            rows = Inserts(self, conn)
+            for chunk in chunks(list(filings)):
+                conn.execute(
+                    _REFILE,
+                    [{"id_": i, "deal": filings[i].deal, "is_call": filings[i].call} for i in chunk],
+                )
+                conn.execute(_FORGET_DOMAINS, [{"id_": i} for i in chunk])
+                for event_id in chunk:  # after the old ones are gone
+                    for d in sorted(filings[event_id].domains):
+                        rows.add(event_domains, {"event_id": event_id, "domain": d})
+            rows.flush()
 
     def all_event_ids(self) -> list[str]:
         with self._read() as conn:

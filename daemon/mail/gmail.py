@@ -301,7 +301,9 @@ class GmailTransport(Transport):
         fix = self.access.grant_fix(sender, scope)
         try:
             credentials = self.access.credentials(sender, (scope,))
-            credentials.refresh(google_auth_httplib2.Request(httplib2.Http(timeout=self.access.config.timeout)))
+            credentials.refresh(
+                google_auth_httplib2.Request(httplib2.Http(timeout=self.access.config.timeout))
+            )
         except RefreshError as exc:
             why = str(exc.args[0] if exc.args else exc)
             if "scope" in why.lower():

@@ -146,6 +146,30 @@ def test_a_closing_call_in_utc_plans_and_shows_customer_mail_in_the_kickoffs_zon
     assert "16:00 CET" not in text
 
 
+def test_a_kickoff_that_only_edited_tags_make_one_places_the_mail_in_its_zone(tmp_path: Path) -> None:
+    # Given a won closing call in UTC, and the customer's kickoff in New York marked with a word that is
+    # no tag yet: the introduction is planned at 09:00 Berlin, the company's zone
+    world = World(tmp_path, extra='[[rules]]\nname = "implementation-intro"\noffset = "0m"\n')
+    kickoff = datetime(2026, 12, 7, 10, 0, tzinfo=ZoneInfo("America/New_York"))
+    world.write(
+        vevent("call-1", T, T + H, "Globex terms #closing #won"),
+        vevent("kick-1", kickoff, kickoff + H, "Globex #start", tzid="America/New_York"),
+    )
+    with freeze_time(T + 8 * H):
+        world.tick()
+        _, _, due = world.sends()["implementation-intro:call-1"]
+        assert due == datetime(2026, 12, 3, 9, 0, tzinfo=ZoneInfo("Europe/Berlin"))
+        # When an admin makes the word a kickoff tag, and the next pass runs (the calendar unchanged)
+        config = tmp_path / "followthrough.toml"
+        config.write_text(
+            config.read_text(encoding="utf-8") + '\n[tags]\nkickoff = ["#kickoff", "#start"]\n', "utf-8"
+        )
+        world.tick()
+        # Then the closing call finds its deal's kickoff, and the introduction moves to 09:00 New York
+        _, _, due = world.sends()["implementation-intro:call-1"]
+        assert due == datetime(2026, 12, 3, 9, 0, tzinfo=ZoneInfo("America/New_York"))
+
+
 def test_a_customer_domain_zone_from_the_config_places_mail_when_events_say_nothing(tmp_path: Path) -> None:
     # Given a lost call in UTC, no kickoff, and the customer's zone in the config
     world = World(tmp_path, extra='[customers."globex.com"]\ntimezone = "America/New_York"\n')

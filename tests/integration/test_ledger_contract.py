@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import Column, MetaData, Table, create_engine, insert
 
 from daemon.errors import LedgerError
-from daemon.ledger import SCHEMA_VERSION, CalendarChanges, ClaimTerms, EventPlan, Ledger
+from daemon.ledger import SCHEMA_VERSION, CalendarChanges, ClaimTerms, EventPlan, Filing, Ledger
 from daemon.ledger import open_ledger as open_store
 from daemon.ledger import schema as ledger_schema
 from daemon.ledger.moves import Delivered, Failed, PutOff, Retry, Sent, Skipped, Unknown
@@ -542,7 +542,9 @@ def test_pending_sequences_are_found_by_the_customers_domain(open_ledger: OpenLe
         attendees=(Attendee(ALICE), Attendee(DANA)),
     )
     ledger.apply_sync(
-        CalendarChanges("sales", [call], deals={"call-1": "globex.com"}, domains={"call-1": {"globex.com"}}),
+        CalendarChanges(
+            "sales", [call], filings={"call-1": Filing("globex.com", frozenset({"globex.com"}), call=True)}
+        ),
         T - 30 * H,
     )
     thank_you = replace(
@@ -792,11 +794,11 @@ def test_three_instances_opening_a_new_ledger_at_once_all_open_it(store_url: str
             ledger.close()
 
 
-# Columns added since version 1 (2: hand-over; 3: claim owners; 4: test sends), and tables (5: the
-# outcome log; 6: sync leases, apart from the cursors, which had them as columns from 2 to 5).
+# Columns added since version 1 (2: hand-over; 3: claim owners; 4: test sends; 6: calls), and tables
+# (5: the outcome log; 6: sync leases, apart from the cursors, which had them as columns from 2 to 5).
 V2_COLUMNS = {
     "sends": {"handed_at", "claimed_by", "test"},
-    "events": {"unsettled"},
+    "events": {"unsettled", "is_call"},
 }
 NEW_TABLES = {"outcome_log", "sync_leases"}
 
@@ -825,6 +827,19 @@ def create_v1_ledger(url: str) -> None:
         with engine.begin() as conn:
             v1.create_all(conn)
             conn.execute(insert(v1.tables["meta"]).values(key="schema_version", value="1"))
+            conn.execute(insert(v1.tables["meta"]).values(key="policy", value="rules-of-v1"))
+            conn.execute(
+                insert(v1.tables["events"]).values(
+                    id="call-1",
+                    data=globex_call("call-1", T).to_dict(),
+                    digest="v1",
+                    deal="globex.com",
+                    start=T,
+                    first_seen=T - 30 * H,
+                    updated_at=T - 30 * H,
+                    deleted=False,
+                )
+            )
             conn.execute(
                 insert(v1.tables["sends"]).values(
                     key="closing-prep:call-1",
@@ -880,6 +895,10 @@ def test_a_version_1_ledger_is_upgraded_on_open_with_its_rows_intact(
         (None, "planned", T - 30 * H)
     ]
     assert ledger.cursor("sales") == {"etag": '"v1-etag"'}
+    # And its event, not known to be a call or not, is among its deal's calls until the next pass files it
+    # again: the rules are taken as edited
+    assert ledger.deal_calls(["globex.com"]) == {"globex.com": ["call-1"]}
+    assert ledger.get_meta("policy") is None
     # And the new columns work: the send is claimed (with its owner) and handed over, the calendar's
     # lease taken
     [claimed] = ledger.claim_due(T - 23 * H, ClaimTerms(LEASE, owner="host:1:me"))
@@ -973,9 +992,9 @@ def test_what_a_pass_plans_against_is_read_for_many_events_at_once(open_ledger: 
     ledger = open_ledger()
     # Given a Globex deal of three calls in two calendars, one of them deleted since, and an outcome
     calls = [globex_call("call-2", T + 24 * H), globex_call("call-1", T), globex_call("call-3", T + 48 * H)]
-    deals = {c.id: "globex.com" for c in calls}
-    ledger.apply_sync(CalendarChanges("sales", calls, deals=deals), T - 48 * H)
-    ledger.apply_sync(CalendarChanges("support", calls[:1], deals=deals), T - 30 * H)
+    filed = {c.id: Filing("globex.com", call=True) for c in calls}
+    ledger.apply_sync(CalendarChanges("sales", calls, filings=filed), T - 48 * H)
+    ledger.apply_sync(CalendarChanges("support", calls[:1], filings=filed), T - 30 * H)
     ledger.apply_sync(CalendarChanges("sales", [globex_call("call-4", T)], removed=["call-3"]), T - 20 * H)
     ledger.record_outcome("call-1", Outcome.WON, "cli", T + 2 * H)
     # When a pass reads them by id, by deal, their outcomes and when each was first seen
@@ -986,11 +1005,37 @@ def test_what_a_pass_plans_against_is_read_for_many_events_at_once(open_ledger: 
     assert stored["call-3"].deleted and not stored["call-1"].deleted
     assert stored["call-1"].first_seen == T - 48 * H
     # And a deal's live events earliest first, as events_of_deal gives them
-    assert ledger.deal_members(["globex.com", "initech.com"]) == {"globex.com": ["call-1", "call-2"]}
+    assert ledger.deal_calls(["globex.com", "initech.com"]) == {"globex.com": ["call-1", "call-2"]}
     assert [e.id for e in ledger.events_of_deal("globex.com")] == ["call-1", "call-2"]
     outcomes = ledger.outcomes(["call-1", "call-2"])
     assert list(outcomes) == ["call-1"] and outcomes["call-1"].outcome is Outcome.WON
     assert ledger.first_seen(["call-2", "call-4"]) == {"call-2": T - 48 * H, "call-4": T - 20 * H}
+
+
+def test_a_deals_calls_are_read_without_its_meetings_and_edited_rules_file_events_again(
+    open_ledger: OpenLedger,
+) -> None:
+    ledger = open_ledger()
+    # Given a Globex deal of a closing call and a weekly meeting, filed as a sync files them
+    call, sync = globex_call("call-1", T), globex_call("sync-1", T - 24 * H, "Globex weekly sync")
+    filed = {
+        "call-1": Filing("globex.com", frozenset({"globex.com"}), call=True),
+        "sync-1": Filing("globex.com", frozenset({"globex.com"}), call=False),
+    }
+    ledger.apply_sync(CalendarChanges("sales", [call, sync], filings=filed), T - 48 * H)
+    # Then only the call is read as the deal's, while the meeting still counts for its customer's domain
+    assert ledger.deal_calls(["globex.com"]) == {"globex.com": ["call-1"]}
+    assert [e.id for e in ledger.events_of_deal("globex.com")] == ["sync-1", "call-1"]
+    # When edited rules make the meeting a call of another deal, meeting another customer
+    ledger.refile({"sync-1": Filing("globex-emea", frozenset({"globex.de"}), call=True)})
+    # Then it is read as that deal's call, and filed under its new customer's domain alone
+    assert ledger.deal_calls(["globex.com", "globex-emea"]) == {
+        "globex.com": ["call-1"],
+        "globex-emea": ["sync-1"],
+    }
+    check_in = replace(prompt("sync-1", "lost-check-in", T), stop_on_reengagement=True)
+    ledger.reconcile(EventPlan("sync-1", [check_in]), T - 2 * H)
+    assert set(ledger.pending_sequences(["globex.com", "globex.de"])) == {"globex.de"}
 
 
 def test_many_events_plans_and_their_tags_outcomes_are_written_at_once(open_ledger: OpenLedger) -> None:
