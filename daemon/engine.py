@@ -285,6 +285,11 @@ class Engine:
         if self.ledger.get_meta("policy") == digest:
             return 0
         ids = self.ledger.all_event_ids()
+        if ids:
+            log.info(
+                "the rules changed since the last pass: filing and planning %d stored event(s) again",
+                len(ids),
+            )
         self.planner.refile(ids)  # first: planning finds a deal's calls by how they are filed
         problems = self.planner.replan(ids, now)  # each is logged; the event keeps its sends meanwhile
         if problems:  # not taken as done: the next pass plans them all again under the new rules

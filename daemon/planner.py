@@ -280,6 +280,7 @@ class Planner:
         problems: dict[str, str] = {}
         deals = Deals(self.ledger, self.policy, {})
         for start in range(0, len(event_ids), CHUNK):
+            self.progress.rules("planning", start, len(event_ids))
             chunk = event_ids[start : start + CHUNK]
             stored = self.ledger.events_by_id(chunk)
             outcomes = self.ledger.outcomes(chunk)
@@ -292,14 +293,17 @@ class Planner:
                 except Exception as exc:
                     problems[event_id] = self._problem(event_id, exc)
             self.ledger.write_plans(plans, now)
+        self.progress.rules("planning", len(event_ids), len(event_ids))
         return problems
 
     def refile(self, event_ids: Sequence[str]) -> None:
         """File these events again as the rules see them now (their deal, domains, being a call), a chunk
         at a time: edited rules may have moved them, and planning looks them up that way."""
         for start in range(0, len(event_ids), CHUNK):
+            self.progress.rules("filing", start, len(event_ids))
             stored = self.ledger.events_by_id(event_ids[start : start + CHUNK])
             self.ledger.refile({i: filing(found.event, self.policy) for i, found in stored.items()})
+        self.progress.rules("filing", len(event_ids), len(event_ids))
 
     def replan_one(self, found: StoredEvent, now: datetime) -> dict[str, int]:
         """Plan one event again, as a person recorded its outcome: counts of sends planned, updated and

@@ -23,6 +23,10 @@ class Progress:
     def planning(self, done: int, total: int) -> None:
         """`done` of the `total` events of this calendar are planned."""
 
+    def rules(self, step: str, done: int, total: int) -> None:
+        """Edited rules are being applied to the stored events: `step` ("filing", "planning"), `done`
+        of `total`."""
+
     def done(self) -> None:
         """The pass is over: whatever was shown goes."""
 
@@ -36,12 +40,13 @@ class TerminalLine(Progress):
         self._where = ""
         self._events: int | None = None
         self._planned: tuple[int, int] | None = None
+        self._step: str | None = None  # edited rules being applied
         self._shown = 0  # the width of what is on the line now
         self._last = float("-inf")
 
     def calendar(self, name: str, index: int, total: int) -> None:
         self._where = f"calendar {name} ({index}/{total})"
-        self._events, self._planned = None, None
+        self._events, self._planned, self._step = None, None, None
         self._draw(force=True)
 
     def read(self, events: int) -> None:
@@ -52,12 +57,19 @@ class TerminalLine(Progress):
         self._planned = (done, total)
         self._draw(force=done == total)
 
+    def rules(self, step: str, done: int, total: int) -> None:
+        self._where, self._events, self._planned = "edited rules", None, None
+        self._step = f"{step} {done:,}/{total:,}"
+        self._draw(force=done == total)
+
     def done(self) -> None:
         if self._shown:
             self._write("\r" + " " * self._shown + "\r")
             self._shown = 0
 
     def text(self) -> str:
+        if self._step is not None:
+            return f"{self._where}: {self._step}"
         where = self._where or "finishing an earlier pass"
         if self._events is None and self._planned is None:
             return f"{where}: reading…"
