@@ -33,11 +33,13 @@ class _InlineRuns:
     once per distinct run: most runs are a template's own words, the same in every email it writes.
 
     The tokens of a run are shared by the emails that have it, so nothing may change parsed tokens. A
-    document that defines link references is parsed in full: its runs depend on them."""
+    document that defines link references is parsed in full: its runs depend on them. A long run is
+    most likely event text (a rep's notes) that no other email has: it is parsed and not kept."""
 
     RULES = (inline, linkify, replace, smartquotes, text_join)  # markdown-it's own order
     NAMES = ("inline", "linkify", "replacements", "smartquotes", "text_join")
     LIMIT = 2048  # distinct runs kept; then the memo starts again
+    LONGEST = 400  # characters of a run kept
 
     def __init__(self) -> None:
         self.parsed: dict[str, list[Token]] = {}
@@ -52,18 +54,21 @@ class _InlineRuns:
             children = self.parsed.get(token.content)
             if children is None:
                 self._parse(StateCore(token.content, state.md, state.env, [token]))
-                if len(self.parsed) >= self.LIMIT:
-                    self.parsed.clear()
-                children = self.parsed[token.content] = token.children or []
-            token.children = children
+                if len(token.content) <= self.LONGEST:
+                    if len(self.parsed) >= self.LIMIT:
+                        self.parsed.clear()
+                    self.parsed[token.content] = token.children or []
+            else:
+                token.children = children
 
     def _parse(self, state: StateCore) -> None:
         for rule in self.RULES:
             rule(state)
 
 
+_runs = _InlineRuns()
 _md.core.ruler.disable(list(_InlineRuns.NAMES))
-_md.core.ruler.after("block", "inline_runs", _InlineRuns())
+_md.core.ruler.after("block", "inline_runs", _runs)
 # Remote stylesheets would be a network fetch at render time; the layout's <style> is all there is.
 _inliner = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
 

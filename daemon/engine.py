@@ -283,6 +283,12 @@ class Engine:
         """Edited rules apply to events already known, not only to the next change."""
         digest = policy_digest(self.policy)
         if self.ledger.get_meta("policy") == digest:
+            # Events stored before the ledger told calls apart, or since by an older version beside this
+            # one: filed now. Planning took them as possible calls meanwhile, so no plan changes.
+            unfiled = self.ledger.unfiled_events()
+            if unfiled:
+                log.info("filing %d stored event(s) as calls or not", len(unfiled))
+                self.planner.refile(unfiled)
             return 0
         ids = self.ledger.all_event_ids()
         if ids:

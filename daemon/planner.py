@@ -296,14 +296,24 @@ class Planner:
         self.progress.rules("planning", len(event_ids), len(event_ids))
         return problems
 
-    def refile(self, event_ids: Sequence[str]) -> None:
+    def refile(self, event_ids: Sequence[str]) -> int:
         """File these events again as the rules see them now (their deal, domains, being a call), a chunk
-        at a time: edited rules may have moved them, and planning looks them up that way."""
+        at a time: edited rules may have moved them, and planning looks them up that way. An event that
+        cannot be filed keeps its filing, and says why in the log. Returns how many were filed anew."""
+        written = 0
         for start in range(0, len(event_ids), CHUNK):
             self.progress.rules("filing", start, len(event_ids))
-            stored = self.ledger.events_by_id(event_ids[start : start + CHUNK])
-            self.ledger.refile({i: filing(found.event, self.policy) for i, found in stored.items()})
+            filings: dict[str, tuple[Filing, str]] = {}
+            for event_id, found in self.ledger.events_by_id(event_ids[start : start + CHUNK]).items():
+                try:
+                    filings[event_id] = (filing(found.event, self.policy), found.digest)
+                except Exception as exc:  # one event's surprise must not stop the others
+                    log.error(
+                        "event %s: cannot be filed", event_id, exc_info=exc, extra={"event_id": event_id}
+                    )
+            written += self.ledger.refile(filings)
         self.progress.rules("filing", len(event_ids), len(event_ids))
+        return written
 
     def replan_one(self, found: StoredEvent, now: datetime) -> dict[str, int]:
         """Plan one event again, as a person recorded its outcome: counts of sends planned, updated and

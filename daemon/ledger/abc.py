@@ -45,6 +45,7 @@ class StoredEvent:
     first_seen: datetime
     deleted: bool
     sources: tuple[str, ...]
+    digest: str = ""  # of the event as stored: a sync that changes it changes this
 
 
 @dataclass(frozen=True)
@@ -218,8 +219,15 @@ class Ledger(ABC):
         them."""
 
     @abstractmethod
-    def refile(self, filings: Mapping[str, Filing]) -> None:
-        """File these events again, as edited rules see them (their deal, domains, being a call)."""
+    def refile(self, filings: Mapping[str, tuple[Filing, str]]) -> int:
+        """File these events again as edited rules see them (their deal, domains, being a call), each
+        as of the stored event with that digest: one a sync changed since keeps the sync's filing.
+        Writes only what differs; returns how many events it wrote."""
+
+    @abstractmethod
+    def unfiled_events(self) -> list[str]:
+        """Events stored without being told whether they are calls: by a version before that (schema
+        6), or by one still running beside this one."""
 
     @abstractmethod
     def all_event_ids(self) -> list[str]: ...

@@ -55,6 +55,10 @@ _REFILE = (
 )
 
 
+def _filed(filing: Filing) -> tuple[str | None, bool, set[str]]:
+    return filing.deal, filing.call, set(filing.domains)
+
+
 class EventStore(Base):
     """Meta, cursors, sync leases, events and outcomes."""
 
@@ -252,7 +256,7 @@ class EventStore(Base):
                 for row in conn.execute(select(events).where(events.c.id.in_(chunk))):
                     event = CalendarEvent.from_dict(row.data)
                     found[row.id] = StoredEvent(
-                        event, row.first_seen, row.deleted, tuple(held.get(row.id, ()))
+                        event, row.first_seen, row.deleted, tuple(held.get(row.id, ())), row.digest
                     )
         return found
 
@@ -310,19 +314,44 @@ class EventStore(Base):
                     members.setdefault(row.deal, []).append(row.id)
         return members
 
-    def refile(self, filings: Mapping[str, Filing]) -> None:
+    def refile(self, filings: Mapping[str, tuple[Filing, str]]) -> int:
+        written = 0
         with self._tx() as conn:
             rows = Inserts(self, conn)
             for chunk in chunks(list(filings)):
+                # Locked as read: a sync cannot change an event between this look and the write.
+                query = select(events.c.id, events.c.digest, events.c.deal, events.c.is_call)
+                stored = {
+                    r.id: r for r in conn.execute(self.caps.locked(query.where(events.c.id.in_(chunk))))
+                }
+                domains: dict[str, set[str]] = {}
+                for held in conn.execute(select(event_domains).where(event_domains.c.event_id.in_(chunk))):
+                    domains.setdefault(held.event_id, set()).add(held.domain)
+                changed = [
+                    i
+                    for i in chunk
+                    if (row := stored.get(i)) is not None
+                    and row.digest == filings[i][1]
+                    and (row.deal, row.is_call, domains.get(i, set())) != _filed(filings[i][0])
+                ]
+                if not changed:
+                    continue
                 conn.execute(
                     _REFILE,
-                    [{"id_": i, "deal": filings[i].deal, "is_call": filings[i].call} for i in chunk],
+                    [{"id_": i, "deal": filings[i][0].deal, "is_call": filings[i][0].call} for i in changed],
                 )
-                conn.execute(_FORGET_DOMAINS, [{"id_": i} for i in chunk])
-                for event_id in chunk:  # after the old ones are gone
-                    for d in sorted(filings[event_id].domains):
+                conn.execute(_FORGET_DOMAINS, [{"id_": i} for i in changed])
+                for event_id in changed:  # after the old ones are gone
+                    for d in sorted(filings[event_id][0].domains):
                         rows.add(event_domains, {"event_id": event_id, "domain": d})
+                written += len(changed)
             rows.flush()
+        return written
+
+    def unfiled_events(self) -> list[str]:
+        with self._read() as conn:
+            query = select(events.c.id).where(events.c.is_call.is_(None), events.c.deleted.is_(False))
+            return list(conn.execute(query).scalars())
 
     def all_event_ids(self) -> list[str]:
         with self._read() as conn:

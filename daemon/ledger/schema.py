@@ -45,9 +45,12 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     4: ("ALTER TABLE sends ADD COLUMN test BOOLEAN NOT NULL DEFAULT FALSE",),
     5: (),  # outcome_log: a new table, created empty
     # sync_leases: a new table, created empty (a lease lasts one pass). The lease columns of cursors stay,
-    # unused: SQLite before 3.35 cannot drop a column. Which events are calls is not known yet: the rules
-    # are taken as edited, so that the next pass files every event again (and plans it).
-    6: ("ALTER TABLE events ADD COLUMN is_call BOOLEAN", "DELETE FROM meta WHERE key = 'policy'"),
+    # unused: SQLite before 3.35 cannot drop a column. Which events are calls is not known yet (NULL):
+    # the next pass files them (`Ledger.unfiled_events`).
+    6: (
+        "ALTER TABLE events ADD COLUMN is_call BOOLEAN",
+        "CREATE INDEX ix_events_is_call ON events (is_call)",
+    ),
 }
 
 
@@ -80,7 +83,7 @@ events = Table(
     Column("digest", String(64), nullable=False),
     Column("deal", String(300), index=True),
     # A kickoff or closing call (`event_kind`): what planning reads of a deal. None: not known yet.
-    Column("is_call", Boolean),
+    Column("is_call", Boolean, index=True),
     Column("start", UTCDateTime, index=True),
     Column("first_seen", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),

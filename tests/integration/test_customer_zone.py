@@ -170,6 +170,33 @@ def test_a_kickoff_that_only_edited_tags_make_one_places_the_mail_in_its_zone(tm
         assert due == datetime(2026, 12, 3, 9, 0, tzinfo=ZoneInfo("America/New_York"))
 
 
+def test_events_stored_before_calls_were_told_apart_are_filed_and_planned_the_same(tmp_path: Path) -> None:
+    # Given a won closing call in UTC and its deal's kickoff in New York, stored by a version of the
+    # ledger that did not tell calls apart (schema 5, or an older instance still running)
+    world = World(tmp_path, extra='[[rules]]\nname = "implementation-intro"\noffset = "0m"\n')
+    kickoff = datetime(2026, 12, 7, 10, 0, tzinfo=ZoneInfo("America/New_York"))
+    world.write(
+        vevent("call-1", T, T + H, "Globex terms #closing #won"),
+        vevent("kick-1", kickoff, kickoff + H, "Globex kickoff #kickoff", tzid="America/New_York"),
+    )
+    with freeze_time(T + 8 * H):
+        world.tick()
+        engine = world.engine()
+        try:
+            with engine.ledger.engine.begin() as conn:  # type: ignore[attr-defined]
+                conn.exec_driver_sql("UPDATE events SET is_call = NULL")
+            assert sorted(engine.ledger.unfiled_events()) == ["call-1", "kick-1"]
+            # When a pass runs the introduction is planned as before, in New York's morning
+            report = engine.tick(T + 8 * H)
+            _, _, due = world.sends()["implementation-intro:call-1"]
+            assert due == datetime(2026, 12, 3, 9, 0, tzinfo=ZoneInfo("America/New_York"))
+            # Then every event is filed, and nothing was planned again for it
+            assert engine.ledger.unfiled_events() == [] and report.replanned == 0
+            assert engine.ledger.deal_calls(["globex.com"]) == {"globex.com": ["call-1", "kick-1"]}
+        finally:
+            engine.close()
+
+
 def test_a_customer_domain_zone_from_the_config_places_mail_when_events_say_nothing(tmp_path: Path) -> None:
     # Given a lost call in UTC, no kickoff, and the customer's zone in the config
     world = World(tmp_path, extra='[customers."globex.com"]\ntimezone = "America/New_York"\n')

@@ -895,10 +895,9 @@ def test_a_version_1_ledger_is_upgraded_on_open_with_its_rows_intact(
         (None, "planned", T - 30 * H)
     ]
     assert ledger.cursor("sales") == {"etag": '"v1-etag"'}
-    # And its event, not known to be a call or not, is among its deal's calls until the next pass files it
-    # again: the rules are taken as edited
+    # And its event, not known to be a call or not, is among its deal's calls until a pass files it
     assert ledger.deal_calls(["globex.com"]) == {"globex.com": ["call-1"]}
-    assert ledger.get_meta("policy") is None
+    assert ledger.unfiled_events() == ["call-1"]
     # And the new columns work: the send is claimed (with its owner) and handed over, the calendar's
     # lease taken
     [claimed] = ledger.claim_due(T - 23 * H, ClaimTerms(LEASE, owner="host:1:me"))
@@ -1027,7 +1026,9 @@ def test_a_deals_calls_are_read_without_its_meetings_and_edited_rules_file_event
     assert ledger.deal_calls(["globex.com"]) == {"globex.com": ["call-1"]}
     assert [e.id for e in ledger.events_of_deal("globex.com")] == ["sync-1", "call-1"]
     # When edited rules make the meeting a call of another deal, meeting another customer
-    ledger.refile({"sync-1": Filing("globex-emea", frozenset({"globex.de"}), call=True)})
+    stored = ledger.events_by_id(["sync-1"])["sync-1"]
+    refiled = Filing("globex-emea", frozenset({"globex.de"}), call=True)
+    assert ledger.refile({"sync-1": (refiled, stored.digest), "call-1": (filed["call-1"], "stale")}) == 1
     # Then it is read as that deal's call, and filed under its new customer's domain alone
     assert ledger.deal_calls(["globex.com", "globex-emea"]) == {
         "globex.com": ["call-1"],
@@ -1036,6 +1037,25 @@ def test_a_deals_calls_are_read_without_its_meetings_and_edited_rules_file_event
     check_in = replace(prompt("sync-1", "lost-check-in", T), stop_on_reengagement=True)
     ledger.reconcile(EventPlan("sync-1", [check_in]), T - 2 * H)
     assert set(ledger.pending_sequences(["globex.com", "globex.de"])) == {"globex.de"}
+    # And filing it the same way again writes nothing
+    assert ledger.refile({"sync-1": (refiled, stored.digest)}) == 0
+
+
+def test_a_filing_made_from_an_event_a_sync_changed_since_is_not_written(open_ledger: OpenLedger) -> None:
+    ledger = open_ledger()
+    # Given a weekly meeting, read to be filed again under edited rules
+    sync = globex_call("sync-1", T, "Globex weekly")
+    ledger.apply_sync(CalendarChanges("sales", [sync], filings={"sync-1": Filing("globex.com")}), T - 48 * H)
+    read = ledger.events_by_id(["sync-1"])["sync-1"]
+    # When a sync stores it, edited into a kickoff, before the filing made from what was read is written
+    kickoff = globex_call("sync-1", T, "Globex #kickoff")
+    ledger.apply_sync(
+        CalendarChanges("sales", [kickoff], filings={"sync-1": Filing("globex.com", call=True)}), T - 47 * H
+    )
+    written = ledger.refile({"sync-1": (Filing("globex.com", call=False), read.digest)})
+    # Then the sync's filing stays: the kickoff is among the deal's calls
+    assert written == 0
+    assert ledger.deal_calls(["globex.com"]) == {"globex.com": ["sync-1"]}
 
 
 def test_many_events_plans_and_their_tags_outcomes_are_written_at_once(open_ledger: OpenLedger) -> None:

@@ -34,3 +34,14 @@ def test_each_document_reads_as_markdown_it_parses_it_alone() -> None:
     # And a link reference is a link in its own document only
     assert 'href="https://acme.example/ref"' in email_parts.html_body(email_parts.parse(DOCUMENTS[3]))
     assert "href" not in email_parts.html_body(email_parts.parse(DOCUMENTS[4]))
+
+
+def test_a_long_run_of_event_text_is_read_right_and_not_kept() -> None:
+    # Given a rep's long note, quoted in an email, with Markdown-looking text in it
+    note = "Said \"yes\" -- *if* legal agrees (c) " * 20
+    # When it is parsed, twice
+    first = email_parts.html_body(email_parts.parse(f"> {note}\n"))
+    again = email_parts.html_body(email_parts.parse(f"> {note}\n"))
+    # Then it reads as markdown-it reads it, and the memo of runs does not hold it
+    assert first == again and "<em>if</em>" in first and "“yes”" in first and "©" in first
+    assert not any(len(run) > 400 for run in email_parts._runs.parsed)
