@@ -227,13 +227,15 @@ class Engine:
             result.unchanged = True
             return result
         self.progress.read(len(batch.upserted))
-        filings = {ev.id: filing(ev, self.policy) for ev in batch.upserted}
+        # One search for tags an event: filing and planning both ask it.
+        marked = {ev.id for ev in batch.upserted if self.policy.tags.marks_any(ev)}
+        filings = {ev.id: filing(ev, self.policy, marked=ev.id in marked) for ev in batch.upserted}
         changes = CalendarChanges(source.name, batch.upserted, batch.removed, batch.state, filings)
         domains = {i: set(f.domains) for i, f in filings.items()}
         new, changed, gone = self.ledger.apply_sync(changes, now)
         result.new, result.changed, result.gone = len(new), len(changed), len(gone)
         by_id = {ev.id: ev for ev in batch.upserted}
-        unplanned = self.settle_many([*new, *changed, *gone], by_id, now, report, domains)
+        unplanned = self.settle_many([*new, *changed, *gone], by_id, now, report, domains, marked)
         result.problems += list(unplanned.values())
         result.unusable += list(unplanned)
         log.info(
@@ -253,11 +255,12 @@ class Engine:
         now: datetime,
         report: PassReport,
         domains: dict[str, set[str]] | None = None,
+        marked: set[str] | None = None,
     ) -> dict[str, str]:
         """Act on stored events that changed, all together (see `Planner.settle`); the ledger marks each
         until its plan is committed, so a pass cut short by a crash is finished by the next one (see
         `settle_interrupted`). Returns the events that cannot be planned, with why."""
-        done = self.planner.settle(event_ids, events, now, domains)
+        done = self.planner.settle(event_ids, events, now, domains, marked)
         report.replanned += done.replanned
         report.stopped += done.stopped
         return done.problems

@@ -7,7 +7,7 @@ chunk at a time: a few transactions per few hundred events, however large the ca
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -40,11 +40,13 @@ CHUNK = 500
 Meeting = tuple[CalendarEvent, datetime | None, set[str] | None]
 
 
-def filing(event: CalendarEvent, policy: Policy) -> Filing:
+def filing(event: CalendarEvent, policy: Policy, *, marked: bool | None = None) -> Filing:
     """How the ledger files the event, so that planning can look it up: the deal `classify` puts it in,
-    the customers it meets, and whether it is a call (what planning reads of a deal)."""
+    the customers it meets, and whether it is a call (what planning reads of a deal). `marked`: as for
+    `event_kind`."""
     domains = frozenset(customer_domains(event, policy))
-    return Filing(deal_name(event, policy), domains, event_kind(event, policy.tags) is not None)
+    call = event_kind(event, policy.tags, marked=marked) is not None
+    return Filing(deal_name(event, policy), domains, call)
 
 
 @dataclass
@@ -114,10 +116,11 @@ class Planner:
         events: Mapping[str, CalendarEvent],
         now: datetime,
         domains: Mapping[str, set[str]] | None = None,
+        marked: Collection[str] | None = None,
     ) -> Settled:
         """Act on stored events that changed (`events`: those known in memory; `domains`: the customer domains
-        of some of those, known already): their tagged outcomes, their plans, the closing calls of a kickoff's
-        deal, a re-engagement.
+        of some of those, known already; `marked`: those of them with any tag, when known): their tagged
+        outcomes, their plans, the closing calls of a kickoff's deal, a re-engagement.
 
         Ordinary meetings, most of them, are marked settled in bulk: no tag, no sends to move or cancel,
         no outcome to keep. Every event stays unsettled until its plan is committed.
@@ -128,7 +131,8 @@ class Planner:
         quiet: list[str] = []
         for event_id in event_ids:
             event = events.get(event_id)
-            if event_id in involved or (event is not None and acts_on(event, tags)):
+            tagged = None if marked is None else event_id in marked
+            if event_id in involved or (event is not None and acts_on(event, tags, marked=tagged)):
                 active.append(event_id)
             else:
                 quiet.append(event_id)

@@ -183,10 +183,10 @@ def tagged_outcome(event: CalendarEvent, tags: Tags, *, marked: bool | None = No
     return Outcome.WON if won else Outcome.LOST
 
 
-def acts_on(event: CalendarEvent, tags: Tags) -> bool:
+def acts_on(event: CalendarEvent, tags: Tags, *, marked: bool | None = None) -> bool:
     """Whether the event's tags give it a kind or an outcome (`event_kind` or `tagged_outcome`), found
-    with one search of its text for an event without tags, as most are."""
-    marked = tags.marks_any(event)
+    with one search of its text for an event without tags, as most are. `marked`: as for `event_kind`."""
+    marked = tags.marks_any(event) if marked is None else marked
     return bool(event_kind(event, tags, marked=marked) or tagged_outcome(event, tags, marked=marked))
 
 

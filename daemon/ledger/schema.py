@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Index,
     Integer,
     MetaData,
     String,
@@ -49,7 +50,7 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
     # the next pass files them (`Ledger.unfiled_events`).
     6: (
         "ALTER TABLE events ADD COLUMN is_call BOOLEAN",
-        "CREATE INDEX ix_events_is_call ON events (is_call)",
+        "CREATE INDEX ix_events_unfiled ON events (id) WHERE is_call IS NULL",
     ),
 }
 
@@ -83,13 +84,21 @@ events = Table(
     Column("digest", String(64), nullable=False),
     Column("deal", String(300), index=True),
     # A kickoff or closing call (`event_kind`): what planning reads of a deal. None: not known yet.
-    Column("is_call", Boolean, index=True),
+    Column("is_call", Boolean),
     Column("start", UTCDateTime, index=True),
     Column("first_seen", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("deleted", Boolean, nullable=False, default=False),
     # Stored, but its plan not yet committed: a crash in between is finished by the next pass.
     Column("unsettled", Boolean, nullable=False, default=False, index=True),
+)
+
+# The events not yet known to be calls or not, and only those: a sync's new rows never enter it.
+Index(
+    "ix_events_unfiled",
+    events.c.id,
+    sqlite_where=events.c.is_call.is_(None),
+    postgresql_where=events.c.is_call.is_(None),
 )
 
 # Which calendars hold each event: the same meeting in two reps' calendars is one event.
