@@ -347,7 +347,9 @@ class Planner:
             and (domains := customer_domains(event, self.policy) if known is None else known)
         ]
         wanted = set().union(*(domains for _, _, domains in candidates))
-        pending = self.ledger.pending_sequences(wanted) if wanted else {}
+        # Only an outcome known before a meeting was first seen (never after this pass began) stops
+        # anything: in a first pass, none is.
+        pending = self.ledger.pending_sequences(wanted, lost_before=now) if wanted else {}
         if not pending:
             return []
         outcomes = self.ledger.outcomes({s.event_id for sends in pending.values() for s in sends})

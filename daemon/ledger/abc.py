@@ -268,8 +268,11 @@ class Ledger(ABC):
         as `record_outcome` from "tag" would, or `clear_outcome` of a tag's when None): all or nothing."""
 
     @abstractmethod
-    def pending_sequences(self, domains: Iterable[str]) -> dict[str, list[SendRecord]]:
-        """By customer domain: the pending sends that stop when that customer re-engages."""
+    def pending_sequences(
+        self, domains: Iterable[str], *, lost_before: datetime | None = None
+    ) -> dict[str, list[SendRecord]]:
+        """By customer domain: the pending sends that stop when that customer re-engages; with
+        `lost_before`, only those of events whose outcome was recorded before then."""
 
     @abstractmethod
     def stop_sequence(self, key: str, reason: str, at: datetime) -> bool:

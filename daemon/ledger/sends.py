@@ -20,7 +20,16 @@ from daemon.ledger.base import Base, chunks, listed
 from daemon.ledger.claims import hand
 from daemon.ledger.moves import UNSENT, Arrived, Current, Failed, Move, Resend, Sent, Stopped, Unknown, settle
 from daemon.ledger.reconcile import Cancel, EndSent, EventPlan, Insert, Replan, reconcile
-from daemon.ledger.schema import event_domains, events, plan_values, record, sends, suppressions, transitions
+from daemon.ledger.schema import (
+    event_domains,
+    events,
+    outcomes,
+    plan_values,
+    record,
+    sends,
+    suppressions,
+    transitions,
+)
 from daemon.model import PlannedSend, SendRecord, Status
 
 PLAYBOOK = sends.c.test.is_(False)  # the playbook's sends: every query but a test's own leaves tests out
@@ -186,12 +195,13 @@ class SendStore(Base):
             log.warning("send %s: %s", key, reason)
         return True
 
-    def pending_sequences(self, domains: Iterable[str]) -> dict[str, list[SendRecord]]:
-        """By customer domain: the pending sends that stop when that customer re-engages."""
+    def pending_sequences(
+        self, domains: Iterable[str], *, lost_before: datetime | None = None
+    ) -> dict[str, list[SendRecord]]:
         found: dict[str, list[SendRecord]] = {}
         with self._read() as conn:
             for chunk in chunks(sorted(set(domains))):
-                rows = conn.execute(
+                query = (
                     select(sends, event_domains.c.domain.label("customer_domain"))
                     .join(event_domains, event_domains.c.event_id == sends.c.event_id)
                     .where(
@@ -202,6 +212,10 @@ class SendStore(Base):
                     )
                     .order_by(sends.c.key)
                 )
+                if lost_before is not None:
+                    lost = outcomes.c.recorded_at < lost_before
+                    query = query.join(outcomes, outcomes.c.event_id == sends.c.event_id).where(lost)
+                rows = conn.execute(query)
                 for row in rows:
                     found.setdefault(row.customer_domain, []).append(record(row))
         return found

@@ -561,6 +561,11 @@ def test_pending_sequences_are_found_by_the_customers_domain(open_ledger: OpenLe
         "globex.com": [thank_you.key]
     }
     assert ledger.pending_sequences(["initech.com"]) == {}
+    # And asked only for losses known before a moment, it is found once the loss was recorded before it
+    ledger.record_outcome("call-1", Outcome.LOST, "cli", T + 2 * H)
+    assert ledger.pending_sequences(["globex.com"], lost_before=T + 2 * H) == {}
+    later = ledger.pending_sequences(["globex.com"], lost_before=T + 2 * H + timedelta(seconds=1))
+    assert [s.key for s in later["globex.com"]] == [thank_you.key]
     # And once stopped, it is no longer pending
     assert ledger.stop_sequence(thank_you.key, "customer re-engaged", T + 3 * H)
     assert ledger.pending_sequences(["globex.com"]) == {}

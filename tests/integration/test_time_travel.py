@@ -223,7 +223,7 @@ def test_a_pass_cut_short_before_its_re_engagement_stops_makes_them_next_time(tm
     assert len(report.stopped) == 3
 
 
-def _locked(*args: object) -> NoReturn:
+def _locked(*args: object, **kwargs: object) -> NoReturn:
     raise LedgerError("database is locked")
 
 
