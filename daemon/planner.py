@@ -284,7 +284,7 @@ class Planner:
         problems: dict[str, str] = {}
         deals = Deals(self.ledger, self.policy, {})
         for start in range(0, len(event_ids), CHUNK):
-            self.progress.rules("planning", start, len(event_ids))
+            self.progress.stored("planning", start, len(event_ids))
             chunk = event_ids[start : start + CHUNK]
             stored = self.ledger.events_by_id(chunk)
             outcomes = self.ledger.outcomes(chunk)
@@ -297,7 +297,7 @@ class Planner:
                 except Exception as exc:
                     problems[event_id] = self._problem(event_id, exc)
             self.ledger.write_plans(plans, now)
-        self.progress.rules("planning", len(event_ids), len(event_ids))
+        self.progress.stored("planning", len(event_ids), len(event_ids))
         return problems
 
     def refile(self, event_ids: Sequence[str]) -> int:
@@ -306,7 +306,7 @@ class Planner:
         cannot be filed keeps its filing, and says why in the log. Returns how many were filed anew."""
         written = 0
         for start in range(0, len(event_ids), CHUNK):
-            self.progress.rules("filing", start, len(event_ids))
+            self.progress.stored("filing", start, len(event_ids))
             filings: dict[str, tuple[Filing, str]] = {}
             for event_id, found in self.ledger.events_by_id(event_ids[start : start + CHUNK]).items():
                 try:
@@ -316,7 +316,7 @@ class Planner:
                         "event %s: cannot be filed", event_id, exc_info=exc, extra={"event_id": event_id}
                     )
             written += self.ledger.refile(filings)
-        self.progress.rules("filing", len(event_ids), len(event_ids))
+        self.progress.stored("filing", len(event_ids), len(event_ids))
         return written
 
     def replan_one(self, found: StoredEvent, now: datetime) -> dict[str, int]:

@@ -23,9 +23,9 @@ class Progress:
     def planning(self, done: int, total: int) -> None:
         """`done` of the `total` events of this calendar are planned."""
 
-    def rules(self, step: str, done: int, total: int) -> None:
-        """Edited rules are being applied to the stored events: `step` ("filing", "planning"), `done`
-        of `total`."""
+    def stored(self, step: str, done: int, total: int) -> None:
+        """The stored events are being filed or planned again (edited rules, an upgraded ledger):
+        `step` ("filing", "planning"), `done` of `total`."""
 
     def done(self) -> None:
         """The pass is over: whatever was shown goes."""
@@ -40,7 +40,7 @@ class TerminalLine(Progress):
         self._where = ""
         self._events: int | None = None
         self._planned: tuple[int, int] | None = None
-        self._step: str | None = None  # edited rules being applied
+        self._step: str | None = None  # the stored events being filed or planned again
         self._shown = 0  # the width of what is on the line now
         self._last = float("-inf")
 
@@ -57,8 +57,8 @@ class TerminalLine(Progress):
         self._planned = (done, total)
         self._draw(force=done == total)
 
-    def rules(self, step: str, done: int, total: int) -> None:
-        self._where, self._events, self._planned = "edited rules", None, None
+    def stored(self, step: str, done: int, total: int) -> None:
+        self._where, self._events, self._planned = "stored events", None, None
         self._step = f"{step} {done:,}/{total:,}"
         self._draw(force=done == total)
 

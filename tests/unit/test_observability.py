@@ -38,9 +38,9 @@ def test_the_progress_line_is_redrawn_in_place_and_cleared_at_the_end() -> None:
     assert line.text() == "calendar sales (1/2): 1,234 events read, planned 10/1,234"
     line.read(1)
     assert line.text().startswith("calendar sales (1/2): 1 event read")
-    # And edited rules applied to 12,500 stored events, then the next calendar
-    line.rules("filing", 5000, 12500)
-    assert line.text() == "edited rules: filing 5,000/12,500"
+    # And 12,500 stored events filed again (edited rules), then the next calendar
+    line.stored("filing", 5000, 12500)
+    assert line.text() == "stored events: filing 5,000/12,500"
     line.calendar("support", 2, 2)
     assert line.text() == "calendar support (2/2): reading…"
     line.done()
