@@ -267,6 +267,16 @@ def postgres_url(postgres_server: PostgresServer) -> str:
     return postgres_server.create_database("followthrough")
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The same test on both stores: a SQLite file, and a database of its own on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    url = request.getfixturevalue("fresh_postgres_url")
+    assert isinstance(url, str)
+    return url
+
+
 @pytest.fixture
 def fresh_postgres_url(postgres_server: PostgresServer) -> Iterator[str]:
     """A database of its own for one test (test_<n>), dropped afterwards: tests never see each other."""

@@ -31,15 +31,6 @@ ROOT = Path(__file__).resolve().parents[2]
 BATCH = 10  # the dispatcher's claims at a time
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'followthrough.db'}"
-    url = request.getfixturevalue("fresh_postgres_url")
-    assert isinstance(url, str)
-    return url
-
-
 @pytest.fixture
 def server() -> Iterator[tuple[RecordingHandler, int]]:
     handler = RecordingHandler()
@@ -81,13 +72,13 @@ class Transactions:
 
 
 def test_a_pass_commits_once_a_message_and_reads_what_renders_once_a_batch(
-    tmp_path: Path, t0: datetime, store: str, server: tuple[RecordingHandler, int]
+    tmp_path: Path, t0: datetime, store_url: str, server: tuple[RecordingHandler, int]
 ) -> None:
     # Given 25 sends due now: prompts to reps and thank-yous to customers of lost deals
     handler, port = server
     calls = Calls()
     calls.many(t0, closing=13, lost=12)
-    engine = Engine(load(planned(tmp_path, port, store, calls, t0)))
+    engine = Engine(load(planned(tmp_path, port, store_url, calls, t0)))
     try:
         transactions = Transactions(engine)
 
@@ -131,13 +122,13 @@ engine.dispatcher.dispatch_due(datetime.fromisoformat(sys.argv[2]))
 
 
 def test_a_crash_between_a_result_and_the_next_hand_over_leaves_one_unknown_and_sends_the_rest_once(
-    tmp_path: Path, t0: datetime, store: str, server: tuple[RecordingHandler, int]
+    tmp_path: Path, t0: datetime, store_url: str, server: tuple[RecordingHandler, int]
 ) -> None:
     # Given three thank-you mails to customers, due now
     handler, port = server
     calls = Calls()
     calls.many(t0, closing=0, lost=3)
-    config = planned(tmp_path, port, store, calls, t0)
+    config = planned(tmp_path, port, store_url, calls, t0)
 
     # When a dispatcher delivers the first and dies before its result and the next hand-over commit
     crashed = subprocess.run(
@@ -170,13 +161,13 @@ def test_a_crash_between_a_result_and_the_next_hand_over_leaves_one_unknown_and_
 
 
 def test_an_unsubscribe_while_a_batch_is_sent_stops_the_messages_not_yet_handed_over(
-    tmp_path: Path, t0: datetime, store: str, server: tuple[RecordingHandler, int]
+    tmp_path: Path, t0: datetime, store_url: str, server: tuple[RecordingHandler, int]
 ) -> None:
     # Given three thank-yous to customers of lost deals, due now, claimed and written as one batch
     handler, port = server
     calls = Calls()
     calls.many(t0, closing=0, lost=3)
-    engine = Engine(load(planned(tmp_path, port, store, calls, t0)))
+    engine = Engine(load(planned(tmp_path, port, store_url, calls, t0)))
     ledger, transport = engine.ledger, engine.dispatcher.transport
     deliver = transport.deliver
     unsubscribed: set[str] = set()
@@ -208,14 +199,14 @@ def test_an_unsubscribe_while_a_batch_is_sent_stops_the_messages_not_yet_handed_
 
 
 def test_a_failed_hand_over_commit_still_records_the_message_before_it_as_sent(
-    tmp_path: Path, t0: datetime, store: str, server: tuple[RecordingHandler, int]
+    tmp_path: Path, t0: datetime, store_url: str, server: tuple[RecordingHandler, int]
 ) -> None:
     # Given three prompts due now, and a ledger that fails the transaction holding the first message's
     # result with the second one's hand-over (locked past its busy timeout, say)
     handler, port = server
     calls = Calls()
     calls.many(t0, closing=3, lost=0)
-    engine = Engine(load(planned(tmp_path, port, store, calls, t0)))
+    engine = Engine(load(planned(tmp_path, port, store_url, calls, t0)))
     record_and_hand = engine.ledger.record_and_hand
     tries = 0
 

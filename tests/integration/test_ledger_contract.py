@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from sqlalchemy import Column, MetaData, Table, create_engine, insert
@@ -35,16 +35,6 @@ DANA = Person("dana@globex.com", "Dana Fox")
 
 OpenLedger = Callable[[], Ledger]
 R = TypeVar("R")
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    """The same suite on both stores: a SQLite file, and a database of its own on a real PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'ledger.db'}"
-    url = request.getfixturevalue("fresh_postgres_url")
-    assert isinstance(url, str)
-    return url
 
 
 @pytest.fixture
