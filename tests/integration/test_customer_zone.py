@@ -119,17 +119,21 @@ def test_a_lost_deal_in_tokyo_is_thanked_in_tokyo_business_hours(tmp_path: Path)
     assert (local.day, local.hour) == (3, 11), local
 
 
-def test_a_closing_call_in_utc_plans_and_shows_customer_mail_in_the_kickoffs_zone(tmp_path: Path) -> None:
-    # Given a closing call written in UTC, won, and the customer's kickoff on Monday in New York
-    world = World(
-        tmp_path,
-        extra='[[rules]]\nname = "implementation-intro"\noffset = "0m"\n',
-    )
+def won_with_kickoff(tmp_path: Path, kickoff_title: str) -> World:
+    """A closing call written in UTC, won (its introduction due at once), and an event titled
+    `kickoff_title` on the following Monday at 10:00 in New York."""
+    world = World(tmp_path, extra='[[rules]]\nname = "implementation-intro"\noffset = "0m"\n')
     kickoff = datetime(2026, 12, 7, 10, 0, tzinfo=ZoneInfo("America/New_York"))
     world.write(
         vevent("call-1", T, T + H, "Globex terms #closing #won"),
-        vevent("kick-1", kickoff, kickoff + H, "Globex kickoff #kickoff", tzid="America/New_York"),
+        vevent("kick-1", kickoff, kickoff + H, kickoff_title, tzid="America/New_York"),
     )
+    return world
+
+
+def test_a_closing_call_in_utc_plans_and_shows_customer_mail_in_the_kickoffs_zone(tmp_path: Path) -> None:
+    # Given a closing call written in UTC, won, and the customer's kickoff on Monday in New York
+    world = won_with_kickoff(tmp_path, "Globex kickoff #kickoff")
 
     # When a pass runs at 18:00 in New York (23:00 UTC), after their working day
     with freeze_time(T + 8 * H) as frozen:
@@ -149,12 +153,7 @@ def test_a_closing_call_in_utc_plans_and_shows_customer_mail_in_the_kickoffs_zon
 def test_a_kickoff_that_only_edited_tags_make_one_places_the_mail_in_its_zone(tmp_path: Path) -> None:
     # Given a won closing call in UTC, and the customer's kickoff in New York marked with a word that is
     # no tag yet: the introduction is planned at 09:00 Berlin, the company's zone
-    world = World(tmp_path, extra='[[rules]]\nname = "implementation-intro"\noffset = "0m"\n')
-    kickoff = datetime(2026, 12, 7, 10, 0, tzinfo=ZoneInfo("America/New_York"))
-    world.write(
-        vevent("call-1", T, T + H, "Globex terms #closing #won"),
-        vevent("kick-1", kickoff, kickoff + H, "Globex #start", tzid="America/New_York"),
-    )
+    world = won_with_kickoff(tmp_path, "Globex #start")
     with freeze_time(T + 8 * H):
         world.tick()
         _, _, due = world.sends()["implementation-intro:call-1"]
@@ -173,12 +172,7 @@ def test_a_kickoff_that_only_edited_tags_make_one_places_the_mail_in_its_zone(tm
 def test_events_stored_before_calls_were_told_apart_are_filed_and_planned_the_same(tmp_path: Path) -> None:
     # Given a won closing call in UTC and its deal's kickoff in New York, stored by a version of the
     # ledger that did not tell calls apart (schema 5, or an older instance still running)
-    world = World(tmp_path, extra='[[rules]]\nname = "implementation-intro"\noffset = "0m"\n')
-    kickoff = datetime(2026, 12, 7, 10, 0, tzinfo=ZoneInfo("America/New_York"))
-    world.write(
-        vevent("call-1", T, T + H, "Globex terms #closing #won"),
-        vevent("kick-1", kickoff, kickoff + H, "Globex kickoff #kickoff", tzid="America/New_York"),
-    )
+    world = won_with_kickoff(tmp_path, "Globex kickoff #kickoff")
     with freeze_time(T + 8 * H):
         world.tick()
         engine = world.engine()
