@@ -55,6 +55,14 @@ _REFILE = (
 )
 
 
+def _replace_domains(conn: Connection, rows: Inserts, domains: Mapping[str, frozenset[str]]) -> None:
+    """These events' customer domains in place of those filed before: the old rows go first."""
+    conn.execute(_FORGET_DOMAINS, [{"id_": event_id} for event_id in domains])
+    for event_id, found in domains.items():
+        for domain in sorted(found):
+            rows.add(event_domains, {"event_id": event_id, "domain": domain})
+
+
 def _filed(filing: Filing) -> tuple[str | None, bool, set[str]]:
     return filing.deal, filing.call, set(filing.domains)
 
@@ -156,10 +164,9 @@ class EventStore(Base):
 
             def write_edits() -> None:
                 conn.execute(_EDIT_EVENT, edits)
-                conn.execute(_FORGET_DOMAINS, [{"id_": edit["id_"]} for edit in edits])
-                for edit in edits:  # after the old ones are gone
-                    for d in sorted(filings.get(edit["id_"], unfiled).domains):
-                        rows.add(event_domains, {"event_id": edit["id_"], "domain": d})
+                _replace_domains(
+                    conn, rows, {e["id_"]: filings.get(e["id_"], unfiled).domains for e in edits}
+                )
                 edits.clear()
 
             for ev in upserted:
@@ -340,10 +347,7 @@ class EventStore(Base):
                     _REFILE,
                     [{"id_": i, "deal": filings[i][0].deal, "is_call": filings[i][0].call} for i in changed],
                 )
-                conn.execute(_FORGET_DOMAINS, [{"id_": i} for i in changed])
-                for event_id in changed:  # after the old ones are gone
-                    for d in sorted(filings[event_id][0].domains):
-                        rows.add(event_domains, {"event_id": event_id, "domain": d})
+                _replace_domains(conn, rows, {i: filings[i][0].domains for i in changed})
                 written += len(changed)
             rows.flush()
         return written
