@@ -9,7 +9,8 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -231,7 +232,7 @@ class Engine:
         marked = {ev.id for ev in batch.upserted if self.policy.tags.marks_any(ev)}
         filings = {ev.id: filing(ev, self.policy, marked=ev.id in marked) for ev in batch.upserted}
         changes = CalendarChanges(source.name, batch.upserted, batch.removed, batch.state, filings)
-        domains = {i: set(f.domains) for i, f in filings.items()}
+        domains = {i: f.domains for i, f in filings.items()}
         new, changed, gone = self.ledger.apply_sync(changes, now)
         result.new, result.changed, result.gone = len(new), len(changed), len(gone)
         by_id = {ev.id: ev for ev in batch.upserted}
@@ -254,7 +255,7 @@ class Engine:
         events: dict[str, CalendarEvent],
         now: datetime,
         report: PassReport,
-        domains: dict[str, set[str]] | None = None,
+        domains: Mapping[str, AbstractSet[str]] | None = None,
         marked: set[str] | None = None,
     ) -> dict[str, str]:
         """Act on stored events that changed, all together (see `Planner.settle`); the ledger marks each

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -37,7 +38,7 @@ CHUNK = 500
 
 # A live event a pass settled, with when it was first seen (None: ask the ledger) and its customer domains
 # (None: not known yet).
-Meeting = tuple[CalendarEvent, datetime | None, set[str] | None]
+Meeting = tuple[CalendarEvent, datetime | None, AbstractSet[str] | None]
 
 
 def filing(event: CalendarEvent, policy: Policy, *, marked: bool | None = None) -> Filing:
@@ -115,7 +116,7 @@ class Planner:
         event_ids: Sequence[str],
         events: Mapping[str, CalendarEvent],
         now: datetime,
-        domains: Mapping[str, set[str]] | None = None,
+        domains: Mapping[str, AbstractSet[str]] | None = None,
         marked: Collection[str] | None = None,
     ) -> Settled:
         """Act on stored events that changed (`events`: those known in memory; `domains`: the customer domains
@@ -375,7 +376,7 @@ class Planner:
         self,
         event: CalendarEvent,
         first_seen: datetime,
-        domains: set[str],
+        domains: AbstractSet[str],
         pending: Mapping[str, Sequence[SendRecord]],
         outcomes: Mapping[str, OutcomeRecord],
         tried: set[str],
