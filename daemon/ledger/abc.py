@@ -45,7 +45,7 @@ class StoredEvent:
     first_seen: datetime
     deleted: bool
     sources: tuple[str, ...]
-    digest: str = ""  # of the event as stored: a sync that changes it changes this
+    digest: str  # of the event as stored: a sync that changes it changes this
 
 
 @dataclass(frozen=True)
