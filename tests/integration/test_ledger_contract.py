@@ -22,6 +22,7 @@ from daemon.errors import LedgerError
 from daemon.ledger import SCHEMA_VERSION, CalendarChanges, ClaimTerms, EventPlan, Filing, Ledger
 from daemon.ledger import open_ledger as open_store
 from daemon.ledger import schema as ledger_schema
+from daemon.ledger.base import CHUNK
 from daemon.ledger.moves import Delivered, Failed, PutOff, Retry, Sent, Skipped, Unknown
 from daemon.model import Attendee, Audience, CalendarEvent, Outcome, Person, PlannedSend, Status
 
@@ -1004,6 +1005,27 @@ def test_what_a_pass_plans_against_is_read_for_many_events_at_once(open_ledger: 
     outcomes = ledger.outcomes(["call-1", "call-2"])
     assert list(outcomes) == ["call-1"] and outcomes["call-1"].outcome is Outcome.WON
     assert ledger.first_seen(["call-2", "call-4"]) == {"call-2": T - 48 * H, "call-4": T - 20 * H}
+
+
+def test_many_events_removed_at_once_are_gone_only_from_the_calendars_that_dropped_them(
+    open_ledger: OpenLedger,
+) -> None:
+    ledger = open_ledger()
+    # Given more calls than a chunk in the sales calendar, every third one in support's too
+    calls = [globex_call(f"call-{n:04d}", T + n * H) for n in range(CHUNK + 30)]
+    ledger.apply_sync(CalendarChanges("sales", calls), T - 48 * H)
+    ledger.apply_sync(CalendarChanges("support", calls[::3]), T - 48 * H)
+    # When sales drops them all at once (a moved series), one of them twice and one it never had
+    removed = [c.id for c in calls] + ["call-0001", "never-held"]
+    _, _, gone = ledger.apply_sync(CalendarChanges("sales", [], removed=removed), T - 20 * H)
+    # Then only those no other calendar holds are gone, each named once, in the order given
+    expected = [c.id for n, c in enumerate(calls) if n % 3]
+    assert gone == expected
+    stored = ledger.events_by_id([c.id for c in calls])
+    assert [i for i, s in stored.items() if s.deleted] == expected
+    assert stored["call-0000"].sources == ("support",) and not stored["call-0000"].deleted
+    # And dropping them again changes nothing
+    assert ledger.apply_sync(CalendarChanges("sales", [], removed=removed), T - 10 * H)[2] == []
 
 
 def test_a_deals_calls_are_read_without_its_meetings_and_edited_rules_file_events_again(
