@@ -50,22 +50,46 @@ NOTES = (
 
 
 class _Counting:
-    """An aiosmtpd handler that takes every message and counts it, keeping nothing."""
+    """An aiosmtpd handler that takes every message and counts it, keeping nothing; with `delay`, it
+    answers MAIL, each RCPT and the end of DATA that many seconds late, as a server further away (each
+    answer a round trip) or one that writes each message to disk would."""
 
-    def __init__(self, count: Any) -> None:
+    def __init__(self, count: Any, delay: float) -> None:
         self.count = count
+        self.delay = delay
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await self._wait()
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await self._wait()
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        await self._wait()
         with self.count.get_lock():
             self.count.value += 1
         return "250 OK"
 
+    async def _wait(self) -> None:
+        if self.delay:
+            await asyncio.sleep(self.delay)
 
-def _serve(port: Any, count: Any, ready: Any) -> None:
+
+def _serve(port: Any, count: Any, ready: Any, delay: float) -> None:
     from aiosmtpd.smtp import SMTP
 
     async def main() -> None:
-        handler = _Counting(count)
+        handler = _Counting(count, delay)
         server = await asyncio.get_running_loop().create_server(
             lambda: SMTP(handler, hostname="bench.example"), "127.0.0.1", 0
         )
@@ -78,25 +102,40 @@ def _serve(port: Any, count: Any, ready: Any) -> None:
 
 @dataclass
 class Server:
+    """The server both contenders send to: ours (its messages counted, its CPU read), or an outside one
+    named by --smtp, such as a local Postfix, of which neither can be read."""
+
     process: Any
     port: int
     count: Any
+    host: str = "127.0.0.1"
+
+    @property
+    def outside(self) -> bool:
+        return self.process is None
 
     def received(self) -> int:
-        return int(self.count.value)
+        return 0 if self.outside else int(self.count.value)
 
     def cpu(self) -> float:
-        """The server process's CPU seconds so far (user + system)."""
+        """The server process's CPU seconds so far (user + system); 0 for an outside server."""
+        if self.outside:
+            return 0.0
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager
-def smtp_server() -> Iterator[Server]:
-    """aiosmtpd on 127.0.0.1 in a spawned process: it never shares a GIL with the client measured."""
+def smtp_server(delay: float = 0.0, outside: str | None = None) -> Iterator[Server]:
+    """aiosmtpd on 127.0.0.1 in a spawned process: it never shares a GIL with the client measured. Or
+    `outside`, "host:port" of a server already running."""
+    if outside:
+        host, _, port_text = outside.rpartition(":")
+        yield Server(None, int(port_text), None, host or "127.0.0.1")
+        return
     spawn = multiprocessing.get_context("spawn")
     port, count, ready = spawn.Value("i", 0), spawn.Value("l", 0), spawn.Event()
-    process = spawn.Process(target=_serve, args=(port, count, ready), daemon=True)
+    process = spawn.Process(target=_serve, args=(port, count, ready, delay), daemon=True)
     process.start()
     try:
         if not ready.wait(30):
@@ -197,7 +236,7 @@ transport = "smtp"
 from = "Followthrough <ft@acme.example>"
 
 [mail.smtp]
-host = "127.0.0.1"
+host = "{host}"
 port = {port}
 starttls = false
 timeout = 30
@@ -234,13 +273,13 @@ class Workdir:
         return self.path / "planned.db"
 
 
-def prepare(path: Path, sends: int, port: int, store: str | None = None) -> Workdir:
+def prepare(path: Path, sends: int, port: int, store: str | None = None, host: str = "127.0.0.1") -> Workdir:
     """The config, calendar and a ledger with `sends` sends due now, planned as a sync would."""
     now = datetime.now(UTC).replace(microsecond=0)
     text, due = calendar(sends, now)
     (path / "calendar.ics").write_text(text, encoding="utf-8")
     (path / "followthrough.toml").write_text(
-        CONFIG.format(port=port, store=store or "sqlite:///followthrough.db"), encoding="utf-8"
+        CONFIG.format(host=host, port=port, store=store or "sqlite:///followthrough.db"), encoding="utf-8"
     )
     work = Workdir(path, now, due, store is None)
     plan(work)
@@ -345,7 +384,7 @@ def raw_smtplib(server: Server, wires: list[Wire]) -> Figures:
     """The baseline: the same bytes and envelopes through one smtplib connection, nothing else."""
     before, server_before = server.received(), server.cpu()
     wall, cpu = time.perf_counter(), time.process_time()
-    smtp = smtplib.SMTP("127.0.0.1", server.port, timeout=30)
+    smtp = smtplib.SMTP(server.host, server.port, timeout=30)
     try:
         for wire in wires:
             refused = smtp.sendmail(wire.sender, list(wire.recipients), wire.data)
@@ -418,6 +457,8 @@ def followthrough(server: Server, work: Workdir, profile: Path | None = None) ->
 
 
 def _arrived(server: Server, before: int, expected: int) -> None:
+    if server.outside:  # its own log tells
+        return
     deadline = time.monotonic() + 10
     while server.received() - before < expected and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -433,6 +474,7 @@ class Result:
     sends: int
     rounds: int
     store: str
+    server: str = "aiosmtpd"
     baseline: list[Figures] = field(default_factory=list)
     ours: list[Figures] = field(default_factory=list)
 
@@ -447,7 +489,12 @@ class Result:
         def median(figures: list[Figures], value: Callable[[Figures], float]) -> float:
             return statistics.median(value(f) for f in figures)
 
-        summary: dict[str, Any] = {"sends": self.sends, "rounds": self.rounds, "store": self.store}
+        summary: dict[str, Any] = {
+            "sends": self.sends,
+            "rounds": self.rounds,
+            "store": self.store,
+            "server": self.server,
+        }
         for name, figures in (("smtplib", self.baseline), ("followthrough", self.ours)):
             summary[name] = {
                 "msg_per_s": median(figures, lambda f: f.rate),
@@ -466,6 +513,8 @@ class Result:
 def table(result: Result) -> str:
     s = result.summary()
     rows = [
+        f"server: {result.server}; ledger: {result.store}",
+        "",
         "| | raw smtplib | followthrough |",
         "| --- | ---: | ---: |",
         f"| messages per second (median of {result.rounds}) "
@@ -473,7 +522,9 @@ def table(result: Result) -> str:
         f"| CPU per send, client | {s['smtplib']['cpu_ms_per_send']:.2f} ms "
         f"| {s['followthrough']['cpu_ms_per_send']:.2f} ms |",
         f"| CPU per send, SMTP server | {s['smtplib']['server_cpu_ms_per_send']:.2f} ms "
-        f"| {s['followthrough']['server_cpu_ms_per_send']:.2f} ms |",
+        f"| {s['followthrough']['server_cpu_ms_per_send']:.2f} ms |"
+        if not result.server.startswith("outside")
+        else "| CPU per send, SMTP server | (not read) | (not read) |",
         f"| commits per send | | {s['followthrough']['commits_per_send']:.2f} |",
         f"| read transactions per send | | {s['followthrough']['reads_per_send']:.2f} |",
     ]
@@ -487,13 +538,28 @@ def table(result: Result) -> str:
     return "\n".join(rows)
 
 
-def run(sends: int, rounds: int, store: str | None, profile: Path | None, keep: bool) -> Result:
+def run(
+    sends: int,
+    rounds: int,
+    store: str | None,
+    profile: Path | None,
+    keep: bool,
+    latency_ms: float = 0.0,
+    outside: str | None = None,
+) -> Result:
     path = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     try:
-        with smtp_server() as server:
-            work = prepare(path, sends, server.port, store)
+        with smtp_server(latency_ms / 1000, outside) as server:
+            work = prepare(path, sends, server.port, store, server.host)
             wires = messages(work)
             result = Result(work.due, rounds, "sqlite" if work.sqlite else "postgresql")
+            result.server = (
+                f"outside, {server.host}:{server.port}"
+                if server.outside
+                else f"aiosmtpd, answers {latency_ms:g} ms late"
+                if latency_ms
+                else "aiosmtpd"
+            )
             for n in range(rounds):
                 result.baseline.append(raw_smtplib(server, wires))
                 result.ours.append(followthrough(server, work, profile if n == rounds - 1 else None))
@@ -516,12 +582,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sends", type=int, default=1000, help="due sends to dispatch (default 1000)")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of both contenders (default 3)")
     parser.add_argument("--store", help="a PostgreSQL url to use instead of SQLite (emptied first)")
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="MS",
+        help="the server answers MAIL, each RCPT and the end of DATA this many ms late (default 0)",
+    )
+    parser.add_argument(
+        "--smtp", metavar="HOST:PORT", help="send to this server instead (a local Postfix, say): not counted"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--profile", type=Path, help="cProfile the last followthrough round into this file")
     parser.add_argument("--strict", action="store_true", help=f"exit 1 if the ratio is under {TARGET}")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (config, calendar, ledger)")
     args = parser.parse_args(argv)
-    result = run(args.sends, args.rounds, args.store, args.profile, args.keep)
+    result = run(args.sends, args.rounds, args.store, args.profile, args.keep, args.latency, args.smtp)
     print(table(result))
     print("BENCH-RESULT " + json.dumps(result.summary()), flush=True)
     if args.json:

@@ -53,6 +53,15 @@ class _Ready:
 
 
 @dataclass(frozen=True)
+class _InFlight:
+    """A message handed over, its answer not read yet: `finish` reads it."""
+
+    item: _Ready
+    now: datetime
+    finish: Callable[[], dict[str, str]]
+
+
+@dataclass(frozen=True)
 class _Result:
     """A delivered send's result, committed with the next hand-over or at the batch's end."""
 
@@ -177,28 +186,39 @@ class Dispatcher:
         return dead
 
     def _batch(self, batch: list[SendRecord], moment: datetime, report: DispatchReport) -> None:
-        """Write every message of a claimed batch from one read of the ledger, then hand them over one by
-        one. Each message's result is committed with the next one's hand-over: one commit a message,
-        and still claim, hand-over and result durable in that order for each send."""
+        """Write every message of a claimed batch from one read of the ledger and hand them over one by
+        one, each written while the server takes the one before. Each message's result is committed with
+        the next one's hand-over: one commit a message, and still claim, hand-over and result durable
+        in that order for each send."""
         known = self.ledger.known(batch)  # the data of now: read once for the batch
-        ready = [r for s in batch if (r := self._prepare(s, max(moment, clock.now()), known, report))]
-        for item in ready:
-            if self._stop.is_set():
-                break  # stopping: the message in flight was the last one
-            send, now = item.send, max(moment, clock.now())
-            if report.halted is not None:  # not tried: back to pending, as it was
-                self.records.hold(send, now, report.halted, report, self._until(now), tried=False)
-                continue
-            refused_sender = self._refused_senders.get(item.sender.email)
-            if refused_sender is not None:  # the server refused this sender earlier in the pass
-                self.records.hold(send, now, refused_sender, report, self._until(now), tried=False)
-                continue
-            rule = self.policy.rule(send.rule)
-            late = decide.too_late(send, now, before_call=rule is not None and rule.before_call)
-            if late is not None:  # its moment passed while the batch was being sent
-                self.records.end_unsent(send, now, moves.Skipped(late), report)
-                continue
-            self._send(item, now, report)
+        in_flight: _InFlight | None = None
+        try:
+            for claimed in batch:
+                item = self._prepare(claimed, max(moment, clock.now()), known, report)
+                if in_flight is not None:
+                    self._finish(in_flight, report)
+                    in_flight = None
+                if item is None:
+                    continue
+                if self._stop.is_set():
+                    break  # stopping: the message in flight was the last one
+                send, now = item.send, max(moment, clock.now())
+                if report.halted is not None:  # not tried: back to pending, as it was
+                    self.records.hold(send, now, report.halted, report, self._until(now), tried=False)
+                    continue
+                refused_sender = self._refused_senders.get(item.sender.email)
+                if refused_sender is not None:  # the server refused this sender earlier in the pass
+                    self.records.hold(send, now, refused_sender, report, self._until(now), tried=False)
+                    continue
+                rule = self.policy.rule(send.rule)
+                late = decide.too_late(send, now, before_call=rule is not None and rule.before_call)
+                if late is not None:  # its moment passed while the batch was being sent
+                    self.records.end_unsent(send, now, moves.Skipped(late), report)
+                    continue
+                in_flight = self._start(item, now, report)
+        finally:
+            if in_flight is not None:  # handed over: its answer is read and kept whatever stopped us
+                self._finish(in_flight, report)
         self._record_results(report)
 
     def _prepare(
@@ -257,27 +277,38 @@ class Dispatcher:
                 return None
         return _Ready(send, message, sender, recipients, later, blocked, rendered.subject)
 
-    def _send(self, item: _Ready, now: datetime, report: DispatchReport) -> None:
-        send, sender, recipients = item.send, item.sender, item.recipients
+    def _start(self, item: _Ready, now: datetime, report: DispatchReport) -> _InFlight | None:
+        """Commit the hand-over (with the results waiting), then give the message to the transport."""
+        send, recipients = item.send, item.recipients
         assert send.attempt_id is not None
-        # The hand-over is committed before the transport sees the message, with the results waiting.
         handing = Handing(send.key, send.attempt_id, now, self.delivery.lease, tuple(recipients))
         handed, blocked = self._record_results(report, handing)
         if blocked:  # unsubscribed since the batch was read: written again, without them, at once
             self._release_where("a recipient unsubscribed just before", attempt_ids=[send.attempt_id])
-            return
+            return None
         if not handed:
             log.warning(
                 "send %s: claim lost to another process before sending; left to it",
                 send.key,
                 extra={"send_key": send.key},
             )
-            return
+            return None
         try:
-            refused = self.transport.deliver(item.message, sender.email, recipients)
+            finish = self.transport.start(item.message, item.sender.email, recipients)
         except DeliveryError as exc:
-            report.transport_errors.append(error_kind(exc))
-            self._after_error(send, exc, now, item.later, item.subject, sender, report)
+            self._delivery_failed(item, exc, now, report)
+            return None
+        return _InFlight(item, now, finish)
+
+    def _finish(self, flight: _InFlight, report: DispatchReport) -> None:
+        """The transport's answer for a message handed over: its result, kept for the next commit."""
+        item, now = flight.item, flight.now
+        send, sender, recipients = item.send, item.sender, item.recipients
+        assert send.attempt_id is not None
+        try:
+            refused = flight.finish()
+        except DeliveryError as exc:
+            self._delivery_failed(item, exc, now, report)
             return
         self._refusals = 0
         now_put_off, final = decide.after_delivery(send, refused)
@@ -297,6 +328,12 @@ class Dispatcher:
             extra={"send_key": send.key},
         )
         report.sent.append(send)
+
+    def _delivery_failed(
+        self, item: _Ready, exc: DeliveryError, now: datetime, report: DispatchReport
+    ) -> None:
+        report.transport_errors.append(error_kind(exc))
+        self._after_error(item.send, exc, now, item.later, item.subject, item.sender, report)
 
     def _record_results(
         self, report: DispatchReport, handing: Handing | None = None

@@ -10,6 +10,10 @@ tests/integration/test_gmail.py the same checks against Gmail):
 - It raises `AccountDeliveryError` when the server refuses our own connection, login or account
   (settings a person must fix: the dispatcher stops sending for the pass and keeps every send), and
   `HeldDeliveryError` when only this message must wait for a person (e.g. a recipient limit).
+- `start(message, envelope_from, recipients)` does the same in two steps: it hands the message over and
+  returns `finish`, which gives what `deliver` gives and raises what it raises. SMTP returns before
+  the server's last answer, so the dispatcher writes the next message while the server takes this
+  one; `finish` is called before the transport is used again. Others deliver whole in `start`.
 - Consecutive deliveries share one connection and one login; `close()` ends it (the dispatcher calls
   it after each pass), and the transport may be used again afterwards.
 - `check(senders)` proves, sending nothing, that mail from those senders could be handed over (the
@@ -19,7 +23,7 @@ tests/integration/test_gmail.py the same checks against Gmail):
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from email.message import EmailMessage
 
@@ -44,6 +48,13 @@ class Transport(ABC):
     @abstractmethod
     def deliver(self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> dict[str, str]:
         """Hand the message over; return refused recipients mapped to the server's answer."""
+
+    def start(
+        self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]
+    ) -> Callable[[], dict[str, str]]:
+        """`deliver` in two steps: hand the message over, then `finish()` for its outcome."""
+        refused = self.deliver(message, envelope_from, recipients)
+        return lambda: refused
 
     def close(self) -> None:  # noqa: B027 - most transports hold nothing open
         """End any open connection."""

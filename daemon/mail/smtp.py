@@ -6,11 +6,12 @@ or account raise `AccountDeliveryError`, naming the setting to fix, so the dispa
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import smtplib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -40,19 +41,36 @@ ACCOUNT_CODES = frozenset({530, 534, 535, 538})  # authentication required / ref
 PASSWORD_FIX = (
     "check [mail.smtp] username and FOLLOWTHROUGH_SMTP_PASSWORD (or FOLLOWTHROUGH_SMTP_PASSWORD_FILE)"
 )
+_DOT_AT_LINE_START = re.compile(rb"(?m)^\.")  # doubled in DATA (RFC 5321 4.5.2), as smtplib does
 _ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 class _Tracking:
     """Notes when the end of a message's DATA has gone out: past that point, a lost answer leaves the
-    outcome unknown (the server may have accepted it), and a retry could deliver it twice."""
+    outcome unknown (the server may have accepted it), and a retry could deliver it twice. With
+    `answer_later`, DATA returns once the message is out, and the server's answer is read later."""
 
     body_sent = False
+    answer_later = False
 
     def send(self, s: bytes | str) -> None:
         super().send(s)  # type: ignore[misc]  # the SMTP class this is mixed into
         if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
             self.body_sent = True
+
+    def data(self, msg: bytes | str) -> tuple[int, bytes]:
+        if not self.answer_later or not isinstance(msg, bytes):
+            return super().data(msg)  # type: ignore[misc]
+        # smtplib's own DATA, but for the wait for its last answer (`SmtpTransport.start`).
+        self.putcmd("data")  # type: ignore[attr-defined]
+        code, reply = self.getreply()  # type: ignore[attr-defined]
+        if code != 354:
+            raise smtplib.SMTPDataError(code, reply)
+        quoted = _DOT_AT_LINE_START.sub(b"..", msg)
+        if not quoted.endswith(b"\r\n"):
+            quoted += b"\r\n"
+        self.send(quoted + b".\r\n")
+        return 250, b"answer pending"
 
 
 class _SMTP(_Tracking, smtplib.SMTP):  # type: ignore[misc]
@@ -294,12 +312,30 @@ class SmtpTransport(Transport):
         return [Readiness(subject, found=", ".join(found))]
 
     def deliver(self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]) -> dict[str, str]:
+        return self.start(message, envelope_from, recipients)()
+
+    def start(
+        self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]
+    ) -> Callable[[], dict[str, str]]:
+        """Send the message, up to its last line; `finish` reads the server's answer to it."""
+        smtp, refused = self._hand(message, envelope_from, recipients)
+
+        def finish() -> dict[str, str]:
+            self._answer(smtp, envelope_from)
+            # smtplib reports a partial refusal only here, in its return value.
+            return {r: _answer(c, m) for r, (c, m) in refused.items()}
+
+        return finish
+
+    def _hand(
+        self, message: EmailMessage, envelope_from: str, recipients: Sequence[str]
+    ) -> tuple[_SMTP | _SMTP_SSL, dict[str, tuple[int, bytes]]]:
         for tries_left in (1, 0):
             reused = self._connection is not None and self._connection.sock is not None
             smtp = self._connect()
-            smtp.body_sent = False
+            smtp.body_sent, smtp.answer_later = False, True
             try:
-                refused = smtp.send_message(message, from_addr=envelope_from, to_addrs=list(recipients))
+                return smtp, smtp.send_message(message, from_addr=envelope_from, to_addrs=list(recipients))
             except smtplib.SMTPServerDisconnected as exc:
                 self._drop()
                 if reused and tries_left and not smtp.body_sent:
@@ -317,9 +353,26 @@ class SmtpTransport(Transport):
             except (OSError, smtplib.SMTPException) as exc:
                 self.close()
                 raise self._broken(smtp, exc) from None
-            # smtplib reports a partial refusal only here, in its return value.
-            return {r: _answer(c, m) for r, (c, m) in refused.items()}
+            finally:
+                smtp.answer_later = False
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _answer(self, smtp: _SMTP | _SMTP_SSL, envelope_from: str) -> None:
+        """The server's answer to the end of a message's DATA, as smtplib's sendmail takes it."""
+        try:
+            code, text = smtp.getreply()
+        except (OSError, smtplib.SMTPException) as exc:  # smtplib closes the connection first
+            self.close()
+            raise self._broken(smtp, exc) from None
+        if code == 250:
+            return
+        if code == 421:
+            smtp.close()
+        else:
+            with contextlib.suppress(smtplib.SMTPServerDisconnected):
+                smtp.rset()
+        self._drop()
+        raise self._refusal(smtplib.SMTPDataError(code, text), envelope_from) from None
 
     def _broken(self, smtp: _SMTP | _SMTP_SSL, exc: BaseException) -> Exception:
         if smtp.body_sent:

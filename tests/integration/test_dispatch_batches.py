@@ -7,9 +7,11 @@ process), on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +23,7 @@ from sqlalchemy import event
 from daemon.config import load
 from daemon.engine import Engine, PassReport
 from daemon.errors import LedgerError
+from daemon.mail.message import build as build_message
 from daemon.model import Status
 from tests.support.config import ALL_HOURS, smtp_table, write_config
 from tests.support.engine import Calls
@@ -169,7 +172,7 @@ def test_an_unsubscribe_while_a_batch_is_sent_stops_the_messages_not_yet_handed_
     calls.many(t0, closing=0, lost=3)
     engine = Engine(load(planned(tmp_path, port, store_url, calls, t0)))
     ledger, transport = engine.ledger, engine.dispatcher.transport
-    deliver = transport.deliver
+    start = transport.start
     unsubscribed: set[str] = set()
 
     def unsubscribe_the_others(message: Any, sender: str, recipients: list[str]) -> Any:
@@ -180,9 +183,9 @@ def test_an_unsubscribe_while_a_batch_is_sent_stops_the_messages_not_yet_handed_
                 for address in others:
                     ledger.suppress(address, t0, "one-click unsubscribe")
                 unsubscribed.update(others)
-        return deliver(message, sender, recipients)
+        return start(message, sender, recipients)
 
-    transport.deliver = unsubscribe_the_others  # type: ignore[method-assign]
+    transport.start = unsubscribe_the_others  # type: ignore[method-assign]
     try:
         report = engine.dispatcher.dispatch_due(t0)
         stopped = engine.ledger.sends([Status.STOPPED])
@@ -232,3 +235,57 @@ def test_a_failed_hand_over_commit_still_records_the_message_before_it_as_sent(
     assert [s.key for s in sent] == list(handler.arrivals())
     # And nothing else was handed over: the other two are not claimed by a hand-over
     assert all(s.handed_at is None for s in claimed)
+
+
+class AnswersOnceTheNextIsWritten(RecordingHandler):
+    """A server that takes each message in, then answers the first only once the dispatcher has written
+    the second (or after `DEADLINE`), as a server busy writing a message to disk would."""
+
+    DEADLINE = (
+        30.0  # seconds: a dispatcher that waits for the answer before writing the next stalls this long
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = threading.Event()  # set when the second message is built
+        self.answered_after_next: list[bool] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if not self.answered_after_next:
+            waited = await asyncio.get_running_loop().run_in_executor(None, self.written.wait, self.DEADLINE)
+            self.answered_after_next.append(waited)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_the_next_message_is_written_while_the_server_takes_the_one_before(
+    tmp_path: Path, t0: datetime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three thank-yous due now, and a server that answers the first message only once the second
+    # has been written
+    handler = AnswersOnceTheNextIsWritten()
+    built = 0
+
+    def build(**parts: Any) -> Any:
+        nonlocal built
+        message = build_message(**parts)
+        built += 1
+        if built == 2:
+            handler.written.set()
+        return message
+
+    calls = Calls()
+    calls.many(t0, closing=0, lost=3)
+    with serving(handler) as smtp:
+        engine = Engine(load(planned(tmp_path, smtp.port, "sqlite:///followthrough.db", calls, t0)))
+        monkeypatch.setattr("daemon.dispatch.build_message", build)
+        try:
+            # When one pass sends them
+            report = engine.dispatcher.dispatch_due(t0)
+        finally:
+            engine.close()
+
+    # Then the dispatcher wrote the second message before it heard back about the first
+    assert handler.answered_after_next == [True]
+    # And each went out once and is recorded sent
+    assert {s.key for s in report.sent} == calls.keys
+    assert handler.arrivals() == dict.fromkeys(calls.keys, 1)

@@ -12,12 +12,19 @@ from __future__ import annotations
 import re
 import socket
 from collections import Counter
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
+import pytest
+
 from daemon.engine import Engine
+from daemon.errors import PermanentDeliveryError
 from daemon.ledger import SendRecord, Transition
-from daemon.model import Status
+from daemon.mail.message import build
+from daemon.mail.smtp import SmtpTransport
+from daemon.model import Person, Status
+from daemon.templates import Rendered
 from tests.support.engine import Calls, start_engine
 from tests.support.ics import vevent
 from tests.support.smtp import TroubledHandler, serving
@@ -222,3 +229,32 @@ def test_a_server_that_takes_a_message_but_answers_too_late_does_not_get_it_twic
     send = due_sends(engine, t0)[thanks]
     assert send.status is Status.UNKNOWN, (send.status, send.reason)
     assert send.reason is not None and f"followthrough resolve {thanks} sent" in send.reason, send.reason
+
+
+ALICE, DANA = Person("alice@acme.example", "Alice Moreno"), Person("dana@globex.com", "Dana Fox")
+
+
+def refusable(key: str) -> EmailMessage:
+    """A message as the dispatcher builds one, for the transport alone."""
+    rendered = Rendered("Hello", "text\n", "<p>html</p>\n")
+    return build(key=key, rendered=rendered, sender=ALICE, to=[DANA], date=datetime(2026, 12, 1, tzinfo=UTC))
+
+
+def test_a_refusal_at_the_end_of_data_comes_when_its_answer_is_read_and_the_connection_goes_on() -> None:
+    # Given a server that takes a message in, then refuses it
+    handler = TroubledHandler(trouble={"DATA": "554 5.6.0 Message content rejected"})
+    with serving(handler) as server:
+        transport = SmtpTransport(server.host, server.port, starttls=False, timeout=5)
+        try:
+            # When a message is handed over in two steps
+            finish = transport.start(refusable("f:1"), ALICE.email, [DANA.email])
+            # Then the refusal comes with its answer, when the answer is read, as a permanent failure
+            with pytest.raises(PermanentDeliveryError, match=re.escape("554 5.6.0 Message content rejected")):
+                finish()
+            # And the next message goes out on the same connection
+            handler.trouble = {}
+            assert transport.deliver(refusable("g:2"), ALICE.email, [DANA.email]) == {}
+        finally:
+            transport.close()
+    assert handler.arrivals() == Counter({"g:2": 1})
+    assert transport.connections == 1

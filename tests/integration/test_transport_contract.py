@@ -120,6 +120,20 @@ def test_each_delivery_arrives_once_and_the_transport_can_be_reused(transports: 
     assert transports.delivered() == ["a:1", "b:2"]
 
 
+def test_a_delivery_in_two_steps_is_one_delivery_on_the_same_connection(transports: Setup) -> None:
+    # Given a working transport
+    transport = transports.transport
+    # When messages are handed over with start, each finished before the next starts
+    recipients = [p.email for p in TO]
+    first = transport.start(message("d:1"), SENDER.email, recipients)
+    assert first() == {}
+    second = transport.start(message("e:2"), SENDER.email, recipients)
+    assert second() == {}
+    transport.close()
+    # Then each arrived once, as deliver would have made it
+    assert transports.delivered() == ["d:1", "e:2"]
+
+
 def test_an_unreachable_destination_is_a_transient_failure(transports: Setup) -> None:
     # Given a transport whose destination cannot be reached, when a message is handed to it,
     # then it fails as transient (worth a retry) and nothing arrived
