@@ -130,8 +130,15 @@ def test_encoded_words_in_a_customer_name_add_no_recipient_gmail_reads(
     head = raw.split(b"\r\n\r\n", 1)[0].decode("ascii").split("\r\n")
     names = [line.split(":", 1)[0].lower() for line in head if line and not line[0].isspace()]
     assert names == [
-        "from", "to", "reply-to", "subject", "date", "message-id", "x-followthrough-key",
-        "mime-version", "content-type",
+        "from",
+        "to",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "x-followthrough-key",
+        "mime-version",
+        "content-type",
     ], head
     [arrived] = gmail.mailboxes[REP.email]
     assert [a.addr_spec for a in arrived["To"].addresses] == [CUSTOMER.email]

@@ -198,8 +198,16 @@ def test_encoded_words_in_names_and_subject_add_no_header_and_no_recipient(
     [raw] = transports.arrived()
     names = [line.split(":", 1)[0].lower() for line in header_lines(raw)]
     assert names == [
-        "from", "to", "cc", "reply-to", "subject", "date", "message-id", "x-followthrough-key",
-        "mime-version", "content-type",
+        "from",
+        "to",
+        "cc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "x-followthrough-key",
+        "mime-version",
+        "content-type",
     ], header_lines(raw)
     # And the recipients are the planned ones, read back as a mail client reads them
     parsed = parse(raw)

@@ -26,9 +26,10 @@ def test_pings_stop_while_the_scheduler_is_unhealthy_and_start_again(tmp_path: P
         asked["count"] += 1
         return healthy.is_set()
 
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock, open_ledger(
-        f"sqlite:///{tmp_path / 'ledger.db'}"
-    ) as ledger:
+    with (
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock,
+        open_ledger(f"sqlite:///{tmp_path / 'ledger.db'}") as ledger,
+    ):
         sock.bind(str(path))
         sock.settimeout(0.05)
 

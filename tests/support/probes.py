@@ -26,9 +26,7 @@ class Scrape:
 
     def by(self, name: str, *keys: str) -> dict[tuple[str, ...], float]:
         """Every sample of `name`, by the values of the labels `keys`, 0 left out."""
-        return {
-            tuple(s.labels[k] for k in keys): s.value for s in self.samples.get(name, []) if s.value != 0
-        }
+        return {tuple(s.labels[k] for k in keys): s.value for s in self.samples.get(name, []) if s.value != 0}
 
 
 def scrape(base_url: str, token: str | None = None) -> Scrape:

@@ -38,7 +38,7 @@ def test_each_document_reads_as_markdown_it_parses_it_alone() -> None:
 
 def test_a_long_run_of_event_text_is_read_right_and_not_kept() -> None:
     # Given a rep's long note, quoted in an email, with Markdown-looking text in it
-    note = "Said \"yes\" -- *if* legal agrees (c) " * 20
+    note = 'Said "yes" -- *if* legal agrees (c) ' * 20
     # When it is parsed, twice
     first = email_parts.html_body(email_parts.parse(f"> {note}\n"))
     again = email_parts.html_body(email_parts.parse(f"> {note}\n"))
