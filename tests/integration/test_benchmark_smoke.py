@@ -19,6 +19,10 @@ def test_generator_is_deterministic_and_edits_one_percent() -> None:
     assert len(one.events) == 300
     assert one.edited == 3
     assert sum(a != b for a, b in zip(one.events, one.changed, strict=True)) == 3
+    # And the export after that edits 1% others
+    again = [i for i, (a, b) in enumerate(zip(one.changed, one.again, strict=True)) if a != b]
+    assert len(again) == 3
+    assert all(one.events[i] == one.changed[i] for i in again)
 
 
 def test_three_passes(tmp_path: Path) -> None:
@@ -47,6 +51,8 @@ def test_three_passes(tmp_path: Path) -> None:
     # Each edit touches one event, or a weekly series of ten moved: ten gone and ten new.
     assert 0 < touched <= 20 * work.edited
     assert changed.report.replanned == touched
+    # And the same process read the export after that: a pass that changed something
+    assert changed.again_seconds is not None and changed.again_seconds > 0
 
 
 def test_tagging_mixes() -> None:
