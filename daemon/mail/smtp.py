@@ -48,15 +48,95 @@ _ENHANCED = re.compile(r"^\s*([245]\.\d{1,3}\.\d{1,3})\b")
 class _Tracking:
     """Notes when the end of a message's DATA has gone out: past that point, a lost answer leaves the
     outcome unknown (the server may have accepted it), and a retry could deliver it twice. With
-    `answer_later`, DATA returns once the message is out, and the server's answer is read later."""
+    `answer_later`, DATA returns once the message is out, and the server's answer is read later; with
+    `pipelining`, MAIL, RCPT and DATA go in one write when the server offers it (RFC 2920)."""
 
     body_sent = False
     answer_later = False
+    pipelining = False
 
     def send(self, s: bytes | str) -> None:
         super().send(s)  # type: ignore[misc]  # the SMTP class this is mixed into
         if isinstance(s, bytes) and s.endswith(b"\r\n.\r\n"):
             self.body_sent = True
+
+    def sendmail(
+        self,
+        from_addr: str,
+        to_addrs: str | Sequence[str],
+        msg: bytes | str,
+        mail_options: Sequence[str] = (),
+        rcpt_options: Sequence[str] = (),
+    ) -> dict[str, tuple[int, bytes]]:
+        smtp: smtplib.SMTP = self  # type: ignore[assignment]
+        smtp.ehlo_or_helo_if_needed()
+        plain = not any(o.lower() == "smtputf8" for o in mail_options)
+        pipelined = self.pipelining and self.answer_later and smtp.has_extn("pipelining")
+        if not (pipelined and plain and isinstance(msg, bytes)):
+            return super().sendmail(from_addr, to_addrs, msg, mail_options, rcpt_options)  # type: ignore[misc]
+        recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
+        return self._pipelined(smtp, from_addr, recipients, msg, mail_options, rcpt_options)
+
+    def _pipelined(
+        self,
+        smtp: smtplib.SMTP,
+        sender: str,
+        recipients: list[str],
+        msg: bytes,
+        mail_options: Sequence[str],
+        rcpt_options: Sequence[str],
+    ) -> dict[str, tuple[int, bytes]]:
+        """smtplib's sendmail with its commands in one write, their answers read in order after; the
+        answer to the message itself is left to read (`answer_later`)."""
+        size = [f"size={len(msg)}"] if smtp.has_extn("size") else []
+        mail_tail = "".join(f" {o}" for o in (*size, *mail_options))
+        rcpt_tail = "".join(f" {o}" for o in rcpt_options)
+        commands = [f"mail FROM:{smtplib.quoteaddr(sender)}{mail_tail}"]
+        commands += [f"rcpt TO:{smtplib.quoteaddr(r)}{rcpt_tail}" for r in recipients]
+        commands.append("data")
+        if any("\r" in c or "\n" in c for c in commands):  # as smtplib's putcmd refuses them
+            raise ValueError("command and arguments contain prohibited newline characters")
+        self.send("".join(f"{c}\r\n" for c in commands))
+        # The answers come in the order of the commands; a 421 closes the connection, so none follow it.
+        code, text = smtp.getreply()
+        if code == 421:
+            smtp.close()
+        if code != 250:
+            self._after_refusal(smtp, len(recipients) + 1, code)
+            raise smtplib.SMTPSenderRefused(code, text, sender)
+        refused: dict[str, tuple[int, bytes]] = {}
+        for recipient in recipients:
+            code, text = smtp.getreply()
+            if code not in (250, 251):
+                refused[recipient] = (code, text)
+            if code == 421:
+                smtp.close()
+                raise smtplib.SMTPRecipientsRefused(refused)
+        code, text = smtp.getreply()
+        if code == 421:
+            smtp.close()
+        if len(refused) == len(recipients):
+            self._after_refusal(smtp, 0, code)
+            raise smtplib.SMTPRecipientsRefused(refused)
+        if code != 354:
+            self._after_refusal(smtp, 0, code)
+            raise smtplib.SMTPDataError(code, text)
+        self._body(msg)
+        return refused
+
+    def _after_refusal(self, smtp: smtplib.SMTP, unread: int, last: int) -> None:
+        """After a refusal: read the `unread` answers still due (`last`, the code of the last one read),
+        end a DATA the server took with nothing to deliver, then reset the transaction as smtplib does.
+        Nothing when the server has closed the connection."""
+        if smtp.sock is None:
+            return
+        for _ in range(unread):
+            last = smtp.getreply()[0]
+        if last == 354:
+            self.send(".\r\n")
+            smtp.getreply()
+        with contextlib.suppress(smtplib.SMTPServerDisconnected):
+            smtp.rset()
 
     def data(self, msg: bytes | str) -> tuple[int, bytes]:
         if not self.answer_later or not isinstance(msg, bytes):
@@ -66,11 +146,14 @@ class _Tracking:
         code, reply = self.getreply()  # type: ignore[attr-defined]
         if code != 354:
             raise smtplib.SMTPDataError(code, reply)
+        self._body(msg)
+        return 250, b"answer pending"
+
+    def _body(self, msg: bytes) -> None:
         quoted = _DOT_AT_LINE_START.sub(b"..", msg)
         if not quoted.endswith(b"\r\n"):
             quoted += b"\r\n"
         self.send(quoted + b".\r\n")
-        return 250, b"answer pending"
 
 
 class _SMTP(_Tracking, smtplib.SMTP):  # type: ignore[misc]
@@ -333,7 +416,7 @@ class SmtpTransport(Transport):
         for tries_left in (1, 0):
             reused = self._connection is not None and self._connection.sock is not None
             smtp = self._connect()
-            smtp.body_sent, smtp.answer_later = False, True
+            smtp.body_sent, smtp.answer_later, smtp.pipelining = False, True, True
             try:
                 return smtp, smtp.send_message(message, from_addr=envelope_from, to_addrs=list(recipients))
             except smtplib.SMTPServerDisconnected as exc:

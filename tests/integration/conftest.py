@@ -10,6 +10,7 @@ import googleapiclient.http
 import pytest
 
 from daemon.engine import Engine
+from tests.support import smtp as smtp_support
 from tests.support.feed import CalendarFeed, serving_feed
 from tests.support.gmail_fake import FakeGmail, serving_gmail
 from tests.support.ports import free_port
@@ -70,3 +71,10 @@ def microsoft_secret(monkeypatch: pytest.MonkeyPatch) -> str:
 
     monkeypatch.setenv("FOLLOWTHROUGH_MICROSOFT_CLIENT_SECRET", CLIENT_SECRET)
     return CLIENT_SECRET
+
+
+@pytest.fixture(params=[False, True], ids=["one-command-at-a-time", "pipelining"])
+def either_pipelining(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Each test twice: its SMTP servers offer PIPELINING (RFC 2920), as most do, or not, as aiosmtpd."""
+    monkeypatch.setattr(smtp_support, "OFFER_PIPELINING", request.param)
+    return bool(request.param)

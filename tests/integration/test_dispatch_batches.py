@@ -30,6 +30,8 @@ from tests.support.engine import Calls
 from tests.support.ics import calendar
 from tests.support.smtp import RecordingHandler, serving
 
+pytestmark = pytest.mark.usefixtures("either_pipelining")  # each test against both kinds of server
+
 ROOT = Path(__file__).resolve().parents[2]
 BATCH = 10  # the dispatcher's claims at a time
 

@@ -28,7 +28,10 @@ from tests.support.private_ca import PrivateCa, make_private_ca
 from tests.support.smtp import PASSWORD, AccountHandler, serving
 
 # Plain-text AUTH on 127.0.0.1 is what these tests are about; aiosmtpd warns about it.
-pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS"),
+    pytest.mark.usefixtures("either_pipelining"),  # each test against both kinds of server
+]
 
 H = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)

@@ -15,12 +15,14 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from daemon.engine import Engine
 from daemon.errors import PermanentDeliveryError
 from daemon.ledger import SendRecord, Transition
+from daemon.mail import smtp as smtp_transport
 from daemon.mail.message import build
 from daemon.mail.smtp import SmtpTransport
 from daemon.model import Person, Status
@@ -28,6 +30,8 @@ from daemon.templates import Rendered
 from tests.support.engine import Calls, start_engine
 from tests.support.ics import vevent
 from tests.support.smtp import TroubledHandler, serving
+
+pytestmark = pytest.mark.usefixtures("either_pipelining")  # each test against both kinds of server
 
 H = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
@@ -258,3 +262,36 @@ def test_a_refusal_at_the_end_of_data_comes_when_its_answer_is_read_and_the_conn
             transport.close()
     assert handler.arrivals() == Counter({"g:2": 1})
     assert transport.connections == 1
+
+
+def test_a_message_takes_two_writes_when_the_server_offers_pipelining(
+    either_pipelining: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a server that offers PIPELINING, or not
+    writes: list[bytes | str] = []
+    send = smtp_transport._Tracking.send
+
+    def recorded(connection: Any, data: bytes | str) -> None:
+        writes.append(data)
+        send(connection, data)
+
+    monkeypatch.setattr(smtp_transport._Tracking, "send", recorded)
+    handler = TroubledHandler()
+    with serving(handler) as server:
+        transport = SmtpTransport(server.host, server.port, starttls=False, timeout=5)
+        transport.deliver(refusable("h:1"), ALICE.email, [ALICE.email])  # the connection, made
+        writes.clear()
+        # When a message to two people is delivered
+        try:
+            assert transport.deliver(refusable("i:2"), ALICE.email, [DANA.email, ALICE.email]) == {}
+        finally:
+            transport.close()
+    # Then MAIL, both RCPTs and DATA went in one write, then the message: two round trips, not five
+    commands = [w for w in writes if isinstance(w, str)]
+    if either_pipelining:
+        assert commands[0] == f"mail FROM:<{ALICE.email}> size=" + commands[0].split("size=")[1]
+        assert commands[0].endswith(f"rcpt TO:<{DANA.email}>\r\nrcpt TO:<{ALICE.email}>\r\ndata\r\n")
+        assert len(writes) == 3  # the commands, the message, QUIT
+    else:
+        assert len(writes) == 6  # MAIL, RCPT, RCPT, DATA, the message, QUIT
+    assert handler.arrivals() == Counter({"h:1": 1, "i:2": 1})

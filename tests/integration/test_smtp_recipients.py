@@ -25,6 +25,8 @@ from tests.support.engine import Calls, start_engine
 from tests.support.ics import calendar, vevent
 from tests.support.smtp import TroubledHandler, serving
 
+pytestmark = pytest.mark.usefixtures("either_pipelining")  # each test against both kinds of server
+
 H = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)
 DAY = timedelta(days=1)

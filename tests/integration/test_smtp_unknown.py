@@ -20,6 +20,8 @@ from tests.support.config import smtp_table, write_config
 from tests.support.ics import ALICE, DANA, calendar, vevent
 from tests.support.smtp import serving
 
+pytestmark = pytest.mark.usefixtures("either_pipelining")  # each test against both kinds of server
+
 
 class DropAfterData:
     """Takes the message, then hangs up instead of answering 250, while `drop` is set."""

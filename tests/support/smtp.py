@@ -22,6 +22,9 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from tests.support.ports import free_port
 
 PASSWORD = "correct horse battery staple"  # the account's password on AccountHandler servers
+# Whether handlers made from now on offer PIPELINING (RFC 2920), as most mail servers do and aiosmtpd
+# does not (it reads pipelined commands one by one all the same): see the `either_pipelining` fixture.
+OFFER_PIPELINING = False
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,15 @@ class RecordingHandler:
     refuse: set[str] = field(default_factory=set)
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    pipelining: bool = field(default_factory=lambda: OFFER_PIPELINING)
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")  # before the last line, "250 HELP"
+        return responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -198,10 +210,9 @@ class AccountHandler(TroubledHandler):
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
     ) -> list[str]:
-        session.host_name = hostname
         if not any(s is session for s in self.sessions):
             self.sessions.append(session)
-        return responses
+        return await super().handle_EHLO(server, session, envelope, hostname, responses)
 
     def authenticate(
         self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
