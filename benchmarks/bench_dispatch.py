@@ -54,9 +54,18 @@ class _Counting:
     answers MAIL, each RCPT and the end of DATA that many seconds late, as a server further away (each
     answer a round trip) or one that writes each message to disk would."""
 
-    def __init__(self, count: Any, delay: float) -> None:
+    def __init__(self, count: Any, delay: float, pipelining: bool) -> None:
         self.count = count
         self.delay = delay
+        self.pipelining = pipelining
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:  # as Postfix, Exchange and Gmail do; aiosmtpd reads such commands one by one
+            responses.insert(len(responses) - 1, "250-PIPELINING")
+        return responses
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
@@ -85,11 +94,11 @@ class _Counting:
             await asyncio.sleep(self.delay)
 
 
-def _serve(port: Any, count: Any, ready: Any, delay: float) -> None:
+def _serve(port: Any, count: Any, ready: Any, delay: float, pipelining: bool) -> None:
     from aiosmtpd.smtp import SMTP
 
     async def main() -> None:
-        handler = _Counting(count, delay)
+        handler = _Counting(count, delay, pipelining)
         server = await asyncio.get_running_loop().create_server(
             lambda: SMTP(handler, hostname="bench.example"), "127.0.0.1", 0
         )
@@ -126,7 +135,7 @@ class Server:
 
 
 @contextmanager
-def smtp_server(delay: float = 0.0, outside: str | None = None) -> Iterator[Server]:
+def smtp_server(delay: float = 0.0, outside: str | None = None, pipelining: bool = True) -> Iterator[Server]:
     """aiosmtpd on 127.0.0.1 in a spawned process: it never shares a GIL with the client measured. Or
     `outside`, "host:port" of a server already running."""
     if outside:
@@ -135,7 +144,7 @@ def smtp_server(delay: float = 0.0, outside: str | None = None) -> Iterator[Serv
         return
     spawn = multiprocessing.get_context("spawn")
     port, count, ready = spawn.Value("i", 0), spawn.Value("l", 0), spawn.Event()
-    process = spawn.Process(target=_serve, args=(port, count, ready, delay), daemon=True)
+    process = spawn.Process(target=_serve, args=(port, count, ready, delay, pipelining), daemon=True)
     process.start()
     try:
         if not ready.wait(30):
@@ -546,10 +555,11 @@ def run(
     keep: bool,
     latency_ms: float = 0.0,
     outside: str | None = None,
+    pipelining: bool = True,
 ) -> Result:
     path = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     try:
-        with smtp_server(latency_ms / 1000, outside) as server:
+        with smtp_server(latency_ms / 1000, outside, pipelining) as server:
             work = prepare(path, sends, server.port, store, server.host)
             wires = messages(work)
             result = Result(work.due, rounds, "sqlite" if work.sqlite else "postgresql")
@@ -590,6 +600,9 @@ def main(argv: list[str] | None = None) -> int:
         help="the server answers MAIL, each RCPT and the end of DATA this many ms late (default 0)",
     )
     parser.add_argument(
+        "--no-pipelining", action="store_true", help="the benchmark's server does not offer PIPELINING"
+    )
+    parser.add_argument(
         "--smtp", metavar="HOST:PORT", help="send to this server instead (a local Postfix, say): not counted"
     )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -597,7 +610,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help=f"exit 1 if the ratio is under {TARGET}")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (config, calendar, ledger)")
     args = parser.parse_args(argv)
-    result = run(args.sends, args.rounds, args.store, args.profile, args.keep, args.latency, args.smtp)
+    result = run(
+        args.sends,
+        args.rounds,
+        args.store,
+        args.profile,
+        args.keep,
+        args.latency,
+        args.smtp,
+        not args.no_pipelining,
+    )
     print(table(result))
     print("BENCH-RESULT " + json.dumps(result.summary()), flush=True)
     if args.json:

@@ -24,3 +24,9 @@ def test_a_round_sends_every_message_through_both_contenders() -> None:
     # The ledger's transactions are counted: about one commit a send, a read a batch of ten
     assert 30 <= ours.commits <= 30 + 2 * 3 + 3
     assert 1 <= ours.reads <= 3 + 4
+
+
+def test_a_slower_server_without_pipelining_still_gets_every_message() -> None:
+    result = run(10, rounds=1, store=None, profile=None, keep=False, latency_ms=2, pipelining=False)
+    assert result.server == "aiosmtpd without PIPELINING, answers 2 ms late"
+    assert result.baseline[0].messages == result.ours[0].messages == 10
