@@ -563,13 +563,11 @@ def run(
             work = prepare(path, sends, server.port, store, server.host)
             wires = messages(work)
             result = Result(work.due, rounds, "sqlite" if work.sqlite else "postgresql")
-            result.server = (
-                f"outside, {server.host}:{server.port}"
-                if server.outside
-                else f"aiosmtpd, answers {latency_ms:g} ms late"
-                if latency_ms
-                else "aiosmtpd"
-            )
+            if server.outside:
+                result.server = f"outside, {server.host}:{server.port}"
+            else:
+                result.server = "aiosmtpd" + ("" if pipelining else " without PIPELINING")
+                result.server += f", answers {latency_ms:g} ms late" if latency_ms else ""
             for n in range(rounds):
                 result.baseline.append(raw_smtplib(server, wires))
                 result.ours.append(followthrough(server, work, profile if n == rounds - 1 else None))
