@@ -50,13 +50,10 @@ NOTES = (
 
 
 class _Counting:
-    """An aiosmtpd handler that takes every message and counts it, keeping nothing; with `delay`, it
-    answers MAIL, each RCPT and the end of DATA that many seconds late, as a server further away (each
-    answer a round trip) or one that writes each message to disk would."""
+    """An aiosmtpd handler that takes every message and counts it, keeping nothing."""
 
-    def __init__(self, count: Any, delay: float, pipelining: bool) -> None:
+    def __init__(self, count: Any, pipelining: bool) -> None:
         self.count = count
-        self.delay = delay
         self.pipelining = pipelining
 
     async def handle_EHLO(
@@ -67,42 +64,55 @@ class _Counting:
             responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
-    async def handle_MAIL(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        await self._wait()
-        envelope.mail_from = address
-        envelope.mail_options.extend(options)
-        return "250 OK"
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        await self._wait()
-        envelope.rcpt_tos.append(address)
-        envelope.rcpt_options.extend(options)
-        return "250 OK"
-
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        await self._wait()
         with self.count.get_lock():
             self.count.value += 1
         return "250 OK"
 
-    async def _wait(self) -> None:
-        if self.delay:
-            await asyncio.sleep(self.delay)
+
+async def _carry(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+    """Bytes from `reader` to `writer`, each arriving `delay` seconds after it was sent, in order: one
+    way of a network path."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+    async def take() -> None:
+        while data := await reader.read(65536):
+            queue.put_nowait((loop.time() + delay, data))
+        queue.put_nowait((loop.time() + delay, b""))
+
+    async def give() -> None:
+        while True:
+            due, data = await queue.get()
+            if due > loop.time():
+                await asyncio.sleep(due - loop.time())
+            if not data:
+                writer.close()
+                return
+            writer.write(data)
+            await writer.drain()
+
+    await asyncio.gather(take(), give())
 
 
-def _serve(port: Any, count: Any, ready: Any, delay: float, pipelining: bool) -> None:
+def _serve(port: Any, count: Any, ready: Any, latency: float, pipelining: bool) -> None:
+    """aiosmtpd, reached through a path that takes `latency` seconds a round trip when there is one."""
     from aiosmtpd.smtp import SMTP
 
     async def main() -> None:
-        handler = _Counting(count, delay, pipelining)
-        server = await asyncio.get_running_loop().create_server(
-            lambda: SMTP(handler, hostname="bench.example"), "127.0.0.1", 0
-        )
-        port.value = server.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        handler = _Counting(count, pipelining)
+        smtp = await loop.create_server(lambda: SMTP(handler, hostname="bench.example"), "127.0.0.1", 0)
+        inner = smtp.sockets[0].getsockname()[1]
+
+        async def far(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", inner)
+            await asyncio.gather(
+                _carry(reader, up_writer, latency / 2), _carry(up_reader, writer, latency / 2)
+            )
+
+        reached = await asyncio.start_server(far, "127.0.0.1", 0) if latency else smtp
+        port.value = reached.sockets[0].getsockname()[1]
         ready.set()
         await asyncio.Event().wait()
 
@@ -135,16 +145,19 @@ class Server:
 
 
 @contextmanager
-def smtp_server(delay: float = 0.0, outside: str | None = None, pipelining: bool = True) -> Iterator[Server]:
-    """aiosmtpd on 127.0.0.1 in a spawned process: it never shares a GIL with the client measured. Or
-    `outside`, "host:port" of a server already running."""
+def smtp_server(
+    latency: float = 0.0, outside: str | None = None, pipelining: bool = True
+) -> Iterator[Server]:
+    """aiosmtpd on 127.0.0.1 in a spawned process: it never shares a GIL with the client measured; with
+    `latency`, behind a path that takes that long a round trip. Or `outside`, "host:port" of a server
+    already running."""
     if outside:
         host, _, port_text = outside.rpartition(":")
         yield Server(None, int(port_text), None, host or "127.0.0.1")
         return
     spawn = multiprocessing.get_context("spawn")
     port, count, ready = spawn.Value("i", 0), spawn.Value("l", 0), spawn.Event()
-    process = spawn.Process(target=_serve, args=(port, count, ready, delay, pipelining), daemon=True)
+    process = spawn.Process(target=_serve, args=(port, count, ready, latency, pipelining), daemon=True)
     process.start()
     try:
         if not ready.wait(30):
@@ -389,6 +402,20 @@ class Figures:
         return value / self.messages
 
 
+def round_trip(server: Server) -> float:
+    """The median time of a NOOP's answer on the server, in seconds: what one round trip really takes."""
+    smtp = smtplib.SMTP(server.host, server.port, timeout=30)
+    try:
+        times = []
+        for _ in range(21):
+            started = time.perf_counter()
+            smtp.noop()
+            times.append(time.perf_counter() - started)
+    finally:
+        smtp.quit()
+    return statistics.median(times)
+
+
 def raw_smtplib(server: Server, wires: list[Wire]) -> Figures:
     """The baseline: the same bytes and envelopes through one smtplib connection, nothing else."""
     before, server_before = server.received(), server.cpu()
@@ -567,7 +594,8 @@ def run(
                 result.server = f"outside, {server.host}:{server.port}"
             else:
                 result.server = "aiosmtpd" + ("" if pipelining else " without PIPELINING")
-                result.server += f", answers {latency_ms:g} ms late" if latency_ms else ""
+                result.server += f", {latency_ms:g} ms a round trip away" if latency_ms else ""
+            result.server += f" (a NOOP's answer: {1000 * round_trip(server):.2f} ms)"
             for n in range(rounds):
                 result.baseline.append(raw_smtplib(server, wires))
                 result.ours.append(followthrough(server, work, profile if n == rounds - 1 else None))
@@ -595,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=0.0,
         metavar="MS",
-        help="the server answers MAIL, each RCPT and the end of DATA this many ms late (default 0)",
+        help="the benchmark's server sits behind a path that takes this many ms a round trip (default 0)",
     )
     parser.add_argument(
         "--no-pipelining", action="store_true", help="the benchmark's server does not offer PIPELINING"

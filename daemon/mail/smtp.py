@@ -130,12 +130,12 @@ class _Tracking:
         Nothing when the server has closed the connection."""
         if smtp.sock is None:
             return
-        for _ in range(unread):
-            last = smtp.getreply()[0]
-        if last == 354:
-            self.send(".\r\n")
-            smtp.getreply()
-        with contextlib.suppress(smtplib.SMTPServerDisconnected):
+        with contextlib.suppress(smtplib.SMTPServerDisconnected):  # the refusal is what matters
+            for _ in range(unread):
+                last = smtp.getreply()[0]
+            if last == 354:
+                self.send(".\r\n")
+                smtp.getreply()
             smtp.rset()
 
     def data(self, msg: bytes | str) -> tuple[int, bytes]:
