@@ -636,6 +636,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help=f"exit 1 if the ratio is under {TARGET}")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (config, calendar, ledger)")
     args = parser.parse_args(argv)
+    if args.smtp and (args.latency or args.no_pipelining):
+        parser.error(
+            "--latency and --no-pipelining shape the benchmark's own server, not one given by --smtp"
+        )
     result = run(
         args.sends,
         args.rounds,

@@ -6,7 +6,6 @@ or account raise `AccountDeliveryError`, naming the setting to fix, so the dispa
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import smtplib
@@ -130,13 +129,16 @@ class _Tracking:
         Nothing when the server has closed the connection."""
         if smtp.sock is None:
             return
-        with contextlib.suppress(smtplib.SMTPServerDisconnected):  # the refusal is what matters
+        try:
             for _ in range(unread):
                 last = smtp.getreply()[0]
             if last == 354:
                 self.send(".\r\n")
                 smtp.getreply()
-            smtp.rset()
+        except (OSError, smtplib.SMTPException):  # the refusal is what matters: a fresh connection next
+            smtp.close()
+            return
+        _reset(smtp)
 
     def data(self, msg: bytes | str) -> tuple[int, bytes]:
         if not self.answer_later or not isinstance(msg, bytes):
@@ -145,6 +147,8 @@ class _Tracking:
         self.putcmd("data")  # type: ignore[attr-defined]
         code, reply = self.getreply()  # type: ignore[attr-defined]
         if code != 354:
+            # Unlike smtplib's, with the transaction ended: the next MAIL would meet "503 nested MAIL".
+            _reset(self)  # type: ignore[arg-type]
             raise smtplib.SMTPDataError(code, reply)
         self._body(msg)
         return 250, b"answer pending"
@@ -154,6 +158,16 @@ class _Tracking:
         if not quoted.endswith(b"\r\n"):
             quoted += b"\r\n"
         self.send(quoted + b".\r\n")
+
+
+def _reset(smtp: smtplib.SMTP) -> None:
+    """End a refused transaction (RSET), or the connection when that fails (or after a 421)."""
+    if smtp.sock is None:
+        return
+    try:
+        smtp.rset()
+    except (OSError, smtplib.SMTPException):
+        smtp.close()
 
 
 class _SMTP(_Tracking, smtplib.SMTP):  # type: ignore[misc]
@@ -451,9 +465,7 @@ class SmtpTransport(Transport):
             return
         if code == 421:
             smtp.close()
-        else:
-            with contextlib.suppress(smtplib.SMTPServerDisconnected):
-                smtp.rset()
+        _reset(smtp)
         self._drop()
         raise self._refusal(smtplib.SMTPDataError(code, text), envelope_from) from None
 

@@ -249,11 +249,13 @@ class AnswersOnceTheNextIsWritten(RecordingHandler):
 
     def __init__(self) -> None:
         super().__init__()
-        self.written = threading.Event()  # set when the second message is built
+        self.first_in = threading.Event()  # the first message has arrived
+        self.written = threading.Event()  # the second message is built
         self.answered_after_next: list[bool] = []
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if not self.answered_after_next:
+            self.first_in.set()
             waited = await asyncio.get_running_loop().run_in_executor(None, self.written.wait, self.DEADLINE)
             self.answered_after_next.append(waited)
         return await super().handle_DATA(server, session, envelope)
@@ -266,11 +268,14 @@ def test_the_next_message_is_written_while_the_server_takes_the_one_before(
     # has been written
     handler = AnswersOnceTheNextIsWritten()
     built = 0
+    first_in_before_second: list[bool] = []
 
     def build(**parts: Any) -> Any:
         nonlocal built
-        message = build_message(**parts)
         built += 1
+        if built == 2:  # not written ahead of the first's sending: the server has the first by now
+            first_in_before_second.append(handler.first_in.wait(10))
+        message = build_message(**parts)
         if built == 2:
             handler.written.set()
         return message
@@ -286,7 +291,9 @@ def test_the_next_message_is_written_while_the_server_takes_the_one_before(
         finally:
             engine.close()
 
-    # Then the dispatcher wrote the second message before it heard back about the first
+    # Then the dispatcher wrote the second message after the first had gone out, and before it heard
+    # back about the first
+    assert first_in_before_second == [True]
     assert handler.answered_after_next == [True]
     # And each went out once and is recorded sent
     assert {s.key for s in report.sent} == calls.keys

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from daemon.engine import Engine
-from daemon.errors import PermanentDeliveryError
+from daemon.errors import PermanentDeliveryError, TransientDeliveryError
 from daemon.ledger import SendRecord, Transition
 from daemon.mail import smtp as smtp_transport
 from daemon.mail.message import build
@@ -29,7 +29,7 @@ from daemon.model import Person, Status
 from daemon.templates import Rendered
 from tests.support.engine import Calls, start_engine
 from tests.support.ics import vevent
-from tests.support.smtp import TroubledHandler, serving
+from tests.support.smtp import TroubledHandler, scripted, serving
 
 pytestmark = pytest.mark.usefixtures("either_pipelining")  # each test against both kinds of server
 
@@ -295,3 +295,52 @@ def test_a_message_takes_two_writes_when_the_server_offers_pipelining(
     else:
         assert len(writes) == 6  # MAIL, RCPT, RCPT, DATA, the message, QUIT
     assert handler.arrivals() == Counter({"h:1": 1, "i:2": 1})
+
+
+def test_a_refused_data_command_ends_its_transaction_and_the_next_message_goes_out() -> None:
+    # Given a server that refuses the DATA command of the first message, for now
+    with scripted({"DATA": ["451 4.3.0 queue full, try later"]}) as server:
+        transport = SmtpTransport("127.0.0.1", server.port, starttls=False, timeout=5)
+        try:
+            # When two messages are delivered on one connection
+            with pytest.raises(TransientDeliveryError, match=re.escape("451 4.3.0 queue full")):
+                transport.deliver(refusable("j:1"), ALICE.email, [DANA.email])
+            # Then the first waits for a retry, and the second goes out: its MAIL does not meet a
+            # transaction left open ("503 nested MAIL", which would read as our sender refused)
+            assert transport.deliver(refusable("k:2"), ALICE.email, [DANA.email]) == {}
+        finally:
+            transport.close()
+    assert len(server.messages) == 1 and b"X-Followthrough-Key: k:2" in server.messages[0]
+    assert server.connections == 1
+
+
+def test_a_server_that_takes_data_after_refusing_every_recipient_gets_an_empty_end() -> None:
+    # Given a server that refuses the one recipient, then (wrongly) takes the DATA command anyway
+    with scripted({"RCPT": ["550 5.1.1 no such user"], "DATA": ["354 go ahead"]}) as server:
+        transport = SmtpTransport("127.0.0.1", server.port, starttls=False, timeout=5)
+        try:
+            # When a message is delivered
+            with pytest.raises(PermanentDeliveryError, match="every recipient refused"):
+                transport.deliver(refusable("l:1"), ALICE.email, [DANA.email])
+            # Then nothing of it was sent, and the next message goes out on the same connection
+            assert transport.deliver(refusable("m:2"), ALICE.email, [DANA.email]) == {}
+        finally:
+            transport.close()
+    assert [b"X-Followthrough-Key: m:2" in m for m in server.messages] == [True]
+    assert server.connections == 1
+
+
+def test_a_421_among_the_recipients_is_a_retry_and_the_next_message_connects_again() -> None:
+    # Given a server that takes the first recipient, then closes the connection at the second
+    with scripted({"RCPT": ["250 2.1.5 ok", "421 4.4.5 too busy, closing"]}) as server:
+        transport = SmtpTransport("127.0.0.1", server.port, starttls=False, timeout=5)
+        try:
+            # When a message to both is delivered
+            with pytest.raises(TransientDeliveryError, match=re.escape("421 4.4.5 too busy")):
+                transport.deliver(refusable("n:1"), ALICE.email, [DANA.email, ALICE.email])
+            # Then it waits for a retry, and the next message goes out on a new connection
+            assert transport.deliver(refusable("o:2"), ALICE.email, [DANA.email]) == {}
+        finally:
+            transport.close()
+    assert [b"X-Followthrough-Key: o:2" in m for m in server.messages] == [True]
+    assert server.connections == 2

@@ -18,15 +18,16 @@ from daemon.engine import Engine
 from daemon.model import Status
 from tests.support.config import smtp_table, write_config
 from tests.support.ics import ALICE, DANA, calendar, vevent
-from tests.support.smtp import serving
+from tests.support.smtp import RecordingHandler, serving
 
 pytestmark = pytest.mark.usefixtures("either_pipelining")  # each test against both kinds of server
 
 
-class DropAfterData:
+class DropAfterData(RecordingHandler):
     """Takes the message, then hangs up instead of answering 250, while `drop` is set."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.keys: list[str] = []
         self.drop = threading.Event()
 

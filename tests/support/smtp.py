@@ -1,4 +1,5 @@
-"""Real aiosmtpd servers on 127.0.0.1 for the tests, and handlers that record, stall or refuse.
+"""Real aiosmtpd servers on 127.0.0.1 for the tests, handlers that record, stall or refuse, and a bare
+scripted server for the answers aiosmtpd will not give.
 
 `serving(handler)` starts one on a free port; each handler keeps what arrived so that a test can say
 what a mail server (and so a customer) got.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -255,3 +257,105 @@ def serving(handler: Any, port: int | None = None, **options: Any) -> Iterator[S
         yield SmtpServer(handler, "127.0.0.1", controller.port)
     finally:
         controller.stop()
+
+
+class ScriptedServer:
+    """A bare SMTP server on 127.0.0.1, for what aiosmtpd will not do: refuse the DATA command itself,
+    hang up after a 421, take DATA when every recipient was refused.
+
+    `answers` maps a command ("MAIL", "RCPT", "DATA", or "END" for a message's last line) to the
+    answers it gives, in turn, one each time the command comes; once they are used up, and for every
+    other command, it answers as a plain server would. A 421 closes the connection after it.
+    """
+
+    def __init__(self, answers: dict[str, list[str]] | None = None) -> None:
+        self.answers = {verb: list(said) for verb, said in (answers or {}).items()}
+        self.pipelining = OFFER_PIPELINING
+        self.commands: list[str] = []  # every command line, as received
+        self.messages: list[bytes] = []  # each message taken (answered 250)
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            self.connections += 1
+            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
+
+    def _answer(self, verb: str, plain: str) -> str:
+        said = self.answers.get(verb)
+        return said.pop(0) if said else plain
+
+    def _serve(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("rb") as lines:
+
+            def say(answer: str) -> bool:
+                connection.sendall(answer.encode() + b"\r\n")
+                return not answer.startswith("421")
+
+            say("220 scripted.example ESMTP")
+            mail, recipients = False, 0
+            while line := lines.readline():
+                command = line.decode().rstrip("\r\n")
+                self.commands.append(command)
+                verb = command.split(" ", 1)[0].split(":", 1)[0].upper()
+                if verb == "EHLO":
+                    offers = [
+                        "scripted.example",
+                        *(["PIPELINING"] if self.pipelining else []),
+                        "SIZE 1000000",
+                    ]
+                    say("\r\n".join(f"250-{o}" for o in offers[:-1]) + f"\r\n250 {offers[-1]}")
+                elif verb == "MAIL":
+                    answer = self._answer("MAIL", "503 5.5.1 nested MAIL" if mail else "250 2.1.0 ok")
+                    mail = mail or answer.startswith("250")
+                    if not say(answer):
+                        return
+                elif verb == "RCPT":
+                    answer = self._answer("RCPT", "250 2.1.5 ok" if mail else "503 5.5.1 need MAIL")
+                    recipients += answer.startswith("250")
+                    if not say(answer):
+                        return
+                elif verb == "DATA":
+                    answer = self._answer(
+                        "DATA", "354 go ahead" if recipients else "554 5.5.1 no valid recipients"
+                    )
+                    if not say(answer):
+                        return
+                    if answer.startswith("354"):
+                        body = b""
+                        while (part := lines.readline()) not in (b".\r\n", b""):
+                            body += part
+                        answer = self._answer(
+                            "END", "250 2.0.0 queued" if recipients else "554 5.5.1 no recipients"
+                        )
+                        if answer.startswith("250"):
+                            self.messages.append(body)
+                        mail, recipients = False, 0
+                        if not say(answer):
+                            return
+                elif verb == "RSET":
+                    mail, recipients = False, 0
+                    say("250 2.0.0 reset")
+                elif verb == "QUIT":
+                    say("221 2.0.0 bye")
+                    return
+                else:
+                    say("250 2.0.0 ok")
+
+
+@contextmanager
+def scripted(answers: dict[str, list[str]] | None = None) -> Iterator[ScriptedServer]:
+    server = ScriptedServer(answers)
+    try:
+        yield server
+    finally:
+        server.close()
