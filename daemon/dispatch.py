@@ -196,8 +196,8 @@ class Dispatcher:
             for claimed in batch:
                 item = self._prepare(claimed, max(moment, clock.now()), known, report)
                 if in_flight is not None:
-                    self._finish(in_flight, report)
-                    in_flight = None
+                    flight, in_flight = in_flight, None  # its answer is read once, whatever happens
+                    self._finish(flight, report)
                 if item is None:
                     continue
                 if self._stop.is_set():
