@@ -68,6 +68,10 @@ _GONE = (
 def _remove(conn: Connection, source: str, event_ids: list[str], at: datetime) -> list[str]:
     """Take these events out of `source`; those no other calendar holds are marked deleted, and
     returned. A chunk at a time, with statements built once: a moved series removes many at once."""
+    # Their rows locked first, in one order: two instances dropping an event from two calendars at once
+    # would each still see the other's calendar holding it, and neither would mark it deleted.
+    locking = select(events.c.id).where(events.c.id.in_(event_ids)).order_by(events.c.id).with_for_update()
+    conn.execute(locking)
     conn.execute(_LEAVE_SOURCE, [{"id_": i, "source_": source} for i in event_ids])
     held = set(
         conn.execute(

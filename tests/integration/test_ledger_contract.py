@@ -8,6 +8,7 @@ processes of followthrough would have.
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -1005,6 +1006,50 @@ def test_what_a_pass_plans_against_is_read_for_many_events_at_once(open_ledger: 
     outcomes = ledger.outcomes(["call-1", "call-2"])
     assert list(outcomes) == ["call-1"] and outcomes["call-1"].outcome is Outcome.WON
     assert ledger.first_seen(["call-2", "call-4"]) == {"call-2": T - 48 * H, "call-4": T - 20 * H}
+
+
+def test_an_event_two_instances_drop_from_two_calendars_at_once_is_gone(
+    open_ledger: OpenLedger, store_url: str
+) -> None:
+    if not store_url.startswith("postgresql"):
+        pytest.skip("SQLite lets one writer in at a time: two syncs never overlap")
+    # Given a call held by two calendars, each synced by its own instance
+    a, b = open_ledger(), open_ledger()
+    call = globex_call("call-1", T)
+    a.apply_sync(CalendarChanges("sales", [call]), T - 2 * H)
+    a.apply_sync(CalendarChanges("support", [call]), T - 2 * H)
+    watcher = create_engine(store_url)
+    b_done: list[object] = []
+    b_sync = threading.Thread(
+        target=lambda: b_done.append(b.apply_sync(CalendarChanges("support", [], removed=[call.id]), T - H))
+    )
+    save_cursor = a._save_cursor  # type: ignore[attr-defined]
+
+    def in_the_middle(*args: object) -> None:
+        # When the other instance drops it from "support" while this one, having dropped it from
+        # "sales", has not committed yet (it waits for this one, or finishes first)
+        b_sync.start()
+        deadline = time.monotonic() + 30
+        while not b_done and time.monotonic() < deadline:
+            with watcher.connect() as conn:
+                waiting = conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                ).scalar()
+            if waiting:
+                break
+            time.sleep(0.01)
+        save_cursor(*args)
+
+    a._save_cursor = in_the_middle  # type: ignore[attr-defined]
+    try:
+        a.apply_sync(CalendarChanges("sales", [], removed=[call.id]), T - H)
+    finally:
+        b_sync.join(30)
+        watcher.dispose()
+    # Then it is gone from both, and deleted: its sends are cancelled at the next planning
+    stored = a.events_by_id([call.id])[call.id]
+    assert stored.sources == ()
+    assert stored.deleted
 
 
 def test_many_events_removed_at_once_are_gone_only_from_the_calendars_that_dropped_them(
