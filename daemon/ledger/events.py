@@ -67,11 +67,8 @@ _GONE = (
 
 def _remove(conn: Connection, source: str, event_ids: list[str], at: datetime) -> list[str]:
     """Take these events out of `source`; those no other calendar holds are marked deleted, and
-    returned. A chunk at a time, with statements built once: a moved series removes many at once."""
-    # Their rows locked first, in one order: two instances dropping an event from two calendars at once
-    # would each still see the other's calendar holding it, and neither would mark it deleted.
-    locking = select(events.c.id).where(events.c.id.in_(event_ids)).order_by(events.c.id).with_for_update()
-    conn.execute(locking)
+    returned. A chunk at a time, with statements built once: a moved series removes many at once.
+    Their rows are locked already (`apply_sync`)."""
     conn.execute(_LEAVE_SOURCE, [{"id_": i, "source_": source} for i in event_ids])
     held = set(
         conn.execute(
@@ -178,10 +175,17 @@ class EventStore(Base):
         gone: list[str] = []
         with self._tx() as conn:
             ids = [e.id for e in upserted]
+            removed = list(dict.fromkeys(changes.removed))
             known: dict[str, tuple[str, bool]] = {}
-            for chunk in chunks(ids):
+            # Every event this sync touches is locked first, in one order (by id), so that two instances
+            # syncing two calendars at once take turns on the events both hold: otherwise one dropping
+            # an event would not see the other's calendar holding it, and mark it deleted.
+            for chunk in chunks(sorted({*ids, *removed})):
                 for row in conn.execute(
-                    select(events.c.id, events.c.digest, events.c.deleted).where(events.c.id.in_(chunk))
+                    select(events.c.id, events.c.digest, events.c.deleted)
+                    .where(events.c.id.in_(chunk))
+                    .order_by(events.c.id)
+                    .with_for_update()
                 ):
                     known[row.id] = (row.digest, row.deleted)
             held: set[str] = set()
@@ -232,7 +236,7 @@ class EventStore(Base):
             if edits:
                 write_edits()
             rows.flush()
-            for chunk in chunks(list(dict.fromkeys(changes.removed))):
+            for chunk in chunks(removed):
                 gone += _remove(conn, source, chunk, at)
             self._save_cursor(conn, source, changes.state, at)
         return new, changed, gone

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 from sqlalchemy import Column, MetaData, Table, create_engine, insert
@@ -1008,26 +1008,16 @@ def test_what_a_pass_plans_against_is_read_for_many_events_at_once(open_ledger: 
     assert ledger.first_seen(["call-2", "call-4"]) == {"call-2": T - 48 * H, "call-4": T - 20 * H}
 
 
-def test_an_event_two_instances_drop_from_two_calendars_at_once_is_gone(
-    open_ledger: OpenLedger, store_url: str
+def interleaved(
+    a: Ledger, changes: CalendarChanges, b: Ledger, meanwhile: CalendarChanges, watcher: Any
 ) -> None:
-    if not store_url.startswith("postgresql"):
-        pytest.skip("SQLite lets one writer in at a time: two syncs never overlap")
-    # Given a call held by two calendars, each synced by its own instance
-    a, b = open_ledger(), open_ledger()
-    call = globex_call("call-1", T)
-    a.apply_sync(CalendarChanges("sales", [call]), T - 2 * H)
-    a.apply_sync(CalendarChanges("support", [call]), T - 2 * H)
-    watcher = create_engine(store_url)
+    """`a` syncs `changes`; just before it commits, `b` syncs `meanwhile` in another thread. Waits until
+    `b` is done or waiting for a lock `a` holds (PostgreSQL), then lets `a` commit."""
     b_done: list[object] = []
-    b_sync = threading.Thread(
-        target=lambda: b_done.append(b.apply_sync(CalendarChanges("support", [], removed=[call.id]), T - H))
-    )
+    b_sync = threading.Thread(target=lambda: b_done.append(b.apply_sync(meanwhile, T - H)))
     save_cursor = a._save_cursor  # type: ignore[attr-defined]
 
     def in_the_middle(*args: object) -> None:
-        # When the other instance drops it from "support" while this one, having dropped it from
-        # "sales", has not committed yet (it waits for this one, or finishes first)
         b_sync.start()
         deadline = time.monotonic() + 30
         while not b_done and time.monotonic() < deadline:
@@ -1042,14 +1032,40 @@ def test_an_event_two_instances_drop_from_two_calendars_at_once_is_gone(
 
     a._save_cursor = in_the_middle  # type: ignore[attr-defined]
     try:
-        a.apply_sync(CalendarChanges("sales", [], removed=[call.id]), T - H)
+        a.apply_sync(changes, T - H)
     finally:
         b_sync.join(30)
+    assert b_done, "the other instance's sync did not end"
+
+
+@pytest.mark.parametrize("meanwhile", ["dropped", "added"])
+def test_an_event_one_calendar_drops_while_another_instance_syncs_it_ends_as_the_calendars_say(
+    open_ledger: OpenLedger, store_url: str, meanwhile: str
+) -> None:
+    if not store_url.startswith("postgresql"):
+        pytest.skip("SQLite lets one writer in at a time: two syncs never overlap")
+    # Given a call held by "sales" (and by "support" too, when support drops it), each calendar synced
+    # by its own instance
+    a, b = open_ledger(), open_ledger()
+    call = globex_call("call-1", T)
+    a.apply_sync(CalendarChanges("sales", [call]), T - 2 * H)
+    if meanwhile == "dropped":
+        a.apply_sync(CalendarChanges("support", [call]), T - 2 * H)
+    other = CalendarChanges("support", [], removed=[call.id]) if meanwhile == "dropped" else None
+    other = other or CalendarChanges("support", [call])
+    watcher = create_engine(store_url)
+    try:
+        # When sales drops it while the other instance syncs support, which drops it too, or adds it
+        interleaved(a, CalendarChanges("sales", [], removed=[call.id]), b, other, watcher)
+    finally:
         watcher.dispose()
-    # Then it is gone from both, and deleted: its sends are cancelled at the next planning
+    # Then it ends as the calendars say: gone from both and deleted (its sends cancelled at the next
+    # planning), or held by support and live
     stored = a.events_by_id([call.id])[call.id]
-    assert stored.sources == ()
-    assert stored.deleted
+    if meanwhile == "dropped":
+        assert (stored.sources, stored.deleted) == ((), True)
+    else:
+        assert (stored.sources, stored.deleted) == (("support",), False)
 
 
 def test_many_events_removed_at_once_are_gone_only_from_the_calendars_that_dropped_them(
