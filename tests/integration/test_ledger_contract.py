@@ -1051,8 +1051,9 @@ def test_an_event_one_calendar_drops_while_another_instance_syncs_it_ends_as_the
     a.apply_sync(CalendarChanges("sales", [call]), T - 2 * H)
     if meanwhile == "dropped":
         a.apply_sync(CalendarChanges("support", [call]), T - 2 * H)
-    other = CalendarChanges("support", [], removed=[call.id]) if meanwhile == "dropped" else None
-    other = other or CalendarChanges("support", [call])
+        other = CalendarChanges("support", [], removed=[call.id])
+    else:
+        other = CalendarChanges("support", [call])
     watcher = create_engine(store_url)
     try:
         # When sales drops it while the other instance syncs support, which drops it too, or adds it
