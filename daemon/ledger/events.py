@@ -94,10 +94,6 @@ def _replace_domains(conn: Connection, rows: Inserts, domains: Mapping[str, froz
             rows.add(event_domains, {"event_id": event_id, "domain": domain})
 
 
-def _filed(filing: Filing) -> tuple[str | None, bool, set[str]]:
-    return filing.deal, filing.call, set(filing.domains)
-
-
 class EventStore(Base):
     """Meta, cursors, sync leases, events and outcomes."""
 
@@ -181,12 +177,7 @@ class EventStore(Base):
             # syncing two calendars at once take turns on the events both hold: otherwise one dropping
             # an event would not see the other's calendar holding it, and mark it deleted.
             for chunk in chunks(sorted({*ids, *removed})):
-                for row in conn.execute(
-                    select(events.c.id, events.c.digest, events.c.deleted)
-                    .where(events.c.id.in_(chunk))
-                    .order_by(events.c.id)
-                    .with_for_update()
-                ):
+                for row in self._locked(conn, chunk, events.c.digest, events.c.deleted):
                     known[row.id] = (row.digest, row.deleted)
             held: set[str] = set()
             for chunk in chunks(ids):
@@ -348,12 +339,10 @@ class EventStore(Base):
         written = 0
         with self._tx() as conn:
             rows = Inserts(self, conn)
-            for chunk in chunks(list(filings)):
+            for chunk in chunks(sorted(filings)):
                 # Locked as read: a sync cannot change an event between this look and the write.
-                query = select(events.c.id, events.c.digest, events.c.deal, events.c.is_call)
-                stored = {
-                    r.id: r for r in conn.execute(self.caps.locked(query.where(events.c.id.in_(chunk))))
-                }
+                found = self._locked(conn, chunk, events.c.digest, events.c.deal, events.c.is_call)
+                stored = {r.id: r for r in found}
                 domains: dict[str, set[str]] = {}
                 for held in conn.execute(select(event_domains).where(event_domains.c.event_id.in_(chunk))):
                     domains.setdefault(held.event_id, set()).add(held.domain)
@@ -362,7 +351,8 @@ class EventStore(Base):
                     for i in chunk
                     if (row := stored.get(i)) is not None
                     and row.digest == filings[i][1]
-                    and (row.deal, row.is_call, domains.get(i, set())) != _filed(filings[i][0])
+                    and (row.deal, row.is_call, domains.get(i, set()))
+                    != (filings[i][0].deal, filings[i][0].call, filings[i][0].domains)
                 ]
                 if not changed:
                     continue
@@ -374,6 +364,13 @@ class EventStore(Base):
                 written += len(changed)
             rows.flush()
         return written
+
+    def _locked(self, conn: Connection, chunk: list[str], *columns: Any) -> Iterable[Any]:
+        """These events' rows (id and `columns`), held until the transaction ends, in id order: whatever
+        locks events locks them in that order, a sorted chunk at a time, so two transactions never wait
+        on each other in a circle."""
+        query = select(events.c.id, *columns).where(events.c.id.in_(chunk)).order_by(events.c.id)
+        return conn.execute(self.caps.locked(query))
 
     def unfiled_events(self) -> list[str]:
         with self._read() as conn:
