@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +19,12 @@ from aiosmtpd.smtp import AuthResult
 
 from daemon.engine import Engine
 from daemon.errors import AccountDeliveryError
-from daemon.mail.message import build
 from daemon.mail.smtp import SmtpTransport
 from daemon.model import Person, Status
-from daemon.templates import Rendered
 from tests.support.engine import Calls, start_engine
 from tests.support.private_ca import PrivateCa, make_private_ca
-from tests.support.smtp import PASSWORD, AccountHandler, serving
+from tests.support.smtp import PASSWORD, AccountHandler, plain_message, serving
 
-# Plain-text AUTH on 127.0.0.1 is what these tests are about; aiosmtpd warns about it.
 pytestmark = [
     pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS"),
     pytest.mark.usefixtures("either_pipelining"),  # each test against both kinds of server
@@ -231,12 +228,8 @@ def test_a_server_that_wants_starttls_first_holds_the_sends_and_they_go_out_with
 
 
 def letter() -> Any:
-    return build(
-        key="letter:1",
-        rendered=Rendered("Hello", "text\n", "<p>html</p>\n"),
-        sender=Person("ft@acme.example", "Followthrough"),
-        to=(Person("dana@globex.example", "Dana Fox"),),
-        date=datetime(2026, 12, 1, tzinfo=UTC),
+    return plain_message(
+        "letter:1", Person("ft@acme.example", "Followthrough"), [Person("dana@globex.example", "Dana Fox")]
     )
 
 

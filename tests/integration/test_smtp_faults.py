@@ -12,8 +12,7 @@ from __future__ import annotations
 import re
 import socket
 from collections import Counter
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,11 @@ from daemon.engine import Engine
 from daemon.errors import PermanentDeliveryError, TransientDeliveryError
 from daemon.ledger import SendRecord, Transition
 from daemon.mail import smtp as smtp_transport
-from daemon.mail.message import build
 from daemon.mail.smtp import SmtpTransport
 from daemon.model import Person, Status
-from daemon.templates import Rendered
 from tests.support.engine import Calls, start_engine
 from tests.support.ics import vevent
-from tests.support.smtp import TroubledHandler, scripted, serving
+from tests.support.smtp import TroubledHandler, plain_message, scripted, serving
 
 pytestmark = pytest.mark.usefixtures("either_pipelining")  # each test against both kinds of server
 
@@ -238,12 +235,6 @@ def test_a_server_that_takes_a_message_but_answers_too_late_does_not_get_it_twic
 ALICE, DANA = Person("alice@acme.example", "Alice Moreno"), Person("dana@globex.com", "Dana Fox")
 
 
-def refusable(key: str) -> EmailMessage:
-    """A message as the dispatcher builds one, for the transport alone."""
-    rendered = Rendered("Hello", "text\n", "<p>html</p>\n")
-    return build(key=key, rendered=rendered, sender=ALICE, to=[DANA], date=datetime(2026, 12, 1, tzinfo=UTC))
-
-
 def test_a_refusal_at_the_end_of_data_comes_when_its_answer_is_read_and_the_connection_goes_on() -> None:
     # Given a server that takes a message in, then refuses it
     handler = TroubledHandler(trouble={"DATA": "554 5.6.0 Message content rejected"})
@@ -251,13 +242,13 @@ def test_a_refusal_at_the_end_of_data_comes_when_its_answer_is_read_and_the_conn
         transport = SmtpTransport(server.host, server.port, starttls=False, timeout=5)
         try:
             # When a message is handed over in two steps
-            finish = transport.start(refusable("f:1"), ALICE.email, [DANA.email])
+            finish = transport.start(plain_message("f:1", ALICE, [DANA]), ALICE.email, [DANA.email])
             # Then the refusal comes with its answer, when the answer is read, as a permanent failure
             with pytest.raises(PermanentDeliveryError, match=re.escape("554 5.6.0 Message content rejected")):
                 finish()
             # And the next message goes out on the same connection
             handler.trouble = {}
-            assert transport.deliver(refusable("g:2"), ALICE.email, [DANA.email]) == {}
+            assert transport.deliver(plain_message("g:2", ALICE, [DANA]), ALICE.email, [DANA.email]) == {}
         finally:
             transport.close()
     assert handler.arrivals() == Counter({"g:2": 1})
@@ -279,11 +270,16 @@ def test_a_message_takes_two_writes_when_the_server_offers_pipelining(
     handler = TroubledHandler()
     with serving(handler) as server:
         transport = SmtpTransport(server.host, server.port, starttls=False, timeout=5)
-        transport.deliver(refusable("h:1"), ALICE.email, [ALICE.email])  # the connection, made
+        transport.deliver(
+            plain_message("h:1", ALICE, [DANA]), ALICE.email, [ALICE.email]
+        )  # the connection, made
         writes.clear()
         # When a message to two people is delivered
         try:
-            assert transport.deliver(refusable("i:2"), ALICE.email, [DANA.email, ALICE.email]) == {}
+            assert (
+                transport.deliver(plain_message("i:2", ALICE, [DANA]), ALICE.email, [DANA.email, ALICE.email])
+                == {}
+            )
         finally:
             transport.close()
     # Then MAIL, both RCPTs and DATA went in one write, then the message: two round trips, not five
@@ -304,10 +300,10 @@ def test_a_refused_data_command_ends_its_transaction_and_the_next_message_goes_o
         try:
             # When two messages are delivered on one connection
             with pytest.raises(TransientDeliveryError, match=re.escape("451 4.3.0 queue full")):
-                transport.deliver(refusable("j:1"), ALICE.email, [DANA.email])
+                transport.deliver(plain_message("j:1", ALICE, [DANA]), ALICE.email, [DANA.email])
             # Then the first waits for a retry, and the second goes out: its MAIL does not meet a
             # transaction left open ("503 nested MAIL", which would read as our sender refused)
-            assert transport.deliver(refusable("k:2"), ALICE.email, [DANA.email]) == {}
+            assert transport.deliver(plain_message("k:2", ALICE, [DANA]), ALICE.email, [DANA.email]) == {}
         finally:
             transport.close()
     assert len(server.messages) == 1 and b"X-Followthrough-Key: k:2" in server.messages[0]
@@ -321,9 +317,9 @@ def test_a_server_that_takes_data_after_refusing_every_recipient_gets_an_empty_e
         try:
             # When a message is delivered
             with pytest.raises(PermanentDeliveryError, match="every recipient refused"):
-                transport.deliver(refusable("l:1"), ALICE.email, [DANA.email])
+                transport.deliver(plain_message("l:1", ALICE, [DANA]), ALICE.email, [DANA.email])
             # Then nothing of it was sent, and the next message goes out on the same connection
-            assert transport.deliver(refusable("m:2"), ALICE.email, [DANA.email]) == {}
+            assert transport.deliver(plain_message("m:2", ALICE, [DANA]), ALICE.email, [DANA.email]) == {}
         finally:
             transport.close()
     assert [b"X-Followthrough-Key: m:2" in m for m in server.messages] == [True]
@@ -337,9 +333,9 @@ def test_a_421_among_the_recipients_is_a_retry_and_the_next_message_connects_aga
         try:
             # When a message to both is delivered
             with pytest.raises(TransientDeliveryError, match=re.escape("421 4.4.5 too busy")):
-                transport.deliver(refusable("n:1"), ALICE.email, [DANA.email, ALICE.email])
+                transport.deliver(plain_message("n:1", ALICE, [DANA]), ALICE.email, [DANA.email, ALICE.email])
             # Then it waits for a retry, and the next message goes out on a new connection
-            assert transport.deliver(refusable("o:2"), ALICE.email, [DANA.email]) == {}
+            assert transport.deliver(plain_message("o:2", ALICE, [DANA]), ALICE.email, [DANA.email]) == {}
         finally:
             transport.close()
     assert [b"X-Followthrough-Key: o:2" in m for m in server.messages] == [True]

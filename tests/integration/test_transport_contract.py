@@ -33,20 +33,14 @@ from tests.support.gmail_fake import FakeGmail, access_for
 from tests.support.graph_fake import FakeGraph
 from tests.support.microsoft import access_for as microsoft_access_for
 from tests.support.ports import free_port
-from tests.support.smtp import RecordingHandler, serving
+from tests.support.smtp import RecordingHandler, plain_message, serving
 
 SENDER = Person("alice@acme.example", "Alice Moreno")
 TO = (Person("dana@globex.com", "Dana Fox"), Person("lee@globex.com", "Lee Park"))
 
 
 def message(key: str) -> Any:
-    return build(
-        key=key,
-        rendered=Rendered("Hello", "text\n", "<p>html</p>\n"),
-        sender=SENDER,
-        to=TO,
-        date=datetime(2026, 12, 1, tzinfo=UTC),
-    )
+    return plain_message(key, SENDER, TO)
 
 
 @dataclass

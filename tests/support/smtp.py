@@ -13,20 +13,30 @@ import email.policy
 import socket
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from typing import Any
 
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from daemon.mail.message import build
+from daemon.model import Person
+from daemon.templates import Rendered
 from tests.support.ports import free_port
 
 PASSWORD = "correct horse battery staple"  # the account's password on AccountHandler servers
 # Whether handlers made from now on offer PIPELINING (RFC 2920), as most mail servers do and aiosmtpd
 # does not (it reads pipelined commands one by one all the same): see the `either_pipelining` fixture.
 OFFER_PIPELINING = False
+
+
+def plain_message(key: str, sender: Person, to: Sequence[Person]) -> EmailMessage:
+    """A short message as the dispatcher builds one, for a transport tested on its own."""
+    rendered = Rendered("Hello", "text\n", "<p>html</p>\n")
+    return build(key=key, rendered=rendered, sender=sender, to=to, date=datetime(2026, 12, 1, tzinfo=UTC))
 
 
 @dataclass(frozen=True)
