@@ -42,6 +42,7 @@ from daemon.sources.ics_text import (
     usable_zones,
     uses_lost_zone,
 )
+from daemon.sources.zones import own_zones
 
 if TYPE_CHECKING:
     from daemon.backends import Wiring
@@ -117,7 +118,10 @@ class IcsSource(CalendarSource):
 
     # -- syncing --------------------------------------------------------------------------
     def sync(self, state: dict[str, Any] | None, now: datetime) -> SyncBatch:
-        state = state or {}
+        with own_zones():
+            return self._sync(state or {}, now)
+
+    def _sync(self, state: dict[str, Any], now: datetime) -> SyncBatch:
         data, validators = self._fetch(state)
         window = (now - self.window_past, now + self.window_future)
         known = Known(state)

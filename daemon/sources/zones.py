@@ -8,10 +8,15 @@ maintained Windows-to-IANA table, so no table of our own goes stale.
 from __future__ import annotations
 
 import functools
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+from icalendar.timezone import tzp
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
+from icalendar.timezone.zoneinfo import ZONEINFO
 
 
 @functools.lru_cache(maxsize=512)
@@ -32,6 +37,40 @@ def iana_zone(name: str | None) -> str | None:
         except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
             continue
     return None
+
+
+class _Zones(ZONEINFO):
+    """icalendar's zoneinfo provider, asked whether a VTIMEZONE's TZID is a zone it has without
+    listing every zone on disk first: `zoneinfo.available_timezones` opens each of the 600 files to
+    read its first bytes, 10-25 ms that every process paid at the first VTIMEZONE it read."""
+
+    def knows_timezone_id(self, tzid: str) -> bool:
+        # The same answer as `tzid in zoneinfo.available_timezones()` (tests/integration/test_zones.py
+        # compares them over every path under the zone directory), which leaves these out.
+        if tzid == "posixrules" or tzid.startswith(("right/", "posix/")):
+            return False
+        try:
+            ZoneInfo(tzid)
+        except (ValueError, OSError, KeyError):  # not a key, a directory, not a zone file, no such zone
+            return False
+        return True
+
+
+_reading = threading.Lock()
+
+
+@contextmanager
+def own_zones() -> Iterator[None]:
+    """While a calendar is read: icalendar knows its VTIMEZONEs, and no other calendar's.
+
+    icalendar keeps one table of zones for the whole process, and in it the first VTIMEZONE it read
+    under each TZID: Exchange names every zone of its own making "Customized Time Zone", so a second
+    calendar's events were read in the first one's zone, hours off. A fresh provider starts an empty
+    table (and tells a known TZID quickly); one calendar is read at a time.
+    """
+    with _reading:
+        tzp.use(_Zones())
+        yield
 
 
 # One IANA zone for each Windows zone: a short list that covers the world's distinct rule sets.
