@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_INSTANCES = 1000  # per series and window: a FREQ=SECONDLY rule must not eat the machine
+PARSE_CHUNK = 200  # event groups icalendar parses at once
 DEFAULT_MAX_BYTES = 50_000_000  # per calendar, `max_bytes` in its [[calendars]] entry
 # A feed that loses more events than this at once, and more than half of those it had, is held.
 HOLD_REMOVALS_OVER = 10
@@ -278,14 +279,20 @@ class IcsSource(CalendarSource):
     def _parse(
         self, skeleton: str, feed: Feed, groups: list[Group], problems: list[str]
     ) -> Iterator[tuple[Group, list[Any]]]:
-        """Each group with its parsed components; one broken group never spoils the others."""
-        if not groups:
-            return
+        """Each group with its parsed components, a chunk of groups at a time: icalendar's tree of a
+        large feed's calendar events would otherwise be the peak of a first pass."""
+        for first in range(0, len(groups), PARSE_CHUNK):
+            yield from self._parse_chunk(skeleton, feed, groups[first : first + PARSE_CHUNK], problems)
+
+    def _parse_chunk(
+        self, skeleton: str, feed: Feed, groups: list[Group], problems: list[str]
+    ) -> Iterator[tuple[Group, list[Any]]]:
+        """One broken group never spoils the others: they are parsed one by one if the chunk fails."""
         components: list[Any] = []
         try:
             components = self._read(assemble(skeleton, (b for g in groups for b in feed.blocks(g))))
         except Exception as exc:
-            log.debug("calendar %s: whole parse failed (%s), parsing event by event", self.name, exc)
+            log.debug("calendar %s: a chunk's parse failed (%s), parsing event by event", self.name, exc)
         if len(components) == sum(len(g.spans) for g in groups):
             position = 0
             for group in groups:

@@ -15,7 +15,7 @@ import pytest
 
 from daemon.errors import SourceError
 from daemon.model import CalendarEvent, EventStatus
-from daemon.sources import SyncBatch
+from daemon.sources import SyncBatch, ics
 from daemon.sources.ics import MAX_INSTANCES, IcsSource
 from daemon.sources.ics_events import MAX_DESCRIPTION
 
@@ -447,6 +447,52 @@ def test_given_a_broken_event_then_it_is_named_and_the_others_still_come_through
     assert sorted(by_id(batch)) == ["after@test", "before@test"], batch.problems
     assert [p for p in batch.problems if "broken@test" in p], batch.problems
     assert not [p for p in batch.problems if "before@test" in p or "after@test" in p], batch.problems
+
+
+def test_given_series_parsed_a_few_at_a_time_then_a_broken_one_spoils_none_of_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given seven weekly series, read by icalendar two at a time: the fourth broken, the fifth with a
+    # moved instance (its override another VEVENT of the same UID)
+    monkeypatch.setattr(ics, "PARSE_CHUNK", 2)
+
+    def series(n: int, *extra: str) -> str:
+        return meeting(
+            f"s{n}@test",
+            f"2026030{n + 1}T090000Z",
+            f"2026030{n + 1}T100000Z",
+            "RRULE:FREQ=WEEKLY;COUNT=2",
+            *extra,
+        )
+
+    moved = vevent(
+        "s4@test", "RECURRENCE-ID:20260312T090000Z", "DTSTART:20260312T150000Z", "DTEND:20260312T160000Z"
+    )
+    calendar = [series(n) for n in range(3)]
+    calendar += [series(3, "RRULE:FREQ=SOMETIMES"), series(4), moved, series(5), series(6)]
+    path = write(tmp_path / "team.ics", vcalendar(*calendar))
+
+    # When synced
+    batch = ics_source(path).sync(None, NOW)
+
+    # Then every other series has its two instances, the moved one where it was moved to
+    starts = {e.id: e.start for e in batch.upserted}
+    assert sorted({i.split("/")[0] for i in starts}) == [
+        "s0@test",
+        "s1@test",
+        "s2@test",
+        "s4@test",
+        "s5@test",
+        "s6@test",
+    ]
+    assert len(starts) == 12
+    assert sorted(s for i, s in starts.items() if i.startswith("s4@")) == [
+        utc(2026, 3, 5, 9),
+        utc(2026, 3, 12, 15),
+    ]
+    # ... and only the broken one is named
+    assert [p for p in batch.problems if "s3@test" in p], batch.problems
+    assert all("s3@test" in p for p in batch.problems), batch.problems
 
 
 def test_given_bare_vevents_without_a_vcalendar_then_they_are_read_with_a_problem_noted(
