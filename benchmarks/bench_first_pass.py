@@ -27,8 +27,6 @@ from benchmarks.bench_ics_feed import (
     TAGGING,
     PhaseResult,
     Tagging,
-    Workdir,
-    install_feed,
     prepare,
     run_phase_in_child,
 )
@@ -38,9 +36,10 @@ WINDOW = (NOW - timedelta(days=30), NOW + timedelta(days=400))
 TIME_TARGET = 0.5  # of the bare parse's wall time
 MEMORY_TARGET = 0.5  # of the bare parse's peak RSS
 GROWTH_TARGET = 1.1  # time per event at the largest size over time per event at the smallest
-# The passes after the first take a fifth of a second at 10k, where this machine's pace alone moves one
-# by a tenth or more: each is run this many times from the same start, and the median reported.
-REPEAT = 5
+# This machine's pace drifts by a fifth from minute to minute: the first pass and the passes after it
+# are measured this many rounds, each pass after the first as a share of its own round's first pass,
+# and the medians reported.
+ROUNDS = 3
 
 
 @dataclass
@@ -56,23 +55,28 @@ class Bare:
 @dataclass
 class Size:
     """One feed size and tagging: the bare parse, followthrough's first pass, and (normal only) the
-    steady-state passes that must stay cheap."""
+    steady-state passes that must stay cheap; each round's passes in the lists, round by round."""
 
     events: int
     tagging: Tagging
     megabytes: float
     bare: Bare
-    first: PhaseResult
+    first_runs: list[PhaseResult] = field(default_factory=list)
     unchanged_runs: list[PhaseResult] = field(default_factory=list)
     changed_runs: list[PhaseResult] = field(default_factory=list)
 
     @property
-    def unchanged(self) -> PhaseResult | None:
-        return _median(self.unchanged_runs)
+    def first(self) -> PhaseResult:
+        """The first pass of median wall time (the lower middle one of an even count)."""
+        return sorted(self.first_runs, key=lambda r: r.seconds)[(len(self.first_runs) - 1) // 2]
 
-    @property
-    def changed(self) -> PhaseResult | None:
-        return _median(self.changed_runs)
+    def shares(self, runs: list[PhaseResult], again: bool = False) -> list[float]:
+        """Each round's pass (or the pass after it, by the same process) over that round's first pass."""
+        return [
+            (run.again_seconds if again else run.seconds) / first.seconds
+            for first, run in zip(self.first_runs, runs, strict=False)
+            if not again or run.again_seconds is not None
+        ]
 
     @property
     def time_ratio(self) -> float:
@@ -97,52 +101,24 @@ def run_bare(feed: Path) -> Bare:
     raise RuntimeError(f"the bare parse printed no result:\n{done.stdout}")
 
 
-def _median(runs: list[PhaseResult]) -> PhaseResult | None:
-    """The run of median wall time (the lower of the two middle ones for an even count)."""
-    ordered = sorted(runs, key=lambda r: r.seconds)
-    return ordered[(len(ordered) - 1) // 2] if ordered else None
-
-
-def measure(root: Path, events: int, tagging: Tagging, seed: int, steady: int) -> Size:
-    """The bare parse and the first pass once each; with `steady`, that many rounds of the unchanged
-    and the 1% changed passes, each round from the ledger and feed the first pass left."""
+def measure(root: Path, events: int, tagging: Tagging, seed: int, rounds: int, steady: bool) -> Size:
+    """The bare parse once; `rounds` rounds of the first pass on an empty ledger, each followed, with
+    `steady`, by the unchanged and the 1% changed passes."""
     work = prepare(root / f"{tagging}-{events}", events, seed, tagging=tagging)
     try:
         feed = work.export("first")
-        size = Size(
-            events,
-            tagging,
-            feed.stat().st_size / 2**20,
-            run_bare(feed),
-            run_phase_in_child(work, "first", "timed"),
-        )
-        after_first = _keep_ledger(work)
-        for round_ in range(steady):
-            if round_:
-                _restore_ledger(work, after_first)
-                install_feed(work, "first")
-            size.unchanged_runs.append(run_phase_in_child(work, "unchanged", "timed"))
-            size.changed_runs.append(run_phase_in_child(work, "changed", "timed"))
+        size = Size(events, tagging, feed.stat().st_size / 2**20, run_bare(feed))
+        for _ in range(rounds):
+            ledger = work.ledger("timed")
+            for path in (ledger, *(Path(f"{ledger}{s}") for s in ("-wal", "-shm", "-journal"))):
+                path.unlink(missing_ok=True)
+            size.first_runs.append(run_phase_in_child(work, "first", "timed"))
+            if steady:
+                size.unchanged_runs.append(run_phase_in_child(work, "unchanged", "timed"))
+                size.changed_runs.append(run_phase_in_child(work, "changed", "timed"))
         return size
     finally:
         shutil.rmtree(work.path, ignore_errors=True)
-
-
-def _keep_ledger(work: Workdir) -> Path:
-    """A copy of the ledger as it is (its process closed it, so its journal is in it)."""
-    ledger = work.ledger("timed")
-    if any(Path(f"{ledger}{sidecar}").exists() for sidecar in ("-wal", "-journal")):
-        raise RuntimeError(f"{ledger} was left with a journal: its process did not close it")
-    kept = ledger.with_name(ledger.name + ".after-first")
-    shutil.copyfile(ledger, kept)
-    return kept
-
-
-def _restore_ledger(work: Workdir, kept: Path) -> None:
-    ledger = work.ledger("timed")
-    for sidecar in ("-wal", "-shm", "-journal"):
-        Path(f"{ledger}{sidecar}").unlink(missing_ok=True)
-    shutil.copyfile(kept, ledger)
 
 
 def _ok(value: float, target: float, tagging: Tagging = "normal") -> str:
@@ -196,43 +172,37 @@ def growth(sizes: list[Size]) -> str:
 
 
 def steady(sizes: list[Size]) -> str:
-    """The passes after the first: an unchanged feed and 1% changed, each in a fresh process, as shares
-    of the first pass; and 1% changed again by the same process, as a running daemon's next pass. Each
-    the median of its rounds, their range after it."""
+    """The passes after the first: an unchanged feed and 1% changed, each in a fresh process; and 1%
+    changed again by the same process, as a running daemon's next pass. Each as a share of its round's
+    first pass: the median share in bold, the rounds' range after it."""
     lines = [
         "| VEVENTs | rounds | unchanged | of first (≤ 1%) | 1% changed | of first (≤ 5%) | changed peak "
         "| 1% changed again, same process | of first |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in sizes:
-        if s.unchanged is None or s.changed is None:
+        if not s.unchanged_runs or not s.changed_runs:
             continue
-        first = s.first.seconds
         agains = [r.again_seconds for r in s.changed_runs if r.again_seconds is not None]
-        again = statistics.median_low(agains) if agains else None
         lines.append(
             f"| {s.events:,} | {len(s.changed_runs)} "
-            f"| {s.unchanged.seconds:.2f} s | {_share(s.unchanged.seconds, first, s.unchanged_runs)} "
-            f"| {s.changed.seconds:.2f} s | {_share(s.changed.seconds, first, s.changed_runs)} "
-            f"| {s.changed.rss_peak_mb:,.0f} MB "
-            f"| {_again(again, first, agains)} |"
+            f"| {_seconds([r.seconds for r in s.unchanged_runs])} | {_share(s.shares(s.unchanged_runs))} "
+            f"| {_seconds([r.seconds for r in s.changed_runs])} | {_share(s.shares(s.changed_runs))} "
+            f"| {max(r.rss_peak_mb for r in s.changed_runs):,.0f} MB "
+            f"| {_seconds(agains)} | {_share(s.shares(s.changed_runs, again=True))} |"
         )
     return "\n".join(lines)
 
 
-def _share(seconds: float, first: float, runs: list[PhaseResult]) -> str:
-    """The median's share of the first pass in bold, the rounds' range after it."""
-    return f"**{seconds / first:.2%}**{_spread([r.seconds for r in runs], first)}"
+def _seconds(values: list[float]) -> str:
+    return f"{statistics.median_low(values):.2f} s" if values else "-"
 
 
-def _spread(values: list[float], first: float) -> str:
-    return f" ({min(values) / first:.2%}–{max(values) / first:.2%})" if len(values) > 1 else ""
-
-
-def _again(seconds: float | None, first: float, values: list[float]) -> str:
-    if seconds is None:
-        return "- | -"
-    return f"{seconds:.2f} s | {seconds / first:.2%}{_spread(values, first)}"
+def _share(shares: list[float]) -> str:
+    if not shares:
+        return "-"
+    spread = f" ({min(shares):.2%}–{max(shares):.2%})" if len(shares) > 1 else ""
+    return f"**{statistics.median_low(shares):.2%}**{spread}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,8 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=REPEAT,
-        help=f"rounds of the unchanged and changed passes, whose medians are reported (default {REPEAT})",
+        default=ROUNDS,
+        help=f"rounds of the first pass and the passes after it; medians reported (default {ROUNDS})",
     )
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     args = parser.parse_args(argv)
@@ -263,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         for tagging in taggings:
             for events in sizes:
                 started = time.perf_counter()
-                rounds = args.rounds if tagging == "normal" and not args.no_steady else 0
-                size = measure(root, events, tagging, args.seed, rounds)
+                later = tagging == "normal" and not args.no_steady
+                size = measure(root, events, tagging, args.seed, args.rounds, later)
                 results.append(size)
                 print(
                     f"  {tagging} {events:,}: bare {size.bare.seconds:.1f} s "
