@@ -1,13 +1,18 @@
 """The ICS feed benchmarks at 300 events, in-process: the feed parses, the passes and the baseline do what
 they claim.
 
-The figures are not checked here (too small and too noisy); `python -m benchmarks.bench_ics_feed` is.
+The figures are not checked here (too small and too noisy); `python -m benchmarks.bench_ics_feed` is. The
+first-pass benchmark runs whole once, at 200 events, its passes in child processes.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
+
+from benchmarks import bench_first_pass
 from benchmarks.bare_parse import parse
 from benchmarks.bench_first_pass import WINDOW
 from benchmarks.bench_ics_feed import Tagging, generate, prepare, run_phase
@@ -71,3 +76,20 @@ def test_bare_parse_reads_the_events_followthrough_reads(tmp_path: Path) -> None
     first = run_phase(work, "first")
     assert bare["instances"] == first.new > 300
     assert bare["rss_peak_mb"] > 0
+
+
+def test_first_pass_benchmark_runs_in_rounds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given a tiny normal feed, when the first-pass benchmark runs it in two rounds
+    figures = tmp_path / "figures.json"
+    assert (
+        bench_first_pass.main(
+            ["--sizes", "200", "--tagging", "normal", "--rounds", "2", "--json", str(figures)]
+        )
+        == 0
+    )
+
+    # Then each round ran the first pass and the two after it, and the table says how many rounds
+    (size,) = json.loads(figures.read_text(encoding="utf-8"))
+    assert [len(size[runs]) for runs in ("first_runs", "unchanged_runs", "changed_runs")] == [2, 2, 2]
+    assert all(run["changed"] > 0 for run in size["changed_runs"])
+    assert "| 200 | 2 |" in capsys.readouterr().out
