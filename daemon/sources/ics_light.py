@@ -21,6 +21,7 @@ from icalendar.timezone import tzp
 
 from daemon.model import CalendarEvent
 from daemon.sources.ics_events import EventReader
+from daemon.sources.zones import KNOWN
 
 # icalendar's own unfolding (icalendar/parser/content_line.py).
 _UFOLD = re.compile(r"(?:(?<!\n)\r\n|(?<![\r\n])\n)(?:\r?\n)*[ \t]")
@@ -79,8 +80,10 @@ class _Event(dict[str, Any]):
 
 @functools.lru_cache(maxsize=256)
 def _zone(tzid: str) -> tzinfo | None:
-    """The zone a TZID names, when it is an IANA name that icalendar resolves to that very ZoneInfo."""
-    if not _IANA_NAME.fullmatch(tzid):
+    """The zone a TZID names, when it is an IANA name that icalendar resolves to that very ZoneInfo
+    whatever the calendar defines: one it knows, never one a calendar's VTIMEZONE makes (the answer
+    is kept for the process, and each calendar is read with its own VTIMEZONEs)."""
+    if not _IANA_NAME.fullmatch(tzid) or not KNOWN.knows_timezone_id(tzid):
         return None
     try:
         zone = ZoneInfo(tzid)

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+from icalendar.cal import Timezone
 from icalendar.timezone import tzp
 from icalendar.timezone.windows_to_olson import WINDOWS_TO_OLSON
 from icalendar.timezone.zoneinfo import ZONEINFO
@@ -39,10 +41,19 @@ def iana_zone(name: str | None) -> str | None:
     return None
 
 
+_MADE_AT_MOST = 256  # zones of calendars' own making, kept
+_made: OrderedDict[bytes, tzinfo] = OrderedDict()  # by their VTIMEZONE's text, the latest used last
+
+
 class _Zones(ZONEINFO):
-    """icalendar's zoneinfo provider, asked whether a VTIMEZONE's TZID is a zone it has without
-    listing every zone on disk first: `zoneinfo.available_timezones` opens each of the 600 files to
-    read its first bytes, 10-25 ms that every process paid at the first VTIMEZONE it read."""
+    """icalendar's zoneinfo provider, with two changes.
+
+    It tells whether a VTIMEZONE's TZID is a zone it has without listing every zone on disk first:
+    `zoneinfo.available_timezones` opens each of the 600 files to read its first bytes, 10-25 ms that
+    every process paid at the first VTIMEZONE it read. And it makes one zone of one definition: a
+    calendar's VTIMEZONE read again (at every sync, see `own_zones`) is the same object, which
+    `zone_like`'s cache knows.
+    """
 
     def knows_timezone_id(self, tzid: str) -> bool:
         # The same answer as `tzid in zoneinfo.available_timezones()` (tests/integration/test_zones.py
@@ -55,8 +66,20 @@ class _Zones(ZONEINFO):
             return False
         return True
 
+    def create_timezone(self, tz: Timezone) -> tzinfo:  # type: ignore[override]  # as ZONEINFO has it
+        definition = tz.to_ical()
+        made = _made.get(definition)
+        if made is None:
+            made = _made[definition] = super().create_timezone(tz)
+            if len(_made) > _MADE_AT_MOST:
+                _made.popitem(last=False)
+        else:
+            _made.move_to_end(definition)
+        return made
+
 
 _reading = threading.Lock()
+KNOWN = _Zones()
 
 
 @contextmanager
@@ -66,11 +89,14 @@ def own_zones() -> Iterator[None]:
     icalendar keeps one table of zones for the whole process, and in it the first VTIMEZONE it read
     under each TZID: Exchange names every zone of its own making "Customized Time Zone", so a second
     calendar's events were read in the first one's zone, hours off. A fresh provider starts an empty
-    table (and tells a known TZID quickly); one calendar is read at a time.
+    table; one calendar is read at a time, and none is left in the table after it.
     """
     with _reading:
         tzp.use(_Zones())
-        yield
+        try:
+            yield
+        finally:
+            tzp.use(_Zones())
 
 
 # One IANA zone for each Windows zone: a short list that covers the world's distinct rule sets.
