@@ -55,6 +55,9 @@ PARSE_CHUNK = 200  # event groups icalendar parses at once
 DEFAULT_MAX_BYTES = 50_000_000  # per calendar, `max_bytes` in its [[calendars]] entry
 # A feed that loses more events than this at once, and more than half of those it had, is held.
 HOLD_REMOVALS_OVER = 10
+# How events are read. A cursor written by an earlier reading has every event read again once, its text
+# changed or not: 2 mended events read in another calendar's "Customized Time Zone", stored hours off.
+READING = 2
 
 
 class IcsSource(CalendarSource):
@@ -127,21 +130,23 @@ class IcsSource(CalendarSource):
         window = (now - self.window_past, now + self.window_future)
         known = Known(state)
         due = known.due(now.timestamp())
-        if data is None and not due:
+        outdated = bool(state) and state.get("reading") != READING
+        if data is None and not due and not outdated:
             return self._unchanged(state)
         new_state: dict[str, Any] = {**state, **validators}
         if data is None:  # unchanged feed, but series to re-expand as the window moves: re-read
             data, _ = self._fetch({})
             assert data is not None
         digest = feed_digest(data, state)
-        if digest == state.get("digest") and not due:
+        if digest == state.get("digest") and not due and not outdated:
             return self._unchanged(new_state)
         if not digest.startswith("sha256:"):  # a cursor from before: stored with the new digest
             digest = feed_digest(data, {})
         batch = SyncBatch()
         feed = self._whole(as_utf8(data, batch.problems), batch.problems)
         del data  # the feed holds the bytes (or their UTF-8 copy) from here on
-        full = feed.header != state.get("header")  # time zones changed: every event may have moved
+        # Time zones changed, or read differently now: every event may have moved.
+        full = outdated or feed.header != state.get("header")
         digests = known.digests
         changed = [
             feed.group(uid)
@@ -196,6 +201,7 @@ class IcsSource(CalendarSource):
         unusable = {uid: [uid, _problem_of(uid, batch.problems)] for uid in batch.unusable}
         new_state.pop("items", None)  # a cursor from before: stored in the compact form
         new_state.update(known.packed(feed.digests, new_items), digest=digest, header=feed.header)
+        new_state["reading"] = READING
         new_state["unusable"] = unusable
         batch.state = new_state
         return batch

@@ -449,27 +449,30 @@ def test_given_a_broken_event_then_it_is_named_and_the_others_still_come_through
     assert not [p for p in batch.problems if "before@test" in p or "after@test" in p], batch.problems
 
 
-def test_given_series_parsed_a_few_at_a_time_then_a_broken_one_spoils_none_of_the_others(
+def test_given_series_parsed_a_few_at_a_time_then_a_broken_one_spoils_only_its_own_chunk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given seven weekly series, read by icalendar two at a time: the fourth broken, the fifth with a
-    # moved instance (its override another VEVENT of the same UID)
+    # Given seven weekly series, read by icalendar two at a time: the fourth broken (a component left
+    # open), the fifth with a moved instance (its override another VEVENT of the same UID)
     monkeypatch.setattr(ics, "PARSE_CHUNK", 2)
+    parsed: list[int] = []  # how many VEVENTs each parse read
+    read = IcsSource._read
+
+    def counting(self: IcsSource, text: str) -> list[Any]:
+        parsed.append(text.count("BEGIN:VEVENT"))
+        return read(self, text)
+
+    monkeypatch.setattr(IcsSource, "_read", counting)
 
     def series(n: int, *extra: str) -> str:
-        return meeting(
-            f"s{n}@test",
-            f"2026030{n + 1}T090000Z",
-            f"2026030{n + 1}T100000Z",
-            "RRULE:FREQ=WEEKLY;COUNT=2",
-            *extra,
-        )
+        start, end = f"2026030{n + 1}T090000Z", f"2026030{n + 1}T100000Z"
+        return meeting(f"s{n}@test", start, end, "RRULE:FREQ=WEEKLY;COUNT=2", *extra)
 
     moved = vevent(
         "s4@test", "RECURRENCE-ID:20260312T090000Z", "DTSTART:20260312T150000Z", "DTEND:20260312T160000Z"
     )
     calendar = [series(n) for n in range(3)]
-    calendar += [series(3, "RRULE:FREQ=SOMETIMES"), series(4), moved, series(5), series(6)]
+    calendar += [series(3, "BEGIN:X-THING"), series(4), moved, series(5), series(6)]
     path = write(tmp_path / "team.ics", vcalendar(*calendar))
 
     # When synced
@@ -477,22 +480,16 @@ def test_given_series_parsed_a_few_at_a_time_then_a_broken_one_spoils_none_of_th
 
     # Then every other series has its two instances, the moved one where it was moved to
     starts = {e.id: e.start for e in batch.upserted}
-    assert sorted({i.split("/")[0] for i in starts}) == [
-        "s0@test",
-        "s1@test",
-        "s2@test",
-        "s4@test",
-        "s5@test",
-        "s6@test",
-    ]
+    series_read = sorted({i.split("/")[0] for i in starts})
+    assert series_read == ["s0@test", "s1@test", "s2@test", "s4@test", "s5@test", "s6@test"]
     assert len(starts) == 12
-    assert sorted(s for i, s in starts.items() if i.startswith("s4@")) == [
-        utc(2026, 3, 5, 9),
-        utc(2026, 3, 12, 15),
-    ]
-    # ... and only the broken one is named
+    moved_series = sorted(s for i, s in starts.items() if i.startswith("s4@"))
+    assert moved_series == [utc(2026, 3, 5, 9), utc(2026, 3, 12, 15)]
+    # ... only the broken one is named
     assert [p for p in batch.problems if "s3@test" in p], batch.problems
     assert all("s3@test" in p for p in batch.problems), batch.problems
+    # ... and only its chunk was parsed again, event by event: s2 and s3, then the chunks after it whole
+    assert parsed == [2, 2, 1, 1, 3, 1]
 
 
 def test_given_bare_vevents_without_a_vcalendar_then_they_are_read_with_a_problem_noted(
@@ -990,6 +987,27 @@ def test_given_a_feed_with_an_etag_then_the_second_sync_is_a_304_and_unchanged(
     assert revalidate.status == 304
 
 
+def test_given_a_cursor_of_an_earlier_reading_then_a_feed_not_modified_is_fetched_and_read_once_more(
+    calendar_feed: CalendarFeed,
+) -> None:
+    # Given a published calendar with an ETag, synced by a version that read events differently (its
+    # cursor has no `reading`)
+    calendar_feed.publish(three_meetings().encode(), '"v1"')
+    source = url_source(calendar_feed)
+    first = source.sync(None, NOW)
+    earlier = {k: v for k, v in first.state.items() if k != "reading"}
+
+    # When synced from that cursor, and again from the cursor it stores
+    again = source.sync(earlier, NOW + timedelta(minutes=5))
+    after = source.sync(again.state, NOW + timedelta(minutes=10))
+
+    # Then the feed, though not modified, is fetched whole and every event read once more; then it is
+    # left alone again
+    assert [r.status for r in calendar_feed.requests] == [200, 304, 200, 304]
+    assert len(again.upserted) == len(first.upserted) and again.removed == []
+    assert after.unchanged
+
+
 def test_given_a_feed_republished_with_a_new_etag_then_only_changed_events_are_upserted(
     calendar_feed: CalendarFeed,
 ) -> None:
@@ -1245,7 +1263,7 @@ PREVIOUS_STATE: dict[str, Any] = {
 }
 
 
-def test_given_a_cursor_from_the_previous_version_when_the_feed_only_renews_dtstamp_then_nothing_changes(
+def test_given_a_cursor_from_the_previous_version_when_the_feed_only_renews_dtstamp_then_nothing_is_lost(
     tmp_path: Path,
 ) -> None:
     # Given a cursor the previous version stored, and the same feed exported again (new DTSTAMPs)
@@ -1254,10 +1272,11 @@ def test_given_a_cursor_from_the_previous_version_when_the_feed_only_renews_dtst
     # When this version syncs from that cursor
     batch = IcsSource("team", path=path).sync(PREVIOUS_STATE, datetime(2026, 3, 1, 12, tzinfo=UTC))
 
-    # Then it reads the feed (its bytes changed) but finds every event as it was: nothing to re-plan,
-    # nothing removed
+    # Then it reads every event once more, as a cursor of an earlier reading asks (the ledger finds
+    # them as they were: nothing to re-plan), and nothing is removed
     assert not batch.unchanged
-    assert batch.upserted == [] and batch.removed == [] and batch.problems == []
+    assert sorted({e.id.split("/")[0] for e in batch.upserted}) == sorted(PREVIOUS_STATE["items"])
+    assert batch.removed == [] and batch.problems == []
     assert batch.state["header"] == PREVIOUS_STATE["header"]
 
     # And the cursor it stores (in this version's form) still knows every event as it was: the next
@@ -1273,7 +1292,7 @@ def test_given_a_cursor_from_the_previous_version_when_the_feed_only_renews_dtst
     assert sorted(dropped.removed) == PREVIOUS_STATE["items"]["weekly@acme.example"][1]
 
 
-def test_given_a_cursor_from_the_previous_version_when_the_feed_is_unchanged_then_it_is_not_read(
+def test_given_a_cursor_from_the_previous_version_when_the_feed_is_unchanged_then_it_is_read_once_more(
     tmp_path: Path,
 ) -> None:
     # Given a cursor the previous version stored after reading this very file
@@ -1283,5 +1302,9 @@ def test_given_a_cursor_from_the_previous_version_when_the_feed_is_unchanged_the
     # When this version syncs the same file from it
     batch = IcsSource("team", path=path).sync(state, datetime(2026, 3, 1, 12, 5, tzinfo=UTC))
 
-    # Then the feed is unchanged, as before the upgrade
-    assert batch.unchanged and batch.upserted == [] and batch.removed == []
+    # Then it reads every event once more, as a cursor of an earlier reading asks, nothing removed
+    assert not batch.unchanged and len(batch.upserted) == 5 and batch.removed == []
+
+    # And from the cursor it stores, the same file is unchanged, not read
+    again = IcsSource("team", path=path).sync(batch.state, datetime(2026, 3, 1, 12, 10, tzinfo=UTC))
+    assert again.unchanged and again.upserted == [] and again.removed == []

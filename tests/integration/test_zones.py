@@ -8,13 +8,14 @@ import os
 import zoneinfo
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from icalendar.timezone.zoneinfo import ZONEINFO
 
 from daemon.sources import SyncBatch
 from daemon.sources.ics import IcsSource
-from daemon.sources.zones import _Zones
+from daemon.sources.zones import _Zones, zone_like
 
 
 def _paths_under(root: str) -> list[str]:
@@ -95,10 +96,54 @@ def test_given_two_calendars_with_a_customized_time_zone_each_then_each_is_read_
     )
 
 
-def sync(folder: Path, name: str, text: str) -> SyncBatch:
+def test_given_a_calendar_defining_its_own_zone_under_a_name_zoneinfo_also_loads_then_its_own_is_used(
+    tmp_path: Path,
+) -> None:
+    # Given a calendar whose event names posix/Europe/Berlin without defining it (zoneinfo loads that
+    # file), then one that defines a zone of its own, UTC+5, under that very name
+    def calendar(zone: str) -> str:
+        event = CALENDAR[CALENDAR.index("BEGIN:VEVENT") : CALENDAR.index("END:VEVENT")]
+        event = event.replace("Europe/Berlin", "posix/Europe/Berlin")
+        head = "BEGIN:VCALENDAR\nVERSION:2.0\nPRODID:-//followthrough tests//EN\n"
+        return f"{head}{zone}{event}END:VEVENT\nEND:VCALENDAR\n"
+
+    own = "BEGIN:VTIMEZONE\nTZID:posix/Europe/Berlin\nBEGIN:STANDARD\nTZOFFSETFROM:+0500\nTZOFFSETTO:+0500\n"
+    own += "DTSTART:16010101T000000\nEND:STANDARD\nEND:VTIMEZONE\n"
+
+    # When both are synced by one process, the second with the light reader and without it
+    berlin = sync(tmp_path, "berlin", calendar(""))
+    light = sync(tmp_path, "own", calendar(own))
+    full = sync(tmp_path, "own-full", calendar(own), light=False)
+
+    # Then the first is read in Berlin's time, the second in its own zone both ways
+    assert [e.start for e in berlin.upserted] == [datetime(2026, 3, 5, 9, tzinfo=UTC)]
+    assert (
+        [e.start for e in light.upserted]
+        == [e.start for e in full.upserted]
+        == [datetime(2026, 3, 5, 5, tzinfo=UTC)]
+    )
+
+
+def test_given_a_calendar_with_a_zone_of_its_own_read_again_then_its_zone_is_matched_once(
+    tmp_path: Path,
+) -> None:
+    # Given a calendar with a "Customized Time Zone", read once (its zone matched to an IANA zone
+    # for the mail's local times, which takes tens of milliseconds)
+    sync(tmp_path, "custom", CALENDAR)
+    before = zone_like.cache_info()
+
+    # When it is read again, as every pass reads a changed calendar
+    sync(tmp_path, "custom-again", CALENDAR)
+
+    # Then its zone is the one already matched, not matched again
+    after = zone_like.cache_info()
+    assert after.misses == before.misses and after.hits > before.hits
+
+
+def sync(folder: Path, name: str, text: str, **options: Any) -> SyncBatch:
     path = folder / f"{name}.ics"
     path.write_text(text.replace("\n", "\r\n"), encoding="utf-8")
-    return IcsSource(name, path=path).sync(None, NOW)
+    return IcsSource(name, path=path, **options).sync(None, NOW)
 
 
 NOW = datetime(2026, 3, 1, 12, tzinfo=UTC)
