@@ -74,7 +74,7 @@ class Size:
         """Each round's pass (or the pass after it, by the same process) over that round's first pass."""
         return [
             (run.again_seconds if again else run.seconds) / first.seconds
-            for first, run in zip(self.first_runs, runs, strict=False)
+            for first, run in zip(self.first_runs, runs, strict=True)
             if not again or run.again_seconds is not None
         ]
 

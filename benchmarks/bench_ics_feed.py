@@ -476,7 +476,7 @@ class PhaseResult:
     problems: int
     replanned: int
     # changed only: the next pass, 1% others edited, by the same Engine in the same process (a running
-    # daemon's pass, which has paid what a process pays once: statements, templates, the zone list)
+    # daemon's pass, which has paid what a process pays once: statements and templates compiled)
     again_seconds: float | None = None
     report: PassReport | None = field(default=None, repr=False)
 
