@@ -55,8 +55,9 @@ PARSE_CHUNK = 200  # event groups icalendar parses at once
 DEFAULT_MAX_BYTES = 50_000_000  # per calendar, `max_bytes` in its [[calendars]] entry
 # A feed that loses more events than this at once, and more than half of those it had, is held.
 HOLD_REMOVALS_OVER = 10
-# How events are read. A cursor written by an earlier reading has every event read again once, its text
-# changed or not: 2 mended events read in another calendar's "Customized Time Zone", stored hours off.
+# How events are read. A cursor written by an earlier reading has every event read again once, changed
+# or not. Reading 2 reads each calendar with its own zones: events read in another calendar's
+# "Customized Time Zone" were stored hours off.
 READING = 2
 
 
