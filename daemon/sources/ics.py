@@ -132,14 +132,15 @@ class IcsSource(CalendarSource):
         known = Known(state)
         due = known.due(now.timestamp())
         outdated = bool(state) and state.get("reading") != READING
-        if data is None and not due and not outdated:
+        reread = bool(due) or outdated  # even if the feed is unchanged
+        if data is None and not reread:
             return self._unchanged(state)
         new_state: dict[str, Any] = {**state, **validators}
-        if data is None:  # unchanged feed, but series to re-expand as the window moves: re-read
+        if data is None:  # not modified, but series to re-expand or an earlier reading: fetch it whole
             data, _ = self._fetch({})
             assert data is not None
         digest = feed_digest(data, state)
-        if digest == state.get("digest") and not due and not outdated:
+        if digest == state.get("digest") and not reread:
             return self._unchanged(new_state)
         if not digest.startswith("sha256:"):  # a cursor from before: stored with the new digest
             digest = feed_digest(data, {})

@@ -85,10 +85,7 @@ def _zone(tzid: str) -> tzinfo | None:
     is kept for the process, and each calendar is read with its own VTIMEZONEs)."""
     if not _IANA_NAME.fullmatch(tzid) or not KNOWN.knows_timezone_id(tzid):
         return None
-    try:
-        zone = ZoneInfo(tzid)
-    except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError
-        return None
+    zone = ZoneInfo(tzid)  # loads: the lookup just loaded it
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = tzp.timezone(tzid)
