@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from benchmarks.bench_dispatch import KINDS, calendar, run
+from benchmarks.bench_dispatch import KINDS, STAGES, TARGET, calendar, run, table
 
 
 def test_the_calendar_has_the_sends_asked_for_of_every_kind() -> None:
@@ -24,6 +24,13 @@ def test_a_round_sends_every_message_through_both_contenders() -> None:
     # The ledger's transactions are counted: about one commit a send, a read a batch of ten
     assert 30 <= ours.commits <= 30 + 2 * 3 + 3
     assert 1 <= ours.reads <= 3 + 4
+    # A round of its own says where the CPU went: every stage was reached, and the parts fit the whole
+    assert set(result.stages) == {*STAGES, "rest"}
+    assert all(result.stages[stage] > 0 for stage in STAGES)
+    assert result.stages["rest"] > -0.05  # the stages' clocks nest in the pass's, give or take a tick
+    # The budget is the cores' time for a message at the target's pace, less the server's share
+    assert 0 < result.budget() <= 1000 * result.cores / (TARGET * baseline.rate)
+    assert "CPU budget per send at the target, " in table(result)
 
 
 def test_a_slower_server_without_pipelining_still_gets_every_message() -> None:
