@@ -598,7 +598,7 @@ class Result:
     baseline: list[Figures] = field(default_factory=list)
     ours: list[Figures] = field(default_factory=list)
     stages: dict[str, float] = field(default_factory=dict)  # CPU ms a send, from a round of its own
-    cores: int = field(default_factory=lambda: _cores())
+    cores: int = field(default_factory=_cores)
 
     def budget(self) -> float:
         """The most CPU, in ms, followthrough's client could spend on a send and still reach the target
